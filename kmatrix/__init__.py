@@ -1,0 +1,1 @@
+"""kmatrix: the Linux kernel's configuration workflow for ML experiment matrices."""
