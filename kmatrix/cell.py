@@ -8,12 +8,14 @@ from pathlib import Path
 _ID_PREFIX = {"seed": "s", "i": "x", "j": "y", "frame": "f"}
 
 
-def cell_id(point, axis_names):
+def cell_id(point, axis_names, counts=None):
     """The one function that builds a cell id, e.g. `muon-bf16-s0-x03-y12`.
 
     `point` maps axis name -> value; `axis_names` gives the order. Index axes (`i`,
-    `j`) are zero-padded to the width of their largest index so ids sort naturally.
+    `j`) are zero-padded to the width of their largest index (`counts`: axis -> number
+    of values) so ids sort naturally.
     """
+    counts = counts or {}
     parts = []
     for name in axis_names:
         value = point[name]
@@ -21,7 +23,7 @@ def cell_id(point, axis_names):
         if prefix is None:
             parts.append(str(value))
         elif name in ("i", "j"):
-            width = len(str(point.get(f"{name}_count", 100) - 1))
+            width = len(str(counts.get(name, 100) - 1))
             parts.append(f"{prefix}{int(value):0{max(2, width)}d}")
         else:
             parts.append(f"{prefix}{value}")

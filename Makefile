@@ -1,0 +1,133 @@
+# kmatrix: the Linux kernel's configuration workflow for experiment matrices.
+# Every target is a thin call into one Python entry point; `make help` lists them.
+# `make V=1` shows the commands; `PYTHON=python3 make ...` uses a ready environment
+# (e.g. a GPU box with torch preinstalled) instead of creating .venv.
+
+.DEFAULT_GOAL := run
+SHELL := /bin/bash
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Set-up: with no PYTHON given, .venv is (re)built whenever pyproject.toml changes.
+TORCH_VERSION ?= 2.13.0
+ifeq ($(origin PYTHON),undefined)
+PYTHON := .venv/bin/python
+SETUP := .venv/.installed
+else
+SETUP :=
+endif
+
+.venv/.installed: pyproject.toml
+	@echo "  SETUP   .venv (torch==$(TORCH_VERSION), then this project with its dev extra)"
+	$(Q)test -x .venv/bin/python || python3 -m venv .venv
+	$(Q).venv/bin/python -m pip install -q --upgrade pip
+	$(Q).venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(Q).venv/bin/python -m pip install -q -e ".[dev]"
+	$(Q)touch $@
+
+# Configuration: .config (Kconfig) -> config.py + config.json (typed values).
+KCONFIGS := Kconfig $(wildcard */Kconfig)
+DEFCONFIGS := $(sort $(notdir $(wildcard defconfigs/*)))
+DEFCONFIG_TARGETS := $(addprefix defconfig-,$(DEFCONFIGS))
+
+.config: | $(SETUP)
+	@echo "  CONF    no .config yet: loading defconfigs/default"
+	$(Q)$(PYTHON) scripts/config.py defconfig default
+
+config.json: .config $(KCONFIGS) | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py genconfig
+
+config.py: config.json
+
+.PHONY: $(DEFCONFIG_TARGETS)
+$(DEFCONFIG_TARGETS): defconfig-%: | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py defconfig $*
+
+.PHONY: list-defconfigs lint-defconfigs menuconfig olddefconfig savedefconfig setconfig
+list-defconfigs:
+	@printf '%s\n' $(DEFCONFIGS)
+
+lint-defconfigs: | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py lint
+
+menuconfig: .config | $(SETUP)
+	$(Q)$(PYTHON) -m menuconfig Kconfig
+	$(Q)$(PYTHON) scripts/config.py genconfig
+
+olddefconfig: .config | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py genconfig
+
+DEFCONFIG ?= defconfig
+savedefconfig: config.json
+	$(Q)$(PYTHON) scripts/config.py savedefconfig $(DEFCONFIG)
+
+setconfig: .config | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py setconfig "$(SET)"
+
+# The matrix.
+MATRIX = $(PYTHON) scripts/matrix.py $(if $(filter 1,$(FORCE)),--force)
+.PHONY: run plan check estimate summary repro-check clean-results
+run: config.json
+	$(Q)$(MATRIX) run
+
+plan: config.json
+	$(Q)$(MATRIX) plan
+
+check: config.json
+	$(Q)$(MATRIX) check
+
+estimate: config.json
+	$(Q)$(MATRIX) estimate
+
+summary: config.json
+	$(Q)$(MATRIX) summary
+
+repro-check: config.json
+	$(Q)$(MATRIX) repro-check
+
+clean-results: config.json
+	$(Q)$(MATRIX) clean-results
+
+# Development.
+.PHONY: test format clean distclean help
+test: | $(SETUP)
+	$(Q)$(PYTHON) -m pytest
+
+format: | $(SETUP)
+	$(Q)$(PYTHON) -m black .
+
+clean:
+	$(Q)rm -rf .pytest_cache build *.egg-info
+	$(Q)find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+distclean: clean
+	$(Q)rm -rf .venv .config .config.old config.py config.json
+
+help:
+	@echo 'Configuration:'
+	@echo '  defconfig-<name>  - lint defconfigs/<name>, then load it into .config (tab completes)'
+	@echo '  list-defconfigs   - list the defconfigs in defconfigs/'
+	@echo '  lint-defconfigs   - lint every defconfig: file:line: problem, non-zero on any'
+	@echo '  menuconfig        - edit .config in a menu (kconfiglib menuconfig)'
+	@echo '  olddefconfig      - fill new symbols with defaults, regenerate config.py'
+	@echo '  setconfig SET=".." - set symbols from the command line, e.g. SET="SWEEP_X_POINTS=32"'
+	@echo '  savedefconfig     - write a minimal defconfig to ./defconfig (DEFCONFIG=path)'
+	@echo 'Matrix:'
+	@echo '  run (default)     - run every cell: one worker per GPU, resume, retries, summary'
+	@echo '  plan              - print the cells (ids, axis values) without running anything'
+	@echo '  check             - dry-run every cell on the CPU (tiny model, one step each)'
+	@echo '  estimate          - cell count, steps/tokens and a time estimate from a probe run'
+	@echo '  summary           - re-render figures, summary.json, results.csv from results'
+	@echo '  repro-check       - run one cell twice (and on every GPU), compare bitwise'
+	@echo '  clean-results     - delete results/<name>/ of the current configuration'
+	@echo 'Development:'
+	@echo '  test              - run the test suite (pytest)'
+	@echo '  format            - format all Python with black'
+	@echo '  clean / distclean - remove caches / also .venv and the configuration'
+	@echo '  help              - this list'
+	@echo 'Variables: V=1 (verbose), FORCE=1 (reuse a results dir made with another'
+	@echo '  configuration), PYTHON=python3 (skip .venv set-up), TORCH_VERSION=2.13.0'

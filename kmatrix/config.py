@@ -1,0 +1,194 @@
+"""The typed configuration: .config (Kconfig) -> Python values -> config.py / config.json.
+
+This is the only module that turns Kconfig strings into Python types. Everything
+downstream reads a `Config`, never `.config`. Rules (see the top of Kconfig):
+
+- bool -> bool, int/hex -> int, string -> str, unless the prompt ends in a type tag:
+  "(float)" -> float, "(floats)" / "(ints)" / "(words)" -> list (space separated).
+  An empty tagged string becomes None (a float) or [] (a list).
+- a named `choice FOO` with members FOO_BAR, FOO_BAZ -> foo = "bar" | "baz".
+- a menu whose prompt ends in "(multi-select)" with bools PREFIX_NAME -> prefixs = [...].
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import kconfiglib
+
+from kmatrix.errors import ConfigError
+
+TYPE_TAGS = {"(float)": float, "(floats)": float, "(ints)": int, "(words)": str}
+LIST_TAGS = ("(floats)", "(ints)", "(words)")
+MULTI_SELECT = "(multi-select)"
+# Symbols that say where and how cells run, not what they compute (see Kconfig).
+RUNTIME_PREFIXES = ("exec_", "track_")
+
+
+class Config:
+    """Read-only typed configuration: cfg.sweep_x_points, cfg.get("seeds", [0])."""
+
+    def __init__(self, values):
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no configuration symbol {name.upper()!r}") from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Config is read-only: change .config (make menuconfig/setconfig)")
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def get(self, name, default=None):
+        return self._values.get(name, default)
+
+    def as_dict(self):
+        return dict(self._values)
+
+    def replace(self, **changes):
+        """A copy with some values changed (for tests and probes; never written back)."""
+        return Config({**self._values, **changes})
+
+    @property
+    def hash(self):
+        return config_hash(self._values)
+
+
+def config_hash(values):
+    """Hash of everything that decides what the matrix computes (not where it runs)."""
+    relevant = {k: v for k, v in values.items() if not k.startswith(RUNTIME_PREFIXES)}
+    blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _prompt(sym):
+    for node in sym.nodes:
+        if node.prompt:
+            return node.prompt[0].strip()
+    return ""
+
+
+def _type_tag(sym):
+    prompt = _prompt(sym)
+    for tag in TYPE_TAGS:
+        if prompt.endswith(tag):
+            return tag
+    return None
+
+
+def _parse_string(sym, text):
+    tag = _type_tag(sym)
+    if tag is None:
+        return text
+    kind = TYPE_TAGS[tag]
+    items = text.split() if tag in LIST_TAGS else ([text.strip()] if text.strip() else [])
+    values = []
+    for item in items:
+        try:
+            values.append(kind(item))
+        except ValueError:
+            name = {float: "a number", int: "an integer"}.get(kind, kind.__name__)
+            raise ConfigError(
+                sym.name,
+                f"{item!r} is not {name}",
+                f'set it like CONFIG_{sym.name}="{"1e-3" if kind is float else "0 1"}"',
+            ) from None
+    if tag in LIST_TAGS:
+        return values
+    return values[0] if values else None
+
+
+def _symbol_value(sym):
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return sym.tri_value == 2
+    text = sym.str_value
+    if sym.orig_type == kconfiglib.INT:
+        return int(text) if text else None
+    if sym.orig_type == kconfiglib.HEX:
+        return int(text, 16) if text else None
+    return _parse_string(sym, text)
+
+
+def _multi_select_groups(kconf):
+    """(list name, prefix, member symbols) for every "(multi-select)" menu."""
+    groups = []
+    node = kconf.top_node
+    stack = [node.list] if node.list else []
+    while stack:
+        node = stack.pop()
+        while node:
+            if node.item == kconfiglib.MENU and node.prompt[0].strip().endswith(MULTI_SELECT):
+                syms = []
+                child = node.list
+                while child:
+                    if isinstance(child.item, kconfiglib.Symbol):
+                        syms.append(child.item)
+                    child = child.next
+                prefix = os.path.commonprefix([s.name for s in syms]).rsplit("_", 1)[0]
+                groups.append((prefix.lower() + "s", prefix, syms))
+            if node.list:
+                stack.append(node.list)
+            node = node.next
+    return groups
+
+
+def typed_values(kconf):
+    """Every symbol of a loaded Kconfig as a typed Python value (sorted by name)."""
+    values = {}
+    errors = []
+    for sym in kconf.unique_defined_syms:
+        try:
+            values[sym.name.lower()] = _symbol_value(sym)
+        except ConfigError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigError(
+            ", ".join(e.symbol for e in errors), "; ".join(e.problem for e in errors)
+        )
+    for choice in kconf.unique_choices:
+        if choice.name:
+            selected = choice.selection
+            value = selected.name[len(choice.name) + 1 :].lower() if selected else None
+            values[choice.name.lower()] = value
+    for list_name, prefix, syms in _multi_select_groups(kconf):
+        values[list_name] = [s.name[len(prefix) + 1 :].lower() for s in syms if s.tri_value == 2]
+    return dict(sorted(values.items()))
+
+
+def render_config_py(values):
+    """config.py text: one literal assignment per symbol, never code."""
+    lines = [
+        "# Generated from .config by kmatrix (make genconfig). Do not edit:",
+        "# use `make menuconfig` or `make setconfig SET=...`.",
+        "# Every value is a Python literal written with repr(); nothing here runs code.",
+        f"CONFIG_HASH = {config_hash(values)!r}",
+    ]
+    lines += [f"{name.upper()} = {value!r}" for name, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path, text):
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_config(values, out_dir="."):
+    """Write config.py and config.json (atomically, deterministic output)."""
+    out_dir = Path(out_dir)
+    _write_atomic(out_dir / "config.json", json.dumps(values, indent=1, sort_keys=True) + "\n")
+    _write_atomic(out_dir / "config.py", render_config_py(values))
+
+
+def load(path="config.json"):
+    """The typed configuration written by `make` (config.json beside config.py)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `make defconfig-<name>` or `make olddefconfig`")
+    return Config(json.loads(path.read_text()))

@@ -1,0 +1,237 @@
+"""Kconfig front door: defconfigs, lint, command-line overrides, savedefconfig.
+
+Thin glue over kconfiglib. Kconfig on its own silently ignores a malformed line or an
+assignment that its dependencies reject; `lint_defconfig` reports every such line as
+`file:line: problem`, and nothing loads a defconfig that does not lint clean.
+"""
+
+import difflib
+import re
+import shlex
+from pathlib import Path
+
+import kconfiglib
+
+from kmatrix import config as typed
+from kmatrix.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENT = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
+NOT_SET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
+
+
+def load_kconfig(root=ROOT):
+    """Parse the Kconfig tree (quietly: we report problems ourselves)."""
+    kconf = kconfiglib.Kconfig(str(Path(root) / "Kconfig"), warn=False, suppress_traceback=False)
+    kconf.warn_assign_undef = False
+    return kconf
+
+
+def _close_names(kconf, name):
+    return difflib.get_close_matches(name, list(kconf.syms), n=1, cutoff=0.75)
+
+
+def why_not(kconf, sym, wanted):
+    """Why `sym` did not end up with the value `wanted` (a Kconfig string)."""
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) and sym.choice is not None:
+        choice = sym.choice
+        if choice.visibility == 0:
+            return f"choice has unmet dependencies ({kconfiglib.expr_str(choice.direct_dep)})"
+        if wanted == "y":
+            return f"another member of the choice is selected ({choice.selection.name})"
+        return "a choice needs one member set; select another member instead of unsetting"
+    if sym.visibility == 0 and not sym.nodes[0].prompt:
+        return "has no prompt: it is set automatically and cannot be assigned"
+    if sym.visibility == 0:
+        return f"unmet dependencies ({kconfiglib.expr_str(sym.direct_dep)})"
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.ranges:
+        for low, high, cond in sym.ranges:
+            if kconfiglib.expr_value(cond):
+                return f"value {wanted} out of range [{low.str_value}, {high.str_value}]"
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
+        return f"{wanted!r} is not a valid {kconfiglib.TYPE_TO_STR[sym.orig_type]} value"
+    if sym.orig_type == kconfiglib.BOOL and wanted not in ("y", "n"):
+        return f"{wanted!r} is not a bool value (use y, or '# CONFIG_{sym.name} is not set')"
+    if sym.rev_dep is not kconf.n and wanted == "n":
+        return f"forced on by select ({kconfiglib.expr_str(sym.rev_dep)})"
+    return f"did not take effect (value is {sym.str_value!r})"
+
+
+def _parse_value(sym, raw):
+    """A defconfig right-hand side -> the Kconfig string value, or an error string."""
+    if sym.orig_type == kconfiglib.STRING:
+        if not (len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"'):
+            return None, f'string value must be quoted: CONFIG_{sym.name}="{raw}"'
+        body = raw[1:-1]
+        if re.search(r'(?<!\\)"', body):
+            return None, 'unescaped " inside a string value (write \\")'
+        return kconfiglib.unescape(body), None
+    if raw.startswith('"'):
+        return None, f"{kconfiglib.TYPE_TO_STR[sym.orig_type]} value must not be quoted"
+    return raw, None
+
+
+def lint_defconfig(path, kconf=None):
+    """Every problem of one defconfig file as 'file:line: problem' (empty list = clean)."""
+    kconf = kconf or load_kconfig()
+    path = Path(path)
+    problems = []
+    wanted = {}  # symbol name -> (line number, Kconfig string value)
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        where = f"{path}:{lineno}"
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if line != line.rstrip():
+            problems.append(f"{where}: trailing whitespace")
+        if stripped.startswith("#"):
+            m = NOT_SET.match(stripped)
+            if m:
+                name, value = m.group(1), "n"
+            elif stripped.startswith("# CONFIG_"):
+                problems.append(f"{where}: malformed '# CONFIG_X is not set' line")
+                continue
+            else:
+                continue  # a comment on its own line
+        else:
+            m = ASSIGNMENT.match(line)
+            if not m:
+                if re.match(r"^\s*CONFIG_\w+\s*=", line) or re.match(r"^\s*\w+\s*=", line):
+                    if re.match(r"^\s*CONFIG_\w+(\s+=|=\s+|\s+=\s+)", line):
+                        problems.append(f"{where}: spaces around '=' (write CONFIG_X=value)")
+                    elif not stripped.startswith("CONFIG_"):
+                        problems.append(f"{where}: assignment must start with CONFIG_")
+                    else:
+                        problems.append(f"{where}: malformed line (write CONFIG_X=value)")
+                else:
+                    problems.append(f"{where}: malformed line (write CONFIG_X=value)")
+                continue
+            name, raw = m.group(1), m.group(2)
+            if re.search(r"\s#", raw) and not (raw.startswith('"') and raw.endswith('"')):
+                problems.append(f"{where}: inline comment (put comments on their own line)")
+                continue
+            if raw != raw.strip():
+                problems.append(f"{where}: spaces around '=' (write CONFIG_X=value)")
+                continue
+            value = raw
+        sym = kconf.syms.get(name)
+        if sym is None or not sym.nodes:
+            hint = _close_names(kconf, name)
+            fix = f" (did you mean CONFIG_{hint[0]}?)" if hint else ""
+            problems.append(f"{where}: unknown symbol CONFIG_{name}{fix}")
+            continue
+        if name in wanted:
+            problems.append(f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})")
+            continue
+        if not stripped.startswith("#"):
+            value, error = _parse_value(sym, value)
+            if error:
+                problems.append(f"{where}: {error}")
+                continue
+        wanted[name] = (lineno, value)
+    if problems:
+        return problems
+    # Load it for real and check every assignment took effect.
+    kconf.load_config(str(path), replace=True)
+    for name, (lineno, value) in wanted.items():
+        sym = kconf.syms[name]
+        if sym.str_value != value:
+            problems.append(f"{path}:{lineno}: CONFIG_{name}={value}: {why_not(kconf, sym, value)}")
+    if not problems:
+        try:
+            typed.typed_values(kconf)
+        except ConfigError as e:
+            first = e.symbol.split(",")[0].strip()
+            lineno = wanted.get(first, (0, None))[0]
+            problems.append(f"{path}:{lineno}: CONFIG_{e}")
+    return problems
+
+
+def defconfig_path(name, root=ROOT):
+    path = Path(root) / "defconfigs" / name
+    if not path.is_file():
+        names = sorted(p.name for p in (Path(root) / "defconfigs").iterdir())
+        hint = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(
+            f"defconfig-{name}",
+            f"no file defconfigs/{name}",
+            f"did you mean defconfig-{hint[0]}?" if hint else "run `make list-defconfigs`",
+        )
+    return path
+
+
+def apply_defconfig(name, root=ROOT, dotconfig=None):
+    """Lint defconfigs/<name>, then write .config and config.py/config.json from it."""
+    path = defconfig_path(name, root)
+    kconf = load_kconfig(root)
+    problems = lint_defconfig(path, kconf)
+    if problems:
+        raise ConfigError(f"defconfigs/{name}", "lint failed:\n  " + "\n  ".join(problems))
+    return _save(kconf, root, dotconfig)
+
+
+def _save(kconf, root, dotconfig=None):
+    dotconfig = Path(dotconfig or Path(root) / ".config")
+    values = typed.typed_values(kconf)  # validate before touching any file
+    tmp = dotconfig.with_name(dotconfig.name + ".tmp")
+    kconf.write_config(str(tmp), save_old=False)
+    tmp.replace(dotconfig)
+    typed.write_config(values, dotconfig.parent)
+    return values
+
+
+def load_dotconfig(root=ROOT, dotconfig=None):
+    dotconfig = Path(dotconfig or Path(root) / ".config")
+    kconf = load_kconfig(root)
+    if not dotconfig.exists():
+        raise ConfigError(".config", "not found", "run `make defconfig-<name>` first")
+    kconf.load_config(str(dotconfig), replace=True)
+    return kconf
+
+
+def genconfig(root=ROOT, dotconfig=None):
+    """.config -> config.py + config.json (also fills in new symbols: olddefconfig)."""
+    return _save(load_dotconfig(root, dotconfig), root, dotconfig)
+
+
+def parse_assignments(text):
+    """'SWEEP_X_POINTS=32 SEEDS="0 1"' -> [("SWEEP_X_POINTS", "32"), ("SEEDS", "0 1")]."""
+    pairs = []
+    for item in shlex.split(text):
+        if "=" not in item:
+            raise ConfigError(item, "not an assignment", "write SYMBOL=value")
+        name, value = item.split("=", 1)
+        name = name.strip().removeprefix("CONFIG_")
+        pairs.append((name, value))
+    return pairs
+
+
+def setconfig(assignments, root=ROOT, dotconfig=None):
+    """Set symbols on top of .config, validated by Kconfig; regenerate config.py."""
+    kconf = load_dotconfig(root, dotconfig)
+    pairs = parse_assignments(assignments) if isinstance(assignments, str) else assignments
+    for name, value in pairs:
+        sym = kconf.syms.get(name)
+        if sym is None or not sym.nodes:
+            hint = _close_names(kconf, name)
+            raise ConfigError(name, "unknown symbol", f"did you mean {hint[0]}?" if hint else None)
+        if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+            value = {"1": "y", "true": "y", "0": "n", "false": "n"}.get(value.lower(), value)
+        sym.set_value(value)
+    for name, value in pairs:
+        sym = kconf.syms[name]
+        if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+            value = {"1": "y", "true": "y", "0": "n", "false": "n"}.get(value.lower(), value)
+        if sym.str_value != value:
+            raise ConfigError(name, f"cannot be set to {value!r}: {why_not(kconf, sym, value)}")
+    return _save(kconf, root, dotconfig)
+
+
+def savedefconfig(out, root=ROOT, dotconfig=None):
+    """Write a minimal defconfig (only non-default values) that lints clean."""
+    kconf = load_dotconfig(root, dotconfig)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    kconf.write_min_config(str(tmp), header="")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,58 @@
+"""Configuration commands behind the Makefile: defconfig, lint, setconfig, savedefconfig.
+
+Usage: python scripts/config.py {defconfig NAME | lint [FILE...] | genconfig |
+        setconfig 'SYM=value ...' | savedefconfig OUT | list}
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kmatrix import kconfig  # noqa: E402
+from kmatrix.errors import ConfigError  # noqa: E402
+
+
+def main(argv):
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    try:
+        if command == "defconfig":
+            values = kconfig.apply_defconfig(args[0])
+            print(f"  CONF    .config <- defconfigs/{args[0]} (matrix {values['name']!r})")
+        elif command == "lint":
+            files = args or sorted(str(p) for p in (kconfig.ROOT / "defconfigs").iterdir())
+            kconf = kconfig.load_kconfig()
+            problems = [p for f in files for p in kconfig.lint_defconfig(f, kconf)]
+            for problem in problems:
+                print(problem, file=sys.stderr)
+            if problems:
+                return 1
+            print(f"  LINT    {len(files)} defconfig(s) clean")
+        elif command == "genconfig":
+            kconfig.genconfig()
+            print("  GEN     config.py config.json")
+        elif command == "setconfig":
+            if not args or not args[0].strip():
+                raise ConfigError("SET", "nothing to set", "make setconfig SET=\"SYM=value ...\"")
+            kconfig.setconfig(" ".join(args))
+            print(f"  SET     {' '.join(args)}")
+        elif command == "savedefconfig":
+            out = kconfig.savedefconfig(args[0] if args else "defconfig")
+            print(f"  SAVE    {out} (minimal: only values that differ from the defaults)")
+        elif command == "list":
+            for path in sorted((kconfig.ROOT / "defconfigs").iterdir()):
+                print(path.name)
+        else:
+            print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+            return 2
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
