@@ -253,7 +253,7 @@ def _hf_documents(src: dict, cache_dir=None):
             f"{ds.column_names}) (fix: set hf_text_field to the column holding the text)"
         )
     for batch in ds.select_columns([field]).iter(batch_size=1024):
-        yield from (text for text in batch[field] if text)
+        yield from (text for text in batch[field] if text)  # skip empty rows (blank lines)
 
 
 def _documents(src, data_dir, archive, hf_cache_dir):
@@ -311,8 +311,8 @@ def _tokenize_into(out_dir: Path, docs, src: dict, enc) -> dict:
                 if cap and total >= cap:
                     break
             for s, parts in pieces.items():
-                arr = np.concatenate([np.asarray(p, dtype=np.uint16) for p in parts] or [[]])
-                arr = arr.astype(np.uint16, copy=False)
+                arrays = [np.asarray(p, dtype=np.uint16) for p in parts]
+                arr = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.uint16)
                 files[s].write(arr.tobytes())
                 hashes[s].update(arr.tobytes())
                 tokens[s] += len(arr)
