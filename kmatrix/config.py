@@ -147,8 +147,12 @@ def typed_values(kconf):
         except ConfigError as e:
             errors.append(e)
     if errors:
-        raise errors[0] if len(errors) == 1 else ConfigError(
-            ", ".join(e.symbol for e in errors), "; ".join(e.problem for e in errors)
+        raise (
+            errors[0]
+            if len(errors) == 1
+            else ConfigError(
+                ", ".join(e.symbol for e in errors), "; ".join(e.problem for e in errors)
+            )
         )
     for choice in kconf.unique_choices:
         if choice.name:
@@ -190,5 +194,7 @@ def load(path="config.json"):
     """The typed configuration written by `make` (config.json beside config.py)."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run `make defconfig-<name>` or `make olddefconfig`")
+        raise FileNotFoundError(
+            f"{path} not found: run `make defconfig-<name>` or `make olddefconfig`"
+        )
     return Config(json.loads(path.read_text()))

@@ -121,7 +121,9 @@ def lint_defconfig(path, kconf=None):
             problems.append(f"{where}: unknown symbol CONFIG_{name}{fix}")
             continue
         if name in wanted:
-            problems.append(f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})")
+            problems.append(
+                f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})"
+            )
             continue
         if not stripped.startswith("#"):
             value, error = _parse_value(sym, value)

@@ -36,7 +36,7 @@ def main(argv):
             print("  GEN     config.py config.json")
         elif command == "setconfig":
             if not args or not args[0].strip():
-                raise ConfigError("SET", "nothing to set", "make setconfig SET=\"SYM=value ...\"")
+                raise ConfigError("SET", "nothing to set", 'make setconfig SET="SYM=value ..."')
             kconfig.setconfig(" ".join(args))
             print(f"  SET     {' '.join(args)}")
         elif command == "savedefconfig":

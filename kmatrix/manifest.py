@@ -1,0 +1,130 @@
+"""Provenance: manifest.json per cell and one environment snapshot per matrix.
+
+No environment variable whose name contains KEY, TOKEN, SECRET or PASSWORD is ever
+written: `redact` is applied to everything taken from the environment.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from kmatrix.results import write_json_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+ENV_RECORDED = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "OMP_NUM_THREADS",
+    "PYTHONHASHSEED",
+    "WANDB_MODE",
+    "NCCL_NVLS_ENABLE",
+    "TORCH_SYMM_MEM_DISABLE_MULTICAST",
+)
+
+
+def redact(env):
+    """Drop every variable whose name looks like it holds a credential."""
+    return {k: v for k, v in env.items() if not any(w in k.upper() for w in SECRET_WORDS)}
+
+
+def _git(*args):
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_info():
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "sha": _git("rev-parse", "HEAD"),
+        "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+def torch_info(device):
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {"torch": None, "cuda": None, "cudnn": None, "nccl": None, "gpu": None}
+
+    info = {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "nccl": None,
+        "gpu": None,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "driver": _nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader"),
+        }
+        try:
+            info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        except Exception:  # noqa: BLE001 - NCCL is optional
+            pass
+    return info
+
+
+def _nvidia_smi(*args):
+    try:
+        out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write(out_dir, cell, job, knobs, device):
+    """manifest.json for one cell: code, software, hardware, seeds, knobs, data."""
+    env = redact(dict(os.environ))
+    manifest = {
+        "cell": cell.id,
+        "config_hash": job.get("config_hash"),
+        "environment_snapshot": job.get("environment_hash"),
+        "git": job.get("git") or git_info(),
+        "python": sys.version.split()[0],
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        **torch_info(device),
+        "device": device,
+        "env": {k: env.get(k) for k in ENV_RECORDED if k in env},
+        "seed": cell.point.get("seed"),
+        "run_seed": cell.run_seed,
+        "knobs": knobs,
+        "params": cell.params,
+    }
+    write_json_atomic(Path(out_dir) / "manifest.json", manifest)
+    return manifest
+
+
+def write_environment_snapshot(root):
+    """pip freeze, python, platform and nvidia-smi once per matrix; returns its hash."""
+    try:
+        freeze = subprocess.run(
+            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, timeout=60
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        freeze = []
+    snapshot = {
+        "python": sys.version,
+        "platform": platform.platform(),
+        "pip_freeze": freeze,
+        "nvidia_smi": _nvidia_smi(),
+    }
+    blob = json.dumps(snapshot, sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    write_json_atomic(Path(root) / f"environment-{digest}.json", snapshot)
+    return digest

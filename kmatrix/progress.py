@@ -1,0 +1,84 @@
+"""Progress: a live rich display on a terminal, plain log lines otherwise."""
+
+import sys
+import time
+
+
+def _fmt_eta(seconds):
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """done/total, failures, the cell running on each slot and an ETA."""
+
+    def __init__(self, total, already_done=0, title="matrix", live=None):
+        self.total, self.done, self.failed = total, already_done, 0
+        self.start_done, self.title = already_done, title
+        self.start = time.time()
+        self.running = {}
+        self.live = sys.stdout.isatty() if live is None else live
+        self._rich = None
+
+    def eta(self):
+        finished = self.done - self.start_done
+        if finished <= 0:
+            return None
+        return (time.time() - self.start) / finished * (self.total - self.done)
+
+    def __enter__(self):
+        if self.live:
+            from rich.live import Live
+
+            self._rich = Live(self._render(), refresh_per_second=4, transient=False)
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._rich is not None:
+            self._rich.update(self._render())
+            self._rich.__exit__(*exc)
+
+    def _render(self):
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        head = Text.assemble(
+            (f"{self.title} ", "bold"),
+            f"{self.done}/{self.total} done  ",
+            (f"{self.failed} failed  ", "red" if self.failed else "dim"),
+            f"elapsed {_fmt_eta(time.time() - self.start)}  ETA {_fmt_eta(self.eta())}",
+        )
+        table = Table.grid(padding=(0, 2))
+        for slot, cell in sorted(self.running.items()):
+            table.add_row(Text(slot, "cyan"), cell)
+        return Group(head, ProgressBar(total=max(self.total, 1), completed=self.done), table)
+
+    def set_running(self, running):
+        self.running = dict(running)
+        if self._rich is not None:
+            self._rich.update(self._render())
+
+    def finished(self, cell_id, status, runtime_s, slot, note=""):
+        if status != "retry":
+            self.done += 1
+        self.failed += status == "failed"
+        line = (
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {status:<8} {cell_id}"
+            f"  {runtime_s:.1f}s  ({slot})  ETA {_fmt_eta(self.eta())}{note}"
+        )
+        if self._rich is not None:
+            self._rich.console.print(line, highlight=False)
+            self._rich.update(self._render())
+        else:
+            print(line, flush=True)
+
+    def message(self, text):
+        if self._rich is not None:
+            self._rich.console.print(text, highlight=False)
+        else:
+            print(text, flush=True)

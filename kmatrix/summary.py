@@ -1,0 +1,62 @@
+"""After the matrix: results.csv, summary.json and the workload's figures."""
+
+import csv
+import os
+from pathlib import Path
+
+from kmatrix import tracking
+from kmatrix.plan import load_workload
+from kmatrix.results import read_result, write_json_atomic
+
+
+def _row(cell, result):
+    row = {"id": cell.id, "status": result["status"] if result else "missing"}
+    row.update({k: v for k, v in cell.point.items()})
+    if result:
+        for name, value in (result.get("metrics") or {}).items():
+            if isinstance(value, (int, float, str, bool)) or value is None:
+                row[name] = value
+        row["runtime_s"] = result.get("runtime_s")
+        row["error"] = (
+            (result.get("error") or "").splitlines()[0][:200] if result.get("error") else ""
+        )
+    return row
+
+
+def write_csv(path, rows):
+    columns = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def summarize(cfg, cells, root):
+    """Render summary/ from whatever results exist now (missing cells stay missing)."""
+    root = Path(root)
+    out = root / "summary"
+    out.mkdir(parents=True, exist_ok=True)
+    results = {cell.id: read_result(root, cell.id) for cell in cells}
+    rows = [_row(cell, results[cell.id]) for cell in cells]
+    write_csv(out / "results.csv", rows)
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = {
+        "name": cfg.name,
+        "workload": cfg.workload,
+        "profile": cfg.get("profile"),
+        "config_hash": cfg.hash,
+        "cells": len(cells),
+        "counts": counts,
+    }
+    if cells:
+        wl = load_workload(cells[0].workload)
+        summary["workload_summary"] = wl.summarize(out, cells, results, cfg) or {}
+    write_json_atomic(out / "summary.json", summary)
+    tracking.log_summary(tracking.settings(cfg, root), out, rows, summary)
+    return summary

@@ -1,0 +1,139 @@
+"""A persistent worker process: runs cells one after another, keeping heavy state.
+
+Started by the executor as `python -m kmatrix.worker REPLY_FD`, pinned to one GPU with
+CUDA_VISIBLE_DEVICES. Jobs arrive as JSON lines on stdin; one JSON line per finished
+job goes back on REPLY_FD. While a cell runs, file descriptors 1 and 2 point at the
+cell's log.txt, so prints, warnings and even a C-level crash message land there.
+"""
+
+import contextlib
+import ctypes
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kmatrix.cell import Cell, RunContext
+from kmatrix.errors import Diverged
+from kmatrix.results import write_json_atomic
+
+
+def _die_with_parent():
+    """Ask Linux to kill us when the driver dies, so no orphan keeps writing results."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _output_to(path):
+    """Point fds 1 and 2 (Python and C output alike) at `path` for the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _device():
+    torch = sys.modules.get("torch")  # loaded by the workload; see seeding.seed_everything
+    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+
+
+def run_job(job, cache, workloads):
+    """Run one cell (or its dry run); write result.json for real runs; return a reply."""
+    from kmatrix import seeding, tracking
+
+    cell = Cell.from_dict(job["cell"])
+    out_dir = Path(job["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dry = job.get("kind") == "dry_run"
+    start = time.time()
+    reply = {"id": cell.id, "status": "ok", "error": None}
+    metrics, extra, tracker = {}, {}, None
+    with _output_to(out_dir / "log.txt"):
+        try:
+            if cell.workload not in workloads:
+                workloads[cell.workload] = importlib.import_module(cell.workload)
+            wl = workloads[cell.workload]
+            seeding.seed_everything(cell.run_seed)
+            knobs = seeding.apply_profile(job.get("profile", "paper_repro"))
+            ctx = RunContext(_device(), out_dir, cache, job.get("profile", "paper_repro"))
+            ctx.dry_run = dry
+            if dry:
+                wl.dry_run(cell, ctx)
+            else:
+                print(
+                    f"== cell {cell.id} attempt {job.get('attempt', 1)} on {ctx.device}", flush=True
+                )
+                if job.get("manifest", True):
+                    from kmatrix import manifest
+
+                    manifest.write(out_dir, cell, job, knobs, ctx.device)
+                tracker = tracking.Tracker.for_cell(job.get("tracking"), cell)
+                ctx.tracker = tracker
+                extra = dict(wl.run(cell, ctx) or {})
+                reply["status"] = extra.pop("status", "ok")
+                metrics = extra.pop("metrics", {})
+        except Diverged as e:
+            reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
+            print(f"diverged: {e}", flush=True)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # even sys.exit() in a cell fails the cell, not the worker
+            reply["status"] = "failed"
+            reply["error"] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        finally:
+            if tracker is not None:
+                tracker.finish(reply["status"], metrics)
+    reply["runtime_s"] = round(time.time() - start, 3)
+    if not dry:
+        result = {
+            "id": cell.id,
+            "status": reply["status"],
+            "metrics": metrics,
+            "error": reply["error"],
+            "runtime_s": reply["runtime_s"],
+            "attempt": job.get("attempt", 1),
+            "profile": job.get("profile"),
+            "point": cell.point,
+            "run_seed": cell.run_seed,
+            "params": cell.params,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **extra,
+        }
+        write_json_atomic(out_dir / "result.json", result)
+    return reply
+
+
+def main():
+    reply = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    cache, workloads = {}, {}
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        reply.write(json.dumps(run_job(json.loads(line), cache, workloads)) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Matrix commands behind the Makefile: run, plan, check, estimate, summary.
+
+Usage: python scripts/matrix.py {run|plan|check|estimate|summary|repro-check|clean-results}
+       [--force] [--config config.json]
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kmatrix import config, driver  # noqa: E402
+from kmatrix.errors import ConfigError  # noqa: E402
+
+COMMANDS = {
+    "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
+    "plan": lambda cfg, a: driver.print_plan(cfg),
+    "check": lambda cfg, a: driver.check_matrix(cfg),
+    "estimate": lambda cfg, a: driver.estimate(cfg),
+    "summary": lambda cfg, a: driver.summary_only(cfg),
+    "clean-results": lambda cfg, a: driver.clean_results(cfg),
+}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--force", action="store_true", help="reuse a results dir (FORCE=1)")
+    parser.add_argument("--config", default="config.json", help="typed configuration to use")
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](config.load(args.config), args)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are kept; `make` resumes the rest", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,82 @@
+"""A fake workload for the driver's tests: each cell does what its params say.
+
+params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "sleep"
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from kmatrix.errors import ConfigError, Diverged
+
+VECTORISED_AXES = ()
+
+
+def axes(cfg):
+    return [("behaviour", list(cfg.get("behaviours", ["ok"]))), ("seed", list(cfg.seeds))]
+
+
+def validate(cfg):
+    if cfg.get("fail_validate"):
+        raise ConfigError("FAKE_OPTION", "deliberately broken", "unset it")
+
+
+def cell_params(cfg, point):
+    return {
+        "behaviour": point["behaviour"],
+        "lr": 0.1,
+        "steps": 3,
+        "sleep": cfg.get("sleep", 0.0),
+        "counter_dir": cfg.get("counter_dir"),
+        "broken_dry_run": cfg.get("broken_dry_run", False),
+    }
+
+
+def _count(cell):
+    """Count executions per cell in a file, so tests can tell what ran."""
+    if cell.params.get("counter_dir"):
+        path = Path(cell.params["counter_dir"]) / cell.id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        return len(path.read_text().split())
+    return 1
+
+
+def run(cell, ctx):
+    runs = _count(cell)
+    behaviour = cell.params["behaviour"]
+    print(f"fake cell {cell.id} run {runs} in pid {os.getpid()}")
+    if cell.params["sleep"]:
+        time.sleep(cell.params["sleep"])
+    if behaviour == "diverge":
+        raise Diverged("loss became nan at step 2", {"steps": 2})
+    if behaviour == "raise":
+        raise ValueError("deliberate failure")
+    if behaviour == "transient" and runs < 2:
+        raise ConnectionError("hub time-out (simulated)")
+    if behaviour == "hang":
+        time.sleep(3600)
+    if behaviour == "exit":
+        os._exit(7)
+    if behaviour == "segfault":
+        import ctypes
+
+        ctypes.string_at(0)
+    return {
+        "metrics": {"final_loss": 1.0 / (1 + cell.run_seed), "pid": os.getpid()},
+        "losses": [3.0, 2.0, 1.0],
+        "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")},
+    }
+
+
+def dry_run(cell, ctx):
+    if cell.params["broken_dry_run"] and cell.point["behaviour"] == "ok":
+        raise RuntimeError("broken option caught by the dry run")
+
+
+def summarize(summary_dir, cells, results, cfg):
+    done = [r for r in results.values() if r]
+    (Path(summary_dir) / "fake.txt").write_text(json.dumps(sorted(r["id"] for r in done)))
+    return {"finished": len(done)}

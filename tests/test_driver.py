@@ -1,0 +1,205 @@
+"""The matrix driver with the fake workload: resume, faults, retries, lock, pinning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from kmatrix import driver, results
+from kmatrix.config import Config
+from kmatrix.errors import ConfigError
+from kmatrix.executor import LocalExecutor, local_slots
+from kmatrix.plan import plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_cfg(tmp_path, **overrides):
+    values = dict(
+        name="m",
+        workload="tests.fake_workload",
+        seeds=[0],
+        behaviours=["ok"],
+        exec_results_root=str(tmp_path / "results"),
+        exec_gpus=["none"],
+        exec_cpu_workers=2,
+        exec_retries=2,
+        exec_retry_backoff=0,
+        exec_retry_pattern="ConnectionError|hub time-out",
+        exec_cell_timeout=0,
+        track_wandb="disabled",
+        profile="paper_repro",
+        counter_dir=str(tmp_path / "count"),
+    )
+    values.update(overrides)
+    return Config(values)
+
+
+def runs_of(cfg, cell_id):
+    path = Path(cfg.counter_dir) / cell_id
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def status_of(cfg, cell_id):
+    return results.read_result(results.results_dir(cfg), cell_id)["status"]
+
+
+def test_statuses_exit_code_and_resume(tmp_path, capsys):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "diverge", "raise"], seeds=[0, 1])
+    assert driver.run_matrix(cfg, live=False) == 1  # a failed cell -> non-zero
+    out = capsys.readouterr().out
+    assert "2 cell(s) failed" in out and "raise-s0" in out and "log.txt" in out
+    assert status_of(cfg, "ok-s0") == "ok"
+    assert status_of(cfg, "diverge-s1") == "diverged"  # a result, not a failure
+    assert status_of(cfg, "raise-s0") == "failed"
+    assert runs_of(cfg, "raise-s0") == 1  # not transient: no retry
+    root = results.results_dir(cfg)
+    assert (root / "summary" / "results.csv").exists()
+    assert json.loads((root / "summary" / "summary.json").read_text())["counts"]["failed"] == 2
+    assert len(json.loads((root / "plan.json").read_text())) == 6
+
+    # Rerun: ok and diverged cells are skipped, failed ones run again.
+    assert driver.run_matrix(cfg, live=False) == 1
+    assert runs_of(cfg, "ok-s0") == 1 and runs_of(cfg, "diverge-s0") == 1
+    assert runs_of(cfg, "raise-s0") == 2
+
+    ok_only = make_cfg(tmp_path / "b", behaviours=["ok", "diverge"])
+    assert driver.run_matrix(ok_only, live=False) == 0
+
+
+def test_transient_failures_are_retried(tmp_path):
+    cfg = make_cfg(tmp_path, behaviours=["transient", "raise"])
+    assert driver.run_matrix(cfg, live=False) == 1
+    assert status_of(cfg, "transient-s0") == "ok"
+    assert runs_of(cfg, "transient-s0") == 2  # failed once with ConnectionError, retried
+    assert runs_of(cfg, "raise-s0") == 1  # ValueError is not transient
+
+    no_retries = make_cfg(tmp_path / "b", behaviours=["transient"], exec_retries=0)
+    assert driver.run_matrix(no_retries, live=False) == 1
+    assert runs_of(no_retries, "transient-s0") == 1
+
+
+def test_dead_worker_costs_only_its_cell(tmp_path):
+    cfg = make_cfg(
+        tmp_path, behaviours=["exit", "segfault", "ok"], seeds=[0, 1], exec_cpu_workers=1
+    )
+    assert driver.run_matrix(cfg, live=False) == 1
+    root = results.results_dir(cfg)
+    exit_result = results.read_result(root, "exit-s0")
+    assert exit_result["status"] == "failed" and "status 7" in exit_result["error"]
+    assert "SIGSEGV" in results.read_result(root, "segfault-s1")["error"]
+    # The single slot got a fresh worker after each death and finished the rest.
+    assert status_of(cfg, "ok-s0") == "ok" and status_of(cfg, "ok-s1") == "ok"
+
+
+def test_cell_timeout(tmp_path):
+    cfg = make_cfg(tmp_path, behaviours=["hang", "ok"], exec_cell_timeout=2, exec_cpu_workers=1)
+    started = time.time()
+    assert driver.run_matrix(cfg, live=False) == 1
+    assert time.time() - started < 30
+    assert "timeout" in results.read_result(results.results_dir(cfg), "hang-s0")["error"]
+    assert status_of(cfg, "ok-s0") == "ok"
+
+
+def test_lock_refuses_a_second_driver(tmp_path):
+    cfg = make_cfg(tmp_path)
+    root = results.results_dir(cfg)
+    with results.Lock(root):
+        with pytest.raises(ConfigError, match="another driver is running"):
+            driver.run_matrix(cfg, live=False)
+    assert driver.run_matrix(cfg, live=False) == 0  # released
+
+
+def test_config_change_is_refused_unless_forced(tmp_path):
+    cfg = make_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    changed = cfg.replace(behaviours=["ok", "diverge"])
+    with pytest.raises(ConfigError, match="another configuration"):
+        driver.run_matrix(changed, live=False)
+    # Where it runs is not what it computes: more workers is not a new configuration.
+    assert driver.run_matrix(cfg.replace(exec_cpu_workers=1), live=False) == 0
+    assert driver.run_matrix(changed, force=True, live=False) == 0
+    assert runs_of(cfg, "ok-s0") == 1
+
+
+def test_gpu_pinning_with_fake_ids(tmp_path):
+    cfg = make_cfg(tmp_path, seeds=list(range(8)), sleep=0.2, exec_jobs_per_gpu=2)
+    slots = local_slots(cfg, gpus=[3, 5])
+    assert [name for name, _ in slots] == ["gpu3.0", "gpu3.1", "gpu5.0", "gpu5.1"]
+    executor = LocalExecutor(slots)
+    assert driver.run_matrix(cfg, executor=executor, live=False) == 0
+    root = results.results_dir(cfg)
+    seen = {}
+    for cell in plan(cfg):
+        result = results.read_result(root, cell.id)
+        seen.setdefault(result["metrics"]["pid"], set()).add(result["env"]["CUDA_VISIBLE_DEVICES"])
+    assert all(len(ids) == 1 for ids in seen.values())  # each worker sees one GPU
+    assert set().union(*seen.values()) == {"3", "5"}
+
+
+def test_kill_9_of_the_driver_loses_nothing(tmp_path):
+    """kill -9 mid-matrix, rerun: no finished cell lost, none run twice."""
+    cfg = make_cfg(tmp_path, seeds=list(range(12)), sleep=0.4)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(cfg.as_dict()))
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT)!r})
+        from kmatrix import config, driver
+        sys.exit(driver.run_matrix(config.load({str(config_path)!r}), live=False))
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    root = results.results_dir(cfg)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        done = [c for c in plan(cfg) if results.is_done(results.read_result(root, c.id))]
+        if len(done) >= 3:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # workers die with the driver (PR_SET_PDEATHSIG)
+    finished = {c.id for c in plan(cfg) if results.is_done(results.read_result(root, c.id))}
+    assert 3 <= len(finished) < 12
+    assert driver.run_matrix(cfg, live=False) == 0  # the lock died with the driver
+    for cell in plan(cfg):
+        assert status_of(cfg, cell.id) == "ok"
+        if cell.id in finished:
+            assert runs_of(cfg, cell.id) == 1, cell.id  # finished before the kill: kept
+
+
+def test_check_catches_a_broken_option(tmp_path, capsys):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "raise"], seeds=[0, 1])
+    assert driver.check_matrix(cfg) == 0
+    broken = cfg.replace(broken_dry_run=True)
+    assert driver.check_matrix(broken) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  ok-s0" in out and "broken option caught" in out
+    assert "PASS  raise-s0" in out
+    assert not results.results_dir(cfg).exists()  # a check writes no results
+
+
+def test_validation_error_stops_before_anything_runs(tmp_path):
+    cfg = make_cfg(tmp_path, fail_validate=True)
+    with pytest.raises(ConfigError, match="FAKE_OPTION"):
+        driver.run_matrix(cfg, live=False)
+    assert not results.results_dir(cfg).exists()
+
+
+def test_wandb_offline_one_run_per_cell_and_a_summary(tmp_path):
+    cfg = make_cfg(tmp_path, seeds=[0, 1], track_wandb="offline", exec_cpu_workers=1)
+    assert driver.run_matrix(cfg, live=False) == 0
+    runs = list((results.results_dir(cfg) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # two cells + the summary run
+
+
+def test_wandb_disabled_writes_nothing(tmp_path):
+    cfg = make_cfg(tmp_path, track_wandb="disabled")
+    assert driver.run_matrix(cfg, live=False) == 0
+    assert not (results.results_dir(cfg) / "wandb").exists()
+    assert not (tmp_path / "wandb").exists()
