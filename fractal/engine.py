@@ -1,0 +1,402 @@
+"""Vectorised training engine for "The boundary of neural network trainability is fractal".
+
+Every pixel of an image is one small network trained with its own hyperparameters (two
+learning rates, or a weight offset and a learning rate). All pixels share the data X, Y
+and the initial weights, so a step over P pixels is two wide matrix products,
+X @ [W0_1 ... W0_P] and X^T @ [dZ_1 ... dZ_P], plus per-pixel elementwise work.
+
+The network follows the reference notebook exactly (mean-field parameterisation):
+    z = x W0 / sqrt(16),  h = phi(z),  y_hat = h W1 / 16
+    phi = tanh(sqrt(2) z) | sqrt(2) relu(z) | z,   loss = mean((y_hat - y)^2)
+trained by plain gradient descent with one learning rate per layer. Gradients are written
+out by hand (two layers), and a pixel keeps only running sums of its normalised loss, never
+its trajectory, so images up to 4096 x 4096 fit.
+
+Two backends: this file's PyTorch one (CPU and CUDA) and a fused Triton kernel
+(fractal/triton_engine.py, CUDA) that keeps a block of pixels' weights in registers across
+all steps. compute_image(backend="auto") picks Triton when it can.
+"""
+
+import math
+import os
+import time
+
+import numpy as np
+import torch
+
+WIDTH = 16  # hidden width; the input dimension is the same
+MAX_VAL = 1e6  # normalised losses are clipped here; non-finite ones become this
+TAIL = 20  # converged iff the mean of the last TAIL normalised losses < 1
+N_PARAMS = WIDTH * WIDTH + WIDTH  # 272: the paper uses as many data points as parameters
+
+EXPERIMENTS = {  # the six experiments of the paper
+    "tanh": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="full", n_points=272),
+    "relu": dict(nonlinearity="relu", axes="lr_vs_lr", batch="full", n_points=272),
+    "identity": dict(nonlinearity="identity", axes="lr_vs_lr", batch="full", n_points=16),
+    "minibatch": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="minibatch", n_points=272),
+    "single_datapoint": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="full", n_points=1),
+    "paraminit": dict(nonlinearity="tanh", axes="paraminit_vs_lr", batch="full", n_points=272),
+}
+OPENING_WINDOW = (-3.0, 6.0, -3.0, 6.0)  # log10 ranges (x_min, x_max, y_min, y_max)
+
+NONLINEARITIES = ("tanh", "relu", "identity")
+AXES = ("lr_vs_lr", "paraminit_vs_lr")
+BATCHES = ("full", "minibatch")
+# paraminit_vs_lr: the notebook adds the offset to W0 inside train_step, and the updated
+# weights keep it, so the offset is added again before every step ("every_step", the
+# default, as the paper's images were made). "init" adds it once, to the initial W0.
+OFFSET_MODES = ("every_step", "init")
+
+# h = phi(a * PHI_SCALE) with a = x @ W0 (the 1/sqrt(16) folded in), and phi'(z) =
+# PHI_SCALE_GRAD * core(h), where core is (1 - h^2) | [a > 0] | 1.
+PHI_SCALE = {"tanh": math.sqrt(2.0) / 4.0, "relu": math.sqrt(2.0) / 4.0, "identity": 0.25}
+PHI_SCALE_GRAD = {"tanh": math.sqrt(2.0) / 4.0, "relu": math.sqrt(2.0) / 4.0, "identity": 0.25}
+
+
+# ----------------------------------------------------------------------------------------
+# the problem every pixel shares: data, initial weights, minibatch sequence
+
+
+def make_problem(
+    *, n_points, steps, seed=0, batch="full", minibatch_size=16, dtype="float64", device="cpu"
+):
+    """X [n, 16], Y [n], W0 [16, 16], W1 [16] ~ N(0, 1) and the minibatch indices
+    [steps, minibatch_size] (or None), drawn on the CPU in float64 so that every device
+    and dtype trains from the same numbers."""
+    g = torch.Generator().manual_seed(seed)
+    W0 = torch.randn(WIDTH, WIDTH, generator=g, dtype=torch.float64)
+    W1 = torch.randn(WIDTH, generator=g, dtype=torch.float64)
+    X = torch.randn(n_points, WIDTH, generator=g, dtype=torch.float64)
+    Y = torch.randn(n_points, generator=g, dtype=torch.float64)
+    idx = None
+    if batch == "minibatch":
+        # one fixed random sequence shared by all pixels (notebook: PRNGKey(42) per step)
+        gi = torch.Generator().manual_seed(seed + 42)
+        idx = torch.randint(0, n_points, (steps, minibatch_size), generator=gi)
+        idx = idx.to(device)
+    dt = getattr(torch, dtype)
+    move = lambda t: t.to(device=device, dtype=dt).contiguous()  # noqa: E731
+    return dict(X=move(X), Y=move(Y), W0=move(W0), W1=move(W1), idx=idx)
+
+
+def axis_values(window, resolution):
+    """log10-spaced x and y values of the pixel grid (like jnp.logspace)."""
+    nx, ny = (resolution, resolution) if isinstance(resolution, int) else resolution
+    x0, x1, y0, y1 = window
+    return np.logspace(x0, x1, nx), np.logspace(y0, y1, ny)
+
+
+def pixel_hparams(axes, x, y):
+    """Per-pixel (lr0, lr1, offset) from the x and y values of each pixel."""
+    if axes == "lr_vs_lr":
+        return x, y, torch.zeros_like(x)
+    if axes == "paraminit_vs_lr":
+        return y, y.clone(), x
+    raise ValueError(f"unknown axes {axes!r}; expected one of {AXES}")
+
+
+# ----------------------------------------------------------------------------------------
+# labels and values
+
+
+def pixel_value(normalised_losses, tail=TAIL):
+    """(value, converged) of one trajectory of losses divided by the first loss.
+
+    Non-finite -> MAX_VAL, clipped at MAX_VAL; converged iff mean of the last `tail` < 1.
+    Value -sum(v) if converged, +sum(1/v) if diverged: both are small in magnitude near the
+    boundary (slow convergence, slow divergence), so the darkest colours meet there.
+    """
+    v = np.asarray(normalised_losses, dtype=np.float64)
+    v = np.where(np.isfinite(v), v, MAX_VAL)
+    v = np.minimum(v, MAX_VAL)
+    converged = bool(np.mean(v[-tail:]) < 1)
+    with np.errstate(divide="ignore"):
+        value = -np.sum(v) if converged else np.sum(1.0 / v)
+    return float(value), converged
+
+
+def sanitise_(v):
+    """In place on a tensor of normalised losses: non-finite -> MAX_VAL, clip at MAX_VAL."""
+    v.nan_to_num_(nan=MAX_VAL, posinf=MAX_VAL).clamp_(max=MAX_VAL)
+    return v
+
+
+def finalise(sum_v, sum_inv, tail_sum, n_tail):
+    """Values and labels from the running sums of the label formula (same as pixel_value)."""
+    converged = tail_sum / n_tail < 1
+    return torch.where(converged, -sum_v, sum_inv), converged
+
+
+# ----------------------------------------------------------------------------------------
+# the PyTorch backend
+
+
+class TorchTrainer:
+    """Trains P pixels at once. Buffers are allocated once and reused every step."""
+
+    def __init__(self, problem, nonlinearity, P, offset_mode="every_step"):
+        X, self.Y, self.idx = problem["X"], problem["Y"], problem["idx"]
+        self.X, self.nl, self.P, self.offset_mode = X, nonlinearity, P, offset_mode
+        n, dt, dev = X.shape[0], X.dtype, X.device
+        n_grad = n if self.idx is None else self.idx.shape[1]
+        # A holds x @ W0 then h in place; D holds dZ; both [n, P*16] so each product is one mm
+        self.A = torch.empty(n, P * WIDTH, dtype=dt, device=dev)
+        self.D = torch.empty(n_grad, P * WIDTH, dtype=dt, device=dev)
+        self.Ag = self.A if self.idx is None else torch.empty_like(self.D)
+        self.G0 = torch.empty(WIDTH, P * WIDTH, dtype=dt, device=dev)
+        # the gradient's constant factors: d mean(r^2)/d y_hat = 2 r / n, y_hat = h W1 / 16
+        c = 2.0 / (n_grad * WIDTH)
+        self.c0, self.c1 = c * PHI_SCALE_GRAD[nonlinearity], c
+
+    @staticmethod
+    def bytes_per_pixel(n_points, n_grad, itemsize):
+        # A, D (and Ag when minibatch), G0, W0, einsum temporaries of size A (x2 margin)
+        return itemsize * (WIDTH * (3 * n_points + 2 * n_grad) + 3 * WIDTH * WIDTH + 8 * n_points)
+
+    def forward(self, X, Y, W0, W1, A):
+        """A := h (in place); returns the residual r = y_hat - y, [n, P]."""
+        torch.mm(X, W0.view(WIDTH, -1), out=A)
+        A.mul_(PHI_SCALE[self.nl])
+        if self.nl == "tanh":
+            A.tanh_()
+        elif self.nl == "relu":
+            A.relu_()
+        A3 = A.view(A.shape[0], self.P, WIDTH)
+        r = torch.einsum("npj,pj->np", A3, W1).div_(WIDTH)
+        return r.sub_(Y[:, None])
+
+    def backward(self, X, W1, A, r):
+        """Returns (dW0 [16, P*16], dW1 [P, 16]) without constant factors."""
+        A3 = A.view(A.shape[0], self.P, WIDTH)
+        D3 = self.D.view(A.shape[0], self.P, WIDTH)
+        g1 = torch.einsum("npj,np->pj", A3, r)
+        torch.mul(r[:, :, None], W1[None], out=D3)
+        if self.nl == "tanh":
+            D3.mul_(1.0 - A3 * A3)  # tanh' = 1 - h^2
+        elif self.nl == "relu":
+            D3.mul_(A3 > 0)
+        torch.mm(X.T, self.D, out=self.G0)
+        return self.G0, g1
+
+    def train(self, lr0, lr1, offset, steps, W0_init, W1_init, record=False):
+        """Runs `steps` steps for P pixels; returns sum(v), sum(1/v), tail sum of v (each
+        [P]), and the [steps, P] normalised losses when record is True."""
+        P = self.P
+        W0 = W0_init.reshape(WIDTH, 1, WIDTH).repeat(1, P, 1)  # [16, P, 16]
+        W1 = W1_init.reshape(1, WIDTH).repeat(P, 1)  # [P, 16]
+        off = offset.view(1, P, 1)
+        if self.offset_mode == "init":
+            W0.add_(off)
+        lr0c = (lr0 * self.c0).view(1, P, 1)
+        lr1c = (lr1 * self.c1).view(P, 1)
+        sum_v, sum_inv, tail_sum = (
+            torch.zeros(P, dtype=W0.dtype, device=W0.device) for _ in range(3)
+        )
+        n_tail = min(TAIL, steps)
+        traj = torch.empty(steps, P, dtype=W0.dtype, device=W0.device) if record else None
+        for step in range(steps):
+            if self.offset_mode == "every_step":
+                W0.add_(off)
+            r = self.forward(self.X, self.Y, W0, W1, self.A)
+            loss = r.square().mean(0)
+            if step == 0:
+                L0 = loss
+            v = loss / L0
+            if record:
+                traj[step] = v
+            sanitise_(v)
+            sum_v += v
+            sum_inv += v.reciprocal()
+            if step >= steps - n_tail:
+                tail_sum += v
+            if step == steps - 1:
+                break  # the last update would never be read out
+            if self.idx is not None:  # minibatch: the gradient from 16 shared indices
+                Xb, Yb = self.X[self.idx[step]], self.Y[self.idx[step]]
+                r = self.forward(Xb, Yb, W0, W1, self.Ag)
+                X, A = Xb, self.Ag
+            else:
+                X, A = self.X, self.A
+            g0, g1 = self.backward(X, W1, A, r)
+            W0.addcmul_(g0.view(WIDTH, P, WIDTH), lr0c, value=-1.0)
+            W1.addcmul_(g1, lr1c, value=-1.0)
+        return sum_v, sum_inv, tail_sum, traj
+
+
+def _torch_chunk_pixels(problem, device, chunk_pixels):
+    if chunk_pixels:
+        return int(chunk_pixels)
+    X, idx = problem["X"], problem["idx"]
+    n_grad = X.shape[0] if idx is None else idx.shape[1]
+    per_pixel = TorchTrainer.bytes_per_pixel(X.shape[0], n_grad, X.element_size())
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        budget = 0.6 * free
+    else:
+        budget = 256 * 2**20  # CPU: stay cache- and RAM-friendly
+    return max(1, int(budget // per_pixel))
+
+
+def _train_torch(problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False):
+    outs = []
+    for s in range(0, lr0.numel(), chunk):
+        sl = slice(s, s + chunk)
+        P = lr0[sl].numel()
+        tr = TorchTrainer(problem, nonlinearity, P, offset_mode)
+        outs.append(
+            tr.train(lr0[sl], lr1[sl], offset[sl], steps, problem["W0"], problem["W1"], record)
+        )
+    sums = [torch.cat([o[i] for o in outs]) for i in range(3)]
+    traj = torch.cat([o[3] for o in outs], dim=1) if record else None
+    return sums, traj
+
+
+# ----------------------------------------------------------------------------------------
+# public API
+
+
+def _check(nonlinearity, axes, batch, dtype, offset_mode):
+    for name, val, allowed in [
+        ("nonlinearity", nonlinearity, NONLINEARITIES),
+        ("axes", axes, AXES),
+        ("batch", batch, BATCHES),
+        ("dtype", dtype, ("float64", "float32")),
+        ("offset_mode", offset_mode, OFFSET_MODES),
+    ]:
+        if val not in allowed:
+            raise ValueError(f"{name}={val!r}; expected one of {allowed}")
+
+
+def triton_available(device):
+    """Triton runs on CUDA, or on the CPU under its interpreter (TRITON_INTERPRET=1)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available()
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pick_backend(backend, device):
+    if backend == "auto":
+        use = torch.device(device).type == "cuda" and triton_available(device)
+        return "triton" if use else "torch"
+    if backend == "triton" and not triton_available(device):
+        raise RuntimeError("backend='triton' needs triton and CUDA (or TRITON_INTERPRET=1)")
+    if backend not in ("triton", "torch"):
+        raise ValueError(f"backend={backend!r}; expected auto, triton or torch")
+    return backend
+
+
+def compute_image(
+    *,
+    nonlinearity,
+    axes,
+    batch,
+    n_points,
+    window,
+    resolution,
+    steps=1000,
+    seed=0,
+    device="cpu",
+    dtype="float64",
+    minibatch_size=16,
+    backend="auto",
+    chunk_pixels=None,
+    offset_mode="every_step",
+    triton_config=None,
+):
+    """Trains one network per pixel of a log10-spaced grid over `window` and returns
+    {"values", "converged"} ([ny, nx], row = y, row 0 = y min) plus timing and provenance.
+    """
+    _check(nonlinearity, axes, batch, dtype, offset_mode)
+    backend = pick_backend(backend, device)
+    xs, ys = axis_values(window, resolution)
+    nx, ny = len(xs), len(ys)
+    t0 = time.perf_counter()
+    problem = make_problem(
+        n_points=n_points,
+        steps=steps,
+        seed=seed,
+        batch=batch,
+        minibatch_size=minibatch_size,
+        dtype=dtype,
+        device=device,
+    )
+    dt = getattr(torch, dtype)
+    # pixel p = iy * nx + ix, so a reshape to [ny, nx] puts y on rows
+    gx = torch.tensor(np.tile(xs, ny), dtype=dt, device=device)
+    gy = torch.tensor(np.repeat(ys, nx), dtype=dt, device=device)
+    lr0, lr1, offset = pixel_hparams(axes, gx, gy)
+    info = {}
+    if backend == "triton":
+        from fractal import triton_engine
+
+        sums = triton_engine.train(
+            problem,
+            nonlinearity,
+            lr0,
+            lr1,
+            offset,
+            steps,
+            offset_mode,
+            config=triton_config,
+            chunk_pixels=chunk_pixels,
+            info=info,
+        )
+    else:
+        chunk = _torch_chunk_pixels(problem, device, chunk_pixels)
+        sums, _ = _train_torch(problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk)
+        info["chunk_pixels"] = chunk
+    values, converged = finalise(*sums, min(TAIL, steps))
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    runtime = time.perf_counter() - t0
+    return {
+        "values": values.double().cpu().numpy().reshape(ny, nx),
+        "converged": converged.cpu().numpy().reshape(ny, nx),
+        "runtime_s": runtime,
+        "pixel_steps_per_s": nx * ny * steps / runtime,
+        "backend": backend,
+        "device": str(device),
+        "dtype": dtype,
+        **info,
+    }
+
+
+def pixel_losses(
+    *,
+    nonlinearity,
+    axes,
+    batch,
+    n_points,
+    x_value,
+    y_value,
+    steps,
+    seed,
+    dtype="float64",
+    minibatch_size=16,
+    offset_mode="every_step",
+    device="cpu",
+):
+    """The full trajectory of losses / first loss (not sanitised) of ONE pixel, through the
+    same vectorised code path as compute_image's torch backend (tests, debugging)."""
+    _check(nonlinearity, axes, batch, dtype, offset_mode)
+    problem = make_problem(
+        n_points=n_points,
+        steps=steps,
+        seed=seed,
+        batch=batch,
+        minibatch_size=minibatch_size,
+        dtype=dtype,
+        device=device,
+    )
+    dt = getattr(torch, dtype)
+    gx = torch.tensor([x_value], dtype=dt, device=device)
+    gy = torch.tensor([y_value], dtype=dt, device=device)
+    lr0, lr1, offset = pixel_hparams(axes, gx, gy)
+    _, traj = _train_torch(
+        problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, 1, record=True
+    )
+    return traj[:, 0].double().cpu().numpy()
