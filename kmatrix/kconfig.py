@@ -6,6 +6,7 @@ assignment that its dependencies reject; `lint_defconfig` reports every such lin
 """
 
 import difflib
+import os
 import re
 import shlex
 from pathlib import Path
@@ -75,10 +76,11 @@ def lint_defconfig(path, kconf=None):
     """Every problem of one defconfig file as 'file:line: problem' (empty list = clean)."""
     kconf = kconf or load_kconfig()
     path = Path(path)
+    shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        where = f"{path}:{lineno}"
+        where = f"{shown}:{lineno}"
         stripped = line.strip()
         if not stripped:
             continue
@@ -138,14 +140,16 @@ def lint_defconfig(path, kconf=None):
     for name, (lineno, value) in wanted.items():
         sym = kconf.syms[name]
         if sym.str_value != value:
-            problems.append(f"{path}:{lineno}: CONFIG_{name}={value}: {why_not(kconf, sym, value)}")
+            problems.append(
+                f"{shown}:{lineno}: CONFIG_{name}={value}: {why_not(kconf, sym, value)}"
+            )
     if not problems:
         try:
             typed.typed_values(kconf)
         except ConfigError as e:
             first = e.symbol.split(",")[0].strip()
             lineno = wanted.get(first, (0, None))[0]
-            problems.append(f"{path}:{lineno}: CONFIG_{e}")
+            problems.append(f"{shown}:{lineno}: CONFIG_{e}")
     return problems
 
 
