@@ -87,7 +87,7 @@ summary: config.json
 	$(Q)$(MATRIX) summary
 
 repro-check: config.json
-	$(Q)$(MATRIX) repro-check
+	$(Q)$(MATRIX) repro-check $(if $(CELL),--cell $(CELL))
 
 clean-results: config.json
 	$(Q)$(MATRIX) clean-results
@@ -122,7 +122,7 @@ help:
 	@echo '  check             - dry-run every cell on the CPU (tiny model, one step each)'
 	@echo '  estimate          - cell count, steps/tokens and a time estimate from a probe run'
 	@echo '  summary           - re-render figures, summary.json, results.csv from results'
-	@echo '  repro-check       - run one cell twice (and on every GPU), compare bitwise'
+	@echo '  repro-check       - run one cell (CELL=id) twice and on every GPU, compare bitwise'
 	@echo '  clean-results     - delete results/<name>/ of the current configuration'
 	@echo 'Development:'
 	@echo '  test              - run the test suite (pytest)'

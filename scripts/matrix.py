@@ -1,7 +1,7 @@
 """Matrix commands behind the Makefile: run, plan, check, estimate, summary.
 
 Usage: python scripts/matrix.py {run|plan|check|estimate|summary|repro-check|clean-results}
-       [--force] [--config config.json]
+       [--force] [--config config.json] [--cell ID]
 """
 
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix import config, driver  # noqa: E402
+from kmatrix import config, driver, repro  # noqa: E402
 from kmatrix.errors import ConfigError  # noqa: E402
 
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "check": lambda cfg, a: driver.check_matrix(cfg),
     "estimate": lambda cfg, a: driver.estimate(cfg),
     "summary": lambda cfg, a: driver.summary_only(cfg),
+    "repro-check": lambda cfg, a: repro.repro_check(cfg, cell_id=a.cell),
     "clean-results": lambda cfg, a: driver.clean_results(cfg),
 }
 
@@ -28,6 +29,7 @@ def main(argv):
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--force", action="store_true", help="reuse a results dir (FORCE=1)")
     parser.add_argument("--config", default="config.json", help="typed configuration to use")
+    parser.add_argument("--cell", default=None, help="repro-check this cell (default: first)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](config.load(args.config), args)

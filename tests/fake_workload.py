@@ -64,9 +64,12 @@ def run(cell, ctx):
         import ctypes
 
         ctypes.string_at(0)
+    losses = [3.0, 2.0, 1.0]
+    if behaviour == "noisy":  # not reproducible: the last loss depends on the process
+        losses[-1] += os.getpid() * 1e-12
     return {
         "metrics": {"final_loss": 1.0 / (1 + cell.run_seed), "pid": os.getpid()},
-        "losses": [3.0, 2.0, 1.0],
+        "losses": losses,
         "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")},
     }
 

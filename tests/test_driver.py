@@ -203,3 +203,17 @@ def test_wandb_disabled_writes_nothing(tmp_path):
     assert driver.run_matrix(cfg, live=False) == 0
     assert not (results.results_dir(cfg) / "wandb").exists()
     assert not (tmp_path / "wandb").exists()
+
+
+def test_repro_check_passes_and_reports_a_difference(tmp_path, capsys):
+    from kmatrix.repro import repro_check
+
+    cfg = make_cfg(tmp_path, behaviours=["ok", "noisy"])
+    assert repro_check(cfg, gpus=[]) == 0
+    assert "PASS    bitwise identical across 2 runs" in capsys.readouterr().out
+    assert repro_check(cfg, cell_id="noisy-s0", gpus=[]) == 1
+    out = capsys.readouterr().out
+    assert "DIFF    b vs a: losses: 1 of 3 values differ; first at index 2" in out
+    # With (fake) GPUs: twice on the first, once on each other one.
+    assert repro_check(cfg, gpus=[0, 1]) == 0
+    assert "3 runs" in capsys.readouterr().out
