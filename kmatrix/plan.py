@@ -12,6 +12,8 @@ from kmatrix.errors import ConfigError
 
 # Workload name (the WORKLOAD choice) -> module implementing docs/workload-interface.md.
 WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal.workload"}
+# The Kconfig symbol(s) behind a matrix axis, for error messages.
+AXIS_SYMBOLS = {"seed": "SEEDS", "optimizer": "OPTIMIZER_*", "precision": "PRECISION_*"}
 
 
 def workload_module(cfg):
@@ -64,7 +66,8 @@ def plan(cfg, module_path=None):
     axes = list(wl.axes(cfg))
     for name, values in axes:
         if not values:
-            raise ConfigError(name.upper(), f"the {name} axis is empty", "select at least one")
+            symbol = AXIS_SYMBOLS.get(name, name.upper())
+            raise ConfigError(symbol, f"the {name} axis is empty", "select at least one value")
     grid = cfg.get("sweep") and "x" not in getattr(wl, "VECTORISED_AXES", ())
     xs = sweep_values(cfg, "x") if grid else [None]
     ys = sweep_values(cfg, "y") if grid else [None]
