@@ -1,0 +1,369 @@
+"""The training loop: budgets, schedule, accumulation, precision, eval, checkpoints.
+
+`train()` knows nothing about Kconfig or cells: it takes a model, its optimizers, a batch
+function and a TrainSettings, so tests and the benchmark drive it directly.
+"""
+
+import contextlib
+import io
+import math
+import os
+import pickle
+import random
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kmatrix.errors import Diverged
+
+from .optim import set_lr
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PEAK_FLOPS = 989e12  # H100/H200 SXM bf16 dense: the MFU denominator, whatever the precision
+
+
+@dataclass
+class TrainSettings:
+    batch_size: int = 8  # sequences per micro-batch
+    seq_len: int = 128  # tokens per sequence
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_steps: int = 0  # budgets: 0 = unlimited; training stops at the first one reached
+    max_tokens: int = 0
+    max_seconds: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # "cosine" | "constant"
+    min_lr_frac: float = 0.1  # cosine decays to this fraction of the base lr
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16"
+    eval_interval: int = 0  # steps between val evaluations; 0 = only at the end
+    log_interval: int = 10
+    checkpoint_interval: int = 0  # steps between checkpoints; 0 = never
+    extra: dict = field(default_factory=dict)  # saved in checkpoints, must match to resume
+
+    @property
+    def tokens_per_step(self):
+        return self.batch_size * self.seq_len * self.grad_accum
+
+
+def seed_everything(seed):
+    """Seed python, numpy, torch and every CUDA device."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds all CUDA devices
+
+
+def configure_runtime(profile, device):
+    """Apply a run profile's global torch settings; returns the knobs it set.
+
+    paper_repro: deterministic algorithms, no TF32, no cuDNN autotuning (bit-reproducible
+    on the same hardware and software). maxout_speed: TF32 matmuls, cuDNN autotuning.
+    CUBLAS_WORKSPACE_CONFIG must be in the environment before CUDA initialises; gpt2.workload
+    sets it at import (see there), here it is only recorded.
+    """
+    repro = profile == "paper_repro"
+    torch.use_deterministic_algorithms(repro)
+    torch.backends.cudnn.benchmark = not repro
+    torch.backends.cudnn.deterministic = repro
+    torch.backends.cuda.matmul.allow_tf32 = not repro
+    torch.backends.cudnn.allow_tf32 = not repro
+    torch.set_float32_matmul_precision("highest" if repro else "high")
+    knobs = {
+        "profile": profile,
+        "device": device,
+        "tf32": not repro,
+        "deterministic_algorithms": repro,
+        "cudnn_benchmark": not repro,
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "torch": torch.__version__,
+    }
+    if device.startswith("cuda"):
+        knobs["attention_backends"] = [
+            name
+            for name, on in (
+                ("flash", torch.backends.cuda.flash_sdp_enabled()),
+                ("mem_efficient", torch.backends.cuda.mem_efficient_sdp_enabled()),
+                ("cudnn", torch.backends.cuda.cudnn_sdp_enabled()),
+                ("math", torch.backends.cuda.math_sdp_enabled()),
+            )
+            if on
+        ]
+        knobs["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        knobs["attention_backends"] = ["cpu"]
+    return knobs
+
+
+def autocast_context(precision, device):
+    dtype = AUTOCAST_DTYPES[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def lr_multiplier(step, s: TrainSettings, progress):
+    """Linear warmup over warmup_steps, then constant or cosine down to min_lr_frac.
+
+    `progress` in [0, 1] is how far through the budget we are: the largest fraction of the
+    step, token or time budget used (time-based when wall clock is the only budget).
+    """
+    if step < s.warmup_steps:
+        return (step + 1) / s.warmup_steps
+    if s.schedule == "constant":
+        return 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    return s.min_lr_frac + (1 - s.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def budget_progress(step, tokens, elapsed, s: TrainSettings):
+    """Fraction of the tightest budget used; None when no budget is set."""
+    fractions = []
+    if s.max_steps:
+        fractions.append(step / s.max_steps)
+    if s.max_tokens:
+        fractions.append(tokens / s.max_tokens)
+    if s.max_seconds:
+        fractions.append(elapsed / s.max_seconds)
+    return max(fractions) if fractions else None
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state():
+    v, keys, gauss = random.getstate()
+    np_state = np.random.get_state()
+    return {
+        "python": (v, list(keys), gauss),
+        "numpy": (torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(st):
+    v, keys, gauss = st["python"]
+    random.setstate((v, tuple(keys), gauss))
+    keys_np, pos, has_gauss, cached = st["numpy"]
+    np.random.set_state(
+        ("MT19937", keys_np.numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
+    )
+    torch.set_rng_state(st["torch"])
+    if st["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(path, state):
+    """torch.save to a temp file then rename: a crash never leaves a half checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load with weights_only=True: tensors and plain containers only, never code.
+
+    A checkpoint that needs arbitrary unpickling (e.g. a crafted file whose __reduce__
+    calls a function) is refused with a clear error instead of being executed.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(
+            f"refusing to load checkpoint {path}: it contains objects other than tensors and "
+            f"plain containers, which could run code when unpickled ({str(e).splitlines()[0]}). "
+            "Delete it, or re-create it with gpt2.train.save_checkpoint."
+        ) from None
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def peak_memory_mb(device):
+    """Peak GPU memory allocated by tensors; on CPU the process's max resident set."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@torch.no_grad()
+def evaluate(model, batches, precision, device):
+    model.eval()
+    total = torch.zeros((), device=device)
+    for x, y in batches:
+        with autocast_context(precision, device):
+            _, loss = model(x, y)
+        total += loss.float()
+    model.train()
+    return (total / len(batches)).item()
+
+
+def train(
+    model,
+    optimizers,
+    get_batch,
+    s: TrainSettings,
+    device="cpu",
+    val_batches=None,
+    raw_model=None,
+    ckpt_path=None,
+    data_generator=None,
+    log=print,
+    tracker=None,
+):
+    """Train until a budget runs out; returns a result dict (see gpt2/workload.py).
+
+    model:        the module to call (possibly torch.compile'd); raw_model: the plain module
+                  whose state_dict is checkpointed (default: model)
+    get_batch:    () -> (x, y) on device, one micro-batch
+    val_batches:  list of (x, y) evaluated every eval_interval steps and at the end
+    ckpt_path:    checkpoint file; resumed from when it exists and its settings match
+    data_generator: torch.Generator behind get_batch, checkpointed so a resume draws the
+                  same batches an uninterrupted run would
+    Raises kmatrix.errors.Diverged on a non-finite loss, with the losses so far.
+    """
+    raw_model = raw_model or model
+    if not (s.max_steps or s.max_tokens or s.max_seconds):
+        raise ValueError("no budget: set max_steps, max_tokens or max_seconds")
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=s.precision == "fp16")
+    params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
+    flops_per_token = raw_model.flops_per_token(s.seq_len)
+    step, tokens, elapsed = 0, 0, 0.0
+    losses, val_losses, history = [], [], []
+
+    if ckpt_path and Path(ckpt_path).exists():
+        ck = load_checkpoint(ckpt_path)
+        if ck.get("settings") == asdict(s):
+            raw_model.load_state_dict(ck["model"])
+            for opt, st in zip(optimizers, ck["optimizers"]):
+                opt.load_state_dict(st)
+            if ck["scaler"]:
+                scaler.load_state_dict(ck["scaler"])
+            step, tokens, elapsed = ck["step"], ck["tokens"], ck["elapsed"]
+            losses, val_losses = list(ck["losses"]), [list(v) for v in ck["val_losses"]]
+            _set_rng_state(ck["rng"])
+            if data_generator is not None and ck["data_rng"] is not None:
+                data_generator.set_state(ck["data_rng"])
+            log(f"resumed from {ckpt_path} at step {step}")
+        else:
+            log(f"ignoring checkpoint {ckpt_path}: written with other settings")
+
+    def checkpoint():
+        save_checkpoint(
+            ckpt_path,
+            {
+                "model": raw_model.state_dict(),
+                "optimizers": [opt.state_dict() for opt in optimizers],
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+                "step": step,
+                "tokens": tokens,
+                "elapsed": elapsed,
+                "losses": losses,
+                "val_losses": val_losses,
+                "rng": _rng_state(),
+                "data_rng": data_generator.get_state() if data_generator is not None else None,
+                "settings": asdict(s),
+            },
+        )
+
+    def record_loss(loss_value, at_step):
+        losses.append(loss_value)
+        if not math.isfinite(loss_value):
+            metrics = {"steps": at_step + 1, "tokens": tokens, "final_train_loss": loss_value}
+            err = Diverged(f"non-finite loss {loss_value} at step {at_step}", metrics)
+            err.losses, err.val_losses = list(losses), list(val_losses)
+            raise err
+
+    def done():
+        if s.max_steps and step >= s.max_steps:
+            return True
+        if s.max_tokens and tokens >= s.max_tokens:
+            return True
+        return bool(s.max_seconds and elapsed >= s.max_seconds)
+
+    model.train()
+    pending = None  # previous step's loss tensor: read one step late so the GPU never idles
+    lrs = {}
+    while not done():
+        t0 = time.perf_counter()
+        progress = budget_progress(step, tokens, elapsed, s) or 0.0
+        lrs = set_lr(optimizers, lr_multiplier(step, s, progress))
+        loss_sum = torch.zeros((), device=device)
+        for _ in range(s.grad_accum):
+            x, y = get_batch()
+            with autocast_context(s.precision, device):
+                _, loss = model(x, y)
+            loss = loss / s.grad_accum
+            loss_sum += loss.detach()
+            scaler.scale(loss).backward()
+        if pending is not None:
+            record_loss(pending.item(), step - 1)
+        if s.grad_clip:
+            for opt in optimizers:
+                scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
+        for opt in optimizers:
+            scaler.step(opt)
+        scaler.update()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        pending = loss_sum
+        step += 1
+        tokens += s.tokens_per_step
+        elapsed += time.perf_counter() - t0
+
+        last = done()
+        evaluating = bool(s.eval_interval and step % s.eval_interval == 0 and val_batches)
+        printing = step == 1 or last or bool(s.log_interval and step % s.log_interval == 0)
+        saving = bool(ckpt_path and s.checkpoint_interval and step % s.checkpoint_interval == 0)
+        if last or evaluating or printing or saving:  # these synchronise anyway: flush the loss
+            record_loss(pending.item(), step - 1)
+            pending = None
+        if evaluating and not last:  # the last evaluation happens after the loop
+            val_losses.append([step, evaluate(model, val_batches, s.precision, device)])
+        if printing:
+            dt = time.perf_counter() - t0
+            tps = s.tokens_per_step / dt
+            row = {
+                "step": step,
+                "loss": losses[-1],
+                "tokens_per_s": tps,
+                "mfu": flops_per_token * tps / PEAK_FLOPS,
+                "peak_mem_mb": peak_memory_mb(device),
+                **{f"lr/{k}": v for k, v in lrs.items()},
+            }
+            history.append(row)
+            if tracker is not None:
+                tracker.log(row, step=step)
+            log(
+                f"step {step:5d} loss {row['loss']:.4f} lr {max(lrs.values()):.2e} "
+                f"{tps:,.0f} tok/s mfu {row['mfu'] * 100:.1f}% mem {row['peak_mem_mb']:.0f} MiB"
+            )
+        if saving:
+            checkpoint()
+
+    if val_batches:
+        val_losses.append([step, evaluate(model, val_batches, s.precision, device)])
+    tps_avg = tokens / elapsed if elapsed else 0.0
+    metrics = {
+        "final_train_loss": losses[-1] if losses else float("nan"),
+        "final_val_loss": val_losses[-1][1] if val_losses else float("nan"),
+        "tokens_per_s": tps_avg,
+        "mfu": flops_per_token * tps_avg / PEAK_FLOPS,
+        "peak_mem_mb": peak_memory_mb(device),
+        "steps": step,
+        "tokens": tokens,
+        "train_seconds": elapsed,
+    }
+    return {
+        "status": "ok",
+        "metrics": metrics,
+        "losses": losses,
+        "val_losses": val_losses,
+        "lrs": lrs,
+        "history": history,
+    }

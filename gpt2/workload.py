@@ -1,0 +1,457 @@
+"""The gpt2 workload: one cell = one GPT-2 training run (optimizer x precision x seed).
+
+Interface: docs/workload-interface.md. Learning rates per parameter group (the keys a
+sweep can override) are resolved in cell_params:
+
+    matrix_lr      = the optimizer's lr             (ADAMW_LR, MUON_LR, SGD_LR, LION_LR)
+    embedding_lr   = aux lr x GPT2_EMBEDDING_LR_SCALE
+    unembedding_lr = aux lr x GPT2_UNEMBEDDING_LR_SCALE
+    vector_lr      = aux lr                        (biases, LayerNorm gains)
+
+where the aux lr is ADAMW_LR for Muon (its non-matrix groups run AdamW) and the
+optimizer's own lr otherwise. All are absolute learning rates at the schedule's peak.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+# Deterministic cuBLAS needs this before CUDA initialises, i.e. before any cell touches
+# the GPU; set at import so the worker's first cell already has it (recorded in knobs).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402
+
+from kmatrix.errors import ConfigError  # noqa: E402
+
+from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab  # noqa: E402
+from .optim import GROUPS, OPTIMIZERS, build_optimizers  # noqa: E402
+from .train import TrainSettings, configure_runtime, seed_everything, train  # noqa: E402
+
+VECTORISED_AXES = ()
+PRECISIONS = ("fp32", "bf16", "fp16")
+_PRESETS = {k.lower(): k for k in PRESETS}  # the config generator lower-cases choice values
+
+
+def axes(cfg):
+    return [
+        ("optimizer", list(cfg.optimizers)),
+        ("precision", list(cfg.precisions)),
+        ("seed", list(cfg.seeds)),
+    ]
+
+
+def _sizes(cfg):
+    preset = PRESETS[_PRESETS[cfg.gpt2_model.lower()]]
+    pick = lambda name: cfg.get(f"gpt2_{name}") or preset[name]  # noqa: E731  0 = preset's
+    return {k: pick(k) for k in ("n_layer", "n_head", "n_embd", "block_size")}
+
+
+def validate(cfg):
+    if not cfg.optimizers:
+        raise ConfigError(
+            "OPTIMIZER_ADAMW", "no optimizer selected", "select at least one in the Optimizers menu"
+        )
+    for name in cfg.optimizers:
+        if name not in OPTIMIZERS:
+            raise ConfigError(
+                f"OPTIMIZER_{name.upper()}",
+                f"no gpt2 optimizer {name!r}",
+                f"known: {sorted(OPTIMIZERS)}",
+            )
+    if not cfg.precisions:
+        raise ConfigError(
+            "PRECISION_FP32", "no precision selected", "select at least one in the Precision menu"
+        )
+    if not cfg.get("seeds"):
+        raise ConfigError("SEEDS", "no seed given", 'set CONFIG_SEEDS="0"')
+    if "fp16" in cfg.precisions and cfg.get("exec_gpus") == ["none"]:
+        raise ConfigError(
+            "PRECISION_FP16", "fp16 autocast with GradScaler needs a GPU", "use bf16 or fp32 on CPU"
+        )
+    if cfg.gpt2_model.lower() not in _PRESETS:
+        raise ConfigError(
+            "GPT2_MODEL", f"unknown preset {cfg.gpt2_model!r}", f"one of {sorted(PRESETS)}"
+        )
+    sz = _sizes(cfg)
+    if sz["n_embd"] % sz["n_head"]:
+        raise ConfigError(
+            "GPT2_N_HEAD",
+            f"width {sz['n_embd']} is not divisible by {sz['n_head']} heads",
+            "change GPT2_N_HEAD or GPT2_N_EMBD",
+        )
+    if cfg.gpt2_arch == "nanochat" and (sz["n_embd"] // sz["n_head"]) % 2:
+        raise ConfigError(
+            "GPT2_N_HEAD", "rotary embeddings need an even head size", "change GPT2_N_HEAD"
+        )
+    micro = cfg.gpt2_batch_size * sz["block_size"]
+    total = cfg.get("gpt2_total_batch_tokens") or 0
+    if total and total % micro:
+        raise ConfigError(
+            "GPT2_TOTAL_BATCH_TOKENS",
+            f"{total} tokens is not a multiple of one micro-batch ({cfg.gpt2_batch_size} x {sz['block_size']} = {micro})",
+            f"use a multiple of {micro}, or 0",
+        )
+    if not (cfg.gpt2_max_steps or cfg.gpt2_max_tokens or cfg.gpt2_max_seconds):
+        raise ConfigError(
+            "GPT2_MAX_STEPS",
+            "no training budget",
+            "set GPT2_MAX_STEPS, GPT2_MAX_TOKENS or GPT2_MAX_SECONDS",
+        )
+    if cfg.gpt2_max_steps and cfg.gpt2_warmup_steps >= cfg.gpt2_max_steps:
+        raise ConfigError(
+            "GPT2_WARMUP_STEPS",
+            f"warmup {cfg.gpt2_warmup_steps} >= max steps {cfg.gpt2_max_steps}",
+            "lower GPT2_WARMUP_STEPS",
+        )
+    bad = [g for g in cfg.gpt2_train_groups if g not in GROUPS]
+    if bad or not cfg.gpt2_train_groups:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", f"bad groups {bad or '(none)'}", f"words from {' '.join(GROUPS)}"
+        )
+    if not 0 <= (cfg.gpt2_min_lr_frac if cfg.gpt2_min_lr_frac is not None else -1) <= 1:
+        raise ConfigError("GPT2_MIN_LR_FRAC", f"{cfg.gpt2_min_lr_frac} not in [0, 1]", 'e.g. "0.1"')
+    if not 0 < (cfg.gpt2_val_fraction or 0) < 1:
+        raise ConfigError(
+            "GPT2_VAL_FRACTION", f"{cfg.gpt2_val_fraction} not in (0, 1)", 'e.g. "0.1"'
+        )
+    if "sgd" in cfg.optimizers and cfg.get("sgd_nesterov") and not cfg.get("sgd_momentum"):
+        raise ConfigError(
+            "SGD_NESTEROV",
+            "Nesterov needs a momentum > 0",
+            "set SGD_MOMENTUM or disable SGD_NESTEROV",
+        )
+    for name in cfg.optimizers:  # every hyperparameter the optimizer reads must be set
+        spec = OPTIMIZERS[name]
+        for key in (spec.lr, spec.aux_lr) + spec.hp:
+            if cfg.get(key) is None:
+                raise ConfigError(
+                    key.upper(), f"not set (needed by {name})", f"set CONFIG_{key.upper()}"
+                )
+    if cfg.gpt2_data == "hf" and not cfg.gpt2_hf_name:
+        raise ConfigError("GPT2_HF_NAME", "empty dataset name", 'e.g. "HuggingFaceFW/fineweb-edu"')
+    if cfg.gpt2_data == "files" and not cfg.gpt2_data_paths:
+        raise ConfigError(
+            "GPT2_DATA_PATHS", "no text files listed", "list paths separated by spaces"
+        )
+    if cfg.get("sweep"):
+        point = {
+            "optimizer": cfg.optimizers[0],
+            "precision": cfg.precisions[0],
+            "seed": cfg.seeds[0],
+        }
+        params = cell_params(cfg, point)
+        numeric = sorted(
+            k for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        )
+        for sym in ("SWEEP_X_PARAM", "SWEEP_Y_PARAM"):
+            name = cfg.get(sym.lower())
+            if name not in numeric:
+                raise ConfigError(
+                    sym,
+                    f"{name!r} is not a numeric gpt2 cell parameter",
+                    f"one of {' '.join(numeric)}",
+                )
+
+
+def _data_source(cfg):
+    return {
+        "kind": cfg.gpt2_data,
+        "hf_name": cfg.get("gpt2_hf_name") or None,
+        "hf_config": cfg.get("gpt2_hf_config") or None,
+        "hf_split": cfg.get("gpt2_hf_split") or "train",
+        "hf_text_field": cfg.get("gpt2_hf_text_field") or "text",
+        "hf_streaming": bool(cfg.get("gpt2_hf_streaming")),
+        "hf_revision": cfg.get("gpt2_hf_revision") or None,
+        "hf_data_files": list(cfg.get("gpt2_hf_data_files") or []),
+        "files": list(cfg.get("gpt2_data_paths") or []),
+        "val_fraction": cfg.gpt2_val_fraction,
+        "max_tokens": cfg.get("gpt2_data_max_tokens") or 0,
+    }
+
+
+def cell_params(cfg, point):
+    opt = point["optimizer"]
+    spec = OPTIMIZERS[opt]
+    lr, aux = float(cfg.get(spec.lr)), float(cfg.get(spec.aux_lr))
+    sz = _sizes(cfg)
+    micro = cfg.gpt2_batch_size * sz["block_size"]
+    total = cfg.get("gpt2_total_batch_tokens") or 0
+    return {
+        "model": _PRESETS[cfg.gpt2_model.lower()],
+        "arch": cfg.gpt2_arch,
+        **sz,
+        "vocab_size": pad_vocab(GPT2_VOCAB),
+        "optimizer": opt,
+        **{k: cfg.get(k) for k in spec.hp},
+        "matrix_lr": lr,
+        "embedding_lr": aux * cfg.gpt2_embedding_lr_scale,
+        "unembedding_lr": aux * cfg.gpt2_unembedding_lr_scale,
+        "vector_lr": aux,
+        "train_groups": list(cfg.gpt2_train_groups),
+        "precision": point["precision"],
+        "seed": point["seed"],
+        "batch_size": cfg.gpt2_batch_size,
+        "grad_accum": total // micro if total else 1,
+        "max_steps": cfg.gpt2_max_steps,
+        "max_tokens": cfg.gpt2_max_tokens,
+        "max_seconds": cfg.gpt2_max_seconds,
+        "warmup_steps": cfg.gpt2_warmup_steps,
+        "schedule": cfg.gpt2_schedule,
+        "min_lr_frac": cfg.gpt2_min_lr_frac,
+        "grad_clip": cfg.gpt2_grad_clip,
+        "eval_interval": cfg.gpt2_eval_interval,
+        "eval_batches": cfg.gpt2_eval_batches,
+        "log_interval": cfg.gpt2_log_interval,
+        "checkpoint_interval": cfg.gpt2_checkpoint_interval,
+        "compile": bool(cfg.gpt2_compile),
+        "grad_checkpoint": bool(cfg.gpt2_grad_checkpoint),
+        "data": _data_source(cfg),
+        "data_dir": cfg.gpt2_data_dir,
+    }
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _build(p, device, **overrides):
+    """Model and optimizers for a cell's params (overrides shrink the model for dry runs)."""
+    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    config = config_from_preset(
+        p["model"], arch=p["arch"], grad_checkpoint=p["grad_checkpoint"], **{**sizes, **overrides}
+    )
+    model = GPT(config).to(device)
+    lrs = {g: p[f"{g}_lr"] for g in GROUPS}
+    hp = {k: p[k] for k in OPTIMIZERS[p["optimizer"]].hp}
+    optimizers = build_optimizers(p["optimizer"], model.param_groups(), lrs, hp, p["train_groups"])
+    if not optimizers:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
+        )
+    return model, optimizers
+
+
+def _settings(p, **overrides):
+    fields = dict(
+        batch_size=p["batch_size"],
+        seq_len=p["block_size"],
+        grad_accum=p["grad_accum"],
+        max_steps=p["max_steps"],
+        max_tokens=p["max_tokens"],
+        max_seconds=p["max_seconds"],
+        warmup_steps=p["warmup_steps"],
+        schedule=p["schedule"],
+        min_lr_frac=p["min_lr_frac"],
+        grad_clip=p["grad_clip"],
+        precision=p["precision"],
+        eval_interval=p["eval_interval"],
+        log_interval=p["log_interval"],
+        checkpoint_interval=p["checkpoint_interval"],
+        extra={"params": json.dumps(p, sort_keys=True)},  # resume only the very same cell
+    )
+    return TrainSettings(**{**fields, **overrides})
+
+
+def _token_data(p, ctx):
+    """TokenData for the cell's source, prepared once and kept for the worker's later cells."""
+    from .data import TokenData, prepare
+
+    key = ("gpt2.data", json.dumps(p["data"], sort_keys=True), str(p["data_dir"]))
+    if key not in ctx.cache:
+        ctx.cache[key] = TokenData(prepare(p["data"], Path(p["data_dir"])))
+    return ctx.cache[key]
+
+
+def run(cell, ctx):
+    p, device = cell.params, ctx.device
+    seed_everything(cell.run_seed)
+    knobs = configure_runtime(ctx.profile, device)
+    td = _token_data(p, ctx)
+    model, optimizers = _build(p, device)
+    # same run_seed -> same init and data order for every optimizer/precision of a seed
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    B, T = p["batch_size"], p["block_size"]
+    val = [
+        (x.to(device), y.to(device))
+        for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])
+    ]
+    runner = torch.compile(model) if p["compile"] else model
+    knobs.update(
+        precision=p["precision"],
+        autocast_dtype={"fp32": None, "bf16": "bfloat16", "fp16": "float16"}[p["precision"]],
+        grad_scaler=p["precision"] == "fp16",
+        compile=p["compile"],
+        grad_checkpoint=p["grad_checkpoint"],
+        fused_adamw=device.startswith("cuda") and p["optimizer"] in ("adamw", "muon"),
+        n_params=model.num_params(),
+        flops_per_token=model.flops_per_token(T),
+        dataset=getattr(td, "identity", None),
+    )
+    ctx.log(
+        f"gpt2 {cell.id}: {knobs['n_params'] / 1e6:.2f}M params, knobs {json.dumps(knobs, default=str)}"
+    )
+    result = train(
+        runner,
+        optimizers,
+        lambda: td.get_batch("train", B, T, gen, device),
+        _settings(p),
+        device=device,
+        val_batches=val,
+        raw_model=model,
+        ckpt_path=Path(ctx.out_dir) / "checkpoint.pt" if p["checkpoint_interval"] else None,
+        data_generator=gen,
+        log=ctx.log,
+        tracker=ctx.tracker,
+    )
+    result["knobs"] = knobs
+    return result
+
+
+def dry_run(cell, ctx):
+    """The cell's real model code, optimizer and precision at tiny size on CPU: one step of
+    the real training loop on random tokens."""
+    p = cell.params
+    torch.manual_seed(cell.run_seed)
+    tiny = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=128)
+    model, optimizers = _build(p, "cpu", **tiny)
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    batch = lambda: (torch.randint(0, 128, (2, 16), generator=gen),) * 2  # noqa: E731
+    s = _settings(
+        p, batch_size=2, seq_len=16, grad_accum=1, max_steps=1, max_tokens=0, max_seconds=0
+    )
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval = 0, 0, 0
+    out = train(model, optimizers, batch, s, device="cpu", log=lambda *a: None)
+    if not math.isfinite(out["losses"][0]):
+        raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def _get(obj, key):
+    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
+
+
+def _ema(values, alpha=0.1):
+    out, m = [], None
+    for v in values:
+        m = v if m is None or not math.isfinite(m) else (1 - alpha) * m + alpha * v
+        out.append(m)
+    return out
+
+
+def summarize(summary_dir, cells, results, cfg):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary_dir = Path(summary_dir)
+    summary_dir.mkdir(parents=True, exist_ok=True)
+    profile = cfg.get("profile", "?")
+    optimizers = sorted({_get(c, "point")["optimizer"] for c in cells})
+    colors = {o: plt.cm.tab10(i) for i, o in enumerate(optimizers)}
+    styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
+
+    rows = []
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for c in cells:
+        r = results.get(_get(c, "id"))
+        pt = _get(c, "point")
+        if not r:
+            continue
+        losses = [v if v is not None else float("nan") for v in r.get("losses") or []]
+        m = r.get("metrics") or {}
+        label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
+        if losses:
+            ax.plot(
+                _ema(losses),
+                color=colors[pt["optimizer"]],
+                ls=styles.get(pt["precision"], "-"),
+                lw=1.2,
+                label=label,
+            )
+        rows.append(
+            {
+                "cell": _get(c, "id"),
+                "optimizer": pt["optimizer"],
+                "precision": pt["precision"],
+                "seed": pt["seed"],
+                "status": r.get("status"),
+                "final_val_loss": m.get("final_val_loss"),
+                "tokens_per_s": m.get("tokens_per_s"),
+                "mfu": m.get("mfu"),
+                "peak_mem_mb": m.get("peak_mem_mb"),
+            }
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (EMA 0.1)")
+    ax.set_title(f"{cfg.get('name', 'gpt2')}: training loss by optimizer / precision [{profile}]")
+    ax.grid(alpha=0.3)
+    if rows:
+        ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(summary_dir / "loss_curves.png", dpi=120)
+    plt.close(fig)
+
+    # final validation loss, mean over seeds (error bar: min..max)
+    groups = {}
+    for r in rows:
+        v = r["final_val_loss"]
+        if r["status"] == "ok" and v is not None and math.isfinite(v):
+            groups.setdefault(f"{r['optimizer']}\n{r['precision']}", []).append(v)
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) + 2), 4.5))
+    names = sorted(groups)
+    means = [sum(groups[n]) / len(groups[n]) for n in names]
+    errs = [
+        [m - min(groups[n]) for n, m in zip(names, means)],
+        [max(groups[n]) - m for n, m in zip(names, means)],
+    ]
+    bar_colors = [colors[n.split("\n")[0]] for n in names]
+    ax.bar(names, means, yerr=errs if names else None, color=bar_colors, capsize=4)
+    for i, m in enumerate(means):
+        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("final validation loss")
+    ax.set_title(f"final validation loss [{profile}]")
+    if means:
+        ax.set_ylim(min(means) * 0.9, max(means) * 1.05)
+    fig.tight_layout()
+    fig.savefig(summary_dir / "final_val_loss.png", dpi=120)
+    plt.close(fig)
+
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    lines = [
+        f"# Throughput [{profile}]",
+        "",
+        "| cell | status | final val loss | tokens/s | MFU | peak mem (MiB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        mfu = None if r["mfu"] is None else 100 * r["mfu"]
+        lines.append(
+            f"| {r['cell']} | {r['status']} | {fmt(r['final_val_loss'], '.4f')} | "
+            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(mfu, '.1f')}% | {fmt(r['peak_mem_mb'], '.0f')} |"
+        )
+    tmp = summary_dir / ".throughput.md.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, summary_dir / "throughput.md")
+
+    best = min(
+        (r for r in rows if r["cell"] and _finite(r["final_val_loss"])),
+        key=lambda r: r["final_val_loss"],
+        default=None,
+    )
+    return {
+        "figures": ["loss_curves.png", "final_val_loss.png"],
+        "tables": ["throughput.md"],
+        "final_val_loss": {n.replace("\n", "-"): m for n, m in zip(names, means)},
+        "throughput": rows,
+        "best_cell": best["cell"] if best else None,
+        "cells_done": len(rows),
+        "cells_total": len(cells),
+    }
+
+
+def _finite(v):
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,148 @@
+"""GPT-2 model and optimizers: shapes, initial loss, one step per optimizer, Muon."""
+
+import math
+
+import pytest
+import torch
+
+from gpt2.model import GPT, config_from_preset, pad_vocab
+from gpt2.optim import GROUPS, OPTIMIZERS, build_optimizers, zeropower_via_newtonschulz5
+
+V = 256
+HP = dict(
+    adamw_beta1=0.9,
+    adamw_beta2=0.95,
+    adamw_eps=1e-8,
+    adamw_weight_decay=0.1,
+    muon_momentum=0.95,
+    muon_nesterov=True,
+    muon_ns_steps=5,
+    muon_weight_decay=0.0,
+    sgd_momentum=0.9,
+    sgd_nesterov=True,
+    sgd_weight_decay=0.0,
+    lion_beta1=0.9,
+    lion_beta2=0.99,
+    lion_weight_decay=0.0,
+)
+LRS = {
+    "adamw": dict(matrix=1e-3, embedding=1e-3, unembedding=1e-3, vector=1e-3),
+    "muon": dict(matrix=0.02, embedding=1e-3, unembedding=1e-3, vector=1e-3),
+    "sgd": dict(matrix=0.5, embedding=0.5, unembedding=0.5, vector=0.5),
+    "lion": dict(matrix=1e-4, embedding=1e-4, unembedding=1e-4, vector=1e-4),
+}
+
+
+def tiny(arch, **kw):
+    torch.manual_seed(0)
+    return GPT(config_from_preset("tiny", arch=arch, n_layer=2, n_embd=64, vocab_size=V, **kw))
+
+
+def test_pad_vocab():
+    assert pad_vocab(50257) == 50304 and pad_vocab(64) == 64
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "nanochat"])
+def test_shapes_and_initial_loss(arch):
+    model = tiny(arch)
+    x = torch.randint(0, V, (4, 32))
+    y = torch.randint(0, V, (4, 32))
+    logits, loss = model(x, y)
+    assert logits.shape == (4, 32, V)
+    # an untrained model predicts roughly uniformly: loss ~ ln(vocab)
+    assert abs(loss.item() - math.log(V)) < 0.3
+    assert model(x)[1] is None
+
+
+def test_param_groups_partition_and_tying():
+    for arch in ("gpt2", "nanochat"):
+        model = tiny(arch)
+        groups = model.param_groups()
+        ids = [id(p) for ps in groups.values() for p in ps]
+        assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+        assert all(p.dim() == 2 for p in groups["matrix"])
+    gpt2 = tiny("gpt2")
+    assert gpt2.lm_head.weight is gpt2.transformer.wte.weight  # tied: listed under embedding
+    assert gpt2.param_groups()["unembedding"] == []
+    nano = tiny("nanochat")
+    assert nano.param_groups()["vector"] == []  # no biases, parameter-free norms
+    assert nano.lm_head.weight is not nano.transformer.wte.weight
+
+
+def test_grad_checkpoint_same_gradients():
+    x = torch.randint(0, V, (2, 16))
+    grads = []
+    for ckpt in (False, True):
+        model = tiny("nanochat", grad_checkpoint=ckpt)
+        model(x, x)[1].backward()
+        grads.append(model.transformer.h[0].mlp.c_fc.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_flops_and_mfu():
+    with torch.device("meta"):  # sizes only, no memory
+        model = GPT(config_from_preset("124M"))
+    # nanoGPT prints 123.69M for GPT-2 small with the padded vocabulary (wpe not counted)
+    assert model.num_params() == 123_689_472
+    assert model.flops_per_token() == 6 * model.num_params() + 12 * 12 * 12 * 64 * 1024
+    assert 0 < model.estimate_mfu(468e3) < 1
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("arch", ["gpt2", "nanochat"])
+def test_one_step_lowers_loss(name, arch):
+    model = tiny(arch)
+    torch.manual_seed(1)
+    x, y = torch.randint(0, V, (4, 32)), torch.randint(0, V, (4, 32))
+    opts = build_optimizers(name, model.param_groups(), LRS[name], HP)
+    loss0 = model(x, y)[1]
+    loss0.backward()
+    for opt in opts:
+        opt.step()
+    with torch.no_grad():
+        loss1 = model(x, y)[1]
+    assert loss1.item() < loss0.item() - 1e-4, (name, arch, loss0.item(), loss1.item())
+
+
+def test_freezing_groups():
+    model = tiny("nanochat")
+    before = {g: [p.detach().clone() for p in ps] for g, ps in model.param_groups().items()}
+    opts = build_optimizers(
+        "adamw", model.param_groups(), LRS["adamw"], HP, train_groups=["matrix"]
+    )
+    x = torch.randint(0, V, (2, 16))
+    model(x, x)[1].backward()
+    for opt in opts:
+        opt.step()
+    after = model.param_groups()
+    assert all(torch.equal(a, b) for a, b in zip(before["embedding"], after["embedding"]))
+    assert all(torch.equal(a, b) for a, b in zip(before["unembedding"], after["unembedding"]))
+    assert not all(torch.equal(a, b) for a, b in zip(before["matrix"], after["matrix"]))
+    assert not model.transformer.wte.weight.requires_grad
+
+
+def test_muon_pairs_with_adamw_and_group_names():
+    model = tiny("nanochat")
+    opts = build_optimizers("muon", model.param_groups(), LRS["muon"], HP)
+    assert [type(o).__name__ for o in opts] == ["Muon", "AdamW"]
+    names = {g["name"]: g["lr"] for o in opts for g in o.param_groups}
+    assert names == {"matrix": 0.02, "embedding": 1e-3, "unembedding": 1e-3}
+    assert set(GROUPS) >= set(names)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (128, 32), (32, 192)])
+def test_newton_schulz_is_near_orthogonal(shape):
+    torch.manual_seed(0)
+    k = min(shape)
+    U, _ = torch.linalg.qr(torch.randn(shape[0], k))
+    W, _ = torch.linalg.qr(torch.randn(shape[1], k))
+    G = U @ torch.diag(torch.logspace(-1, 0, k)) @ W.T  # condition number 10
+    X = zeropower_via_newtonschulz5(G, steps=5)
+    s = torch.linalg.svdvals(X)
+    # quintic NS pushes every singular value into roughly [0.7, 1.2], never to exactly 1
+    # (singular values far below the largest / ~500 would need more steps)
+    assert s.min() > 0.5 and s.max() < 1.5, (s.min(), s.max())
+    # ...and keeps the singular vectors: X ~ U V^T of G
+    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    cos = (X * (U @ Vh)).sum() / (X.norm() * (U @ Vh).norm())
+    assert cos > 0.98
