@@ -94,6 +94,7 @@ def run_job(job, cache, workloads):
                 metrics = extra.pop("metrics", {})
         except Diverged as e:
             reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
+            extra = {"losses": list(getattr(e, "losses", None) or [])}
             print(f"diverged: {e}", flush=True)
         except KeyboardInterrupt:
             raise
