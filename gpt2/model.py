@@ -202,7 +202,7 @@ class GPT(nn.Module):
         if targets is not None:
             # fp32 cross-entropy: under autocast the logits are bf16/fp16
             loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1
+                logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1
             )
         return logits, loss
 

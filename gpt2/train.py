@@ -42,6 +42,7 @@ class TrainSettings:
     eval_interval: int = 0  # steps between val evaluations; 0 = only at the end
     log_interval: int = 10
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = never
+    grad_scale_init: float = 2.0**16  # fp16 GradScaler's first loss scale (torch's default)
     extra: dict = field(default_factory=dict)  # saved in checkpoints, must match to resume
 
     @property
@@ -229,7 +230,9 @@ def train(
     raw_model = raw_model or model
     if not (s.max_steps or s.max_tokens or s.max_seconds):
         raise ValueError("no budget: set max_steps, max_tokens or max_seconds")
-    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=s.precision == "fp16")
+    scaler = torch.amp.GradScaler(
+        device.split(":")[0], init_scale=s.grad_scale_init, enabled=s.precision == "fp16"
+    )
     params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
     flops_per_token = raw_model.flops_per_token(s.seq_len)
     step, tokens, elapsed = 0, 0, 0.0
@@ -359,6 +362,8 @@ def train(
         "tokens": tokens,
         "train_seconds": elapsed,
     }
+    if scaler.is_enabled():
+        metrics["grad_scale"] = scaler.get_scale()
     return {
         "status": "ok",
         "metrics": metrics,

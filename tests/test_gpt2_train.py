@@ -1,0 +1,330 @@
+"""GPT-2 training loop and workload: precision paths, resume, divergence, safety, dry runs."""
+
+import math
+import os
+import pickle
+
+import kconfiglib
+import pytest
+import torch
+
+from gpt2 import workload
+from gpt2.model import GPT, config_from_preset
+from gpt2.optim import build_optimizers
+from gpt2.train import TrainSettings, load_checkpoint, lr_multiplier, train
+from kmatrix.cell import Cell, RunContext
+from kmatrix.config import Config, typed_values
+from kmatrix.errors import ConfigError, Diverged
+
+V = 256
+HP = dict(adamw_beta1=0.9, adamw_beta2=0.95, adamw_eps=1e-8, adamw_weight_decay=0.1)
+LRS = dict(matrix=3e-3, embedding=3e-3, unembedding=3e-3, vector=3e-3)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def setup(arch="gpt2", seed=0):
+    torch.manual_seed(seed)
+    model = GPT(
+        config_from_preset("tiny", arch=arch, n_layer=2, n_embd=64, block_size=32, vocab_size=V)
+    )
+    return model, build_optimizers("adamw", model.param_groups(), LRS, HP)
+
+
+def batches(seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def get():
+        x = torch.randint(0, V, (4, 33), generator=gen)
+        return x[:, :-1], x[:, 1:]
+
+    return get, gen
+
+
+def settings(**kw):
+    base = dict(batch_size=4, seq_len=32, max_steps=4, warmup_steps=1, log_interval=100)
+    return TrainSettings(**{**base, **kw})
+
+
+def quiet(*args):
+    pass
+
+
+def test_schedule_warmup_and_cosine():
+    s = settings(warmup_steps=10, min_lr_frac=0.1)
+    assert lr_multiplier(0, s, 0.0) == pytest.approx(0.1)
+    assert lr_multiplier(9, s, 0.0) == pytest.approx(1.0)
+    assert lr_multiplier(10, s, 0.0) == pytest.approx(1.0)
+    assert lr_multiplier(50, s, 0.5) == pytest.approx(0.55)
+    assert lr_multiplier(99, s, 1.0) == pytest.approx(0.1)
+    assert lr_multiplier(99, settings(warmup_steps=10, schedule="constant"), 1.0) == 1.0
+
+
+def test_train_records_every_loss_and_falls():
+    model, opts = setup()
+    get, _ = batches()
+    x, y = get()
+    fixed = lambda: (x, y)  # noqa: E731  one batch, so the loss must fall
+    out = train(
+        model, opts, fixed, settings(max_steps=8, eval_interval=4), val_batches=[(x, y)], log=quiet
+    )
+    assert out["status"] == "ok" and len(out["losses"]) == 8
+    assert out["losses"][-1] < out["losses"][0] - 0.5
+    assert [v[0] for v in out["val_losses"]] == [4, 8]
+    m = out["metrics"]
+    assert m["steps"] == 8 and m["tokens"] == 8 * 4 * 32 and m["tokens_per_s"] > 0
+    assert set(out["lrs"]) == {"matrix", "embedding", "vector"}
+
+
+def test_token_budget_and_grad_accum():
+    model, opts = setup()
+    get, _ = batches()
+    calls = []
+
+    def counting():
+        calls.append(1)
+        return get()
+
+    out = train(
+        model,
+        opts,
+        counting,
+        settings(max_steps=0, max_tokens=3 * 2 * 4 * 32, grad_accum=2),
+        log=quiet,
+    )
+    assert out["metrics"]["steps"] == 3 and len(calls) == 6
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_precisions_train(precision):
+    model, opts = setup("nanochat")
+    get, _ = batches()
+    out = train(model, opts, get, settings(precision=precision, max_steps=3), log=quiet)
+    assert all(math.isfinite(v) for v in out["losses"])
+    if precision == "fp16":
+        assert out["metrics"]["grad_scale"] > 0
+
+
+def test_fp16_scaler_skips_overflowing_step():
+    """A loss scale so large that the fp16 gradients overflow: the scaler must skip the
+    optimizer step (weights unchanged) and lower the scale, not apply inf updates."""
+    model, opts = setup()
+    before = [p.detach().clone() for p in model.parameters()]
+    get, _ = batches()
+    out = train(
+        model,
+        opts,
+        get,
+        settings(precision="fp16", max_steps=1, grad_scale_init=2.0**100),
+        log=quiet,
+    )
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert out["metrics"]["grad_scale"] < 2.0**100
+    assert math.isfinite(out["losses"][0])
+
+
+def test_resume_reproduces_next_steps_exactly(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    s = settings(max_steps=5, checkpoint_interval=3, warmup_steps=2)
+    model, opts = setup()
+    get, gen = batches()
+    full = train(model, opts, get, s, ckpt_path=ckpt, data_generator=gen, log=quiet)
+    assert load_checkpoint(ckpt)["step"] == 3
+
+    # a fresh process: different init and data position, all restored from the checkpoint
+    model2, opts2 = setup(seed=123)
+    get2, gen2 = batches(seed=99)
+    resumed = train(model2, opts2, get2, s, ckpt_path=ckpt, data_generator=gen2, log=quiet)
+    assert resumed["losses"] == full["losses"]  # bitwise, steps 4 and 5 included
+    assert resumed["metrics"]["steps"] == 5
+
+
+def test_checkpoint_with_other_settings_is_ignored(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    model, opts = setup()
+    get, gen = batches()
+    train(model, opts, get, settings(max_steps=2, checkpoint_interval=2), ckpt_path=ckpt, log=quiet)
+    model, opts = setup()
+    logs = []
+    out = train(
+        model,
+        opts,
+        get,
+        settings(max_steps=3, checkpoint_interval=2),
+        ckpt_path=ckpt,
+        log=logs.append,
+    )
+    assert any("ignoring checkpoint" in line for line in logs) and len(out["losses"]) == 3
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_checkpoint_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = marker
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": evil}, f, protocol=2)
+    with pytest.raises(RuntimeError, match="refusing to load checkpoint"):
+        load_checkpoint(path)
+    torch.save({"model": evil}, tmp_path / "evil2.pt")
+    with pytest.raises(RuntimeError, match="refusing to load checkpoint"):
+        load_checkpoint(tmp_path / "evil2.pt")
+    assert not marker.exists()
+
+
+def test_nonfinite_loss_raises_diverged():
+    model, opts = setup()
+    get, _ = batches()
+    with torch.no_grad():
+        model.transformer.wte.weight[:] = float("nan")
+    with pytest.raises(Diverged) as info:
+        train(model, opts, get, settings(max_steps=5), log=quiet)
+    assert len(info.value.losses) == 1 and math.isnan(info.value.losses[0])
+    assert info.value.metrics["steps"] == 1
+
+
+# ---------------------------------------------------------------------------- workload
+
+
+def make_cfg(*enable, **values):
+    """A typed config from the real Kconfig, with the gpt2 workload and given symbols."""
+    kconf = kconfiglib.Kconfig(os.path.join(ROOT, "Kconfig"), warn_to_stderr=False)
+    kconf.syms["WORKLOAD_GPT2"].set_value(2)
+    for name in enable:
+        kconf.syms[name].set_value(2)
+    for name, value in values.items():
+        kconf.syms[name].set_value(str(value))
+    return Config(typed_values(kconf))
+
+
+def test_every_gpt2_symbol_has_help():
+    kconf = kconfiglib.Kconfig(os.path.join(ROOT, "Kconfig"), warn_to_stderr=False)
+    syms = [s for s in kconf.unique_defined_syms if s.name.startswith("GPT2_")]
+    choices = [c for c in kconf.unique_choices if (c.name or "").startswith("GPT2_")]
+    assert len(syms) > 30
+    for item in syms + choices:
+        assert all(node.help for node in item.nodes), item.name
+
+
+def test_cell_params_resolve_group_lrs():
+    cfg = make_cfg("OPTIMIZER_MUON", ADAMW_LR="1e-3", GPT2_UNEMBEDDING_LR_SCALE="4")
+    workload.validate(cfg)
+    assert workload.axes(cfg) == [
+        ("optimizer", ["adamw", "muon"]),
+        ("precision", ["fp32"]),
+        ("seed", [0]),
+    ]
+    p = workload.cell_params(cfg, {"optimizer": "muon", "precision": "fp32", "seed": 0})
+    assert p["matrix_lr"] == 0.02 and p["embedding_lr"] == 1e-3 and p["unembedding_lr"] == 4e-3
+    assert p["muon_ns_steps"] == 5 and p["adamw_beta2"] == 0.95 and "sgd_momentum" not in p
+    assert p["vocab_size"] == 50304 and p["model"] == "tiny"
+    import json
+
+    json.dumps(p)  # the driver stores params in plan and result files
+
+
+@pytest.mark.parametrize(
+    "values, symbol",
+    [
+        (dict(GPT2_N_HEAD="3"), "GPT2_N_HEAD"),
+        (dict(GPT2_TOTAL_BATCH_TOKENS="1000"), "GPT2_TOTAL_BATCH_TOKENS"),
+        (dict(GPT2_MAX_STEPS="10", GPT2_WARMUP_STEPS="10"), "GPT2_WARMUP_STEPS"),
+        (dict(GPT2_TRAIN_GROUPS="matrix heads"), "GPT2_TRAIN_GROUPS"),
+        (dict(OPTIMIZER_ADAMW="n"), "OPTIMIZER_ADAMW"),
+    ],
+)
+def test_validate_names_the_symbol(values, symbol):
+    cfg = make_cfg(**values)
+    with pytest.raises(ConfigError) as info:
+        workload.validate(cfg)
+    assert info.value.symbol == symbol
+
+
+def test_dry_run_every_optimizer_and_precision():
+    cfg = make_cfg(
+        "OPTIMIZER_MUON",
+        "OPTIMIZER_SGD",
+        "OPTIMIZER_LION",
+        "PRECISION_BF16",
+        "PRECISION_FP16",
+        "GPT2_ARCH_NANOCHAT",
+    )
+    workload.validate(cfg)
+    ctx = RunContext(device="cpu", out_dir=".", dry_run=True)
+    for opt in cfg.optimizers:
+        for prec in cfg.precisions:
+            point = {"optimizer": opt, "precision": prec, "seed": 0}
+            cell = Cell(
+                f"{opt}-{prec}-s0", 0, "gpt2.workload", point, 0, workload.cell_params(cfg, point)
+            )
+            workload.dry_run(cell, ctx)
+
+
+class FakeTokens:
+    """Stands in for gpt2.data.TokenData: random tokens, no prepare step."""
+
+    identity = {"name": "fake"}
+
+    def get_batch(self, split, B, T, generator, device="cpu"):
+        x = torch.randint(0, 50257, (B, T + 1), generator=generator)
+        return x[:, :-1].to(device), x[:, 1:].to(device)
+
+    def fixed_batches(self, split, n, B, T, seed, device="cpu"):
+        gen = torch.Generator().manual_seed(seed)
+        return [self.get_batch(split, B, T, gen, device) for _ in range(n)]
+
+
+def test_run_and_summarize(tmp_path):
+    cfg = make_cfg(
+        "OPTIMIZER_MUON",
+        GPT2_N_LAYER=1,
+        GPT2_N_EMBD=32,
+        GPT2_BLOCK_SIZE=16,
+        GPT2_BATCH_SIZE=2,
+        GPT2_MAX_STEPS=3,
+        GPT2_WARMUP_STEPS=1,
+        GPT2_EVAL_BATCHES=1,
+        GPT2_CHECKPOINT_INTERVAL=2,
+    )
+    workload.validate(cfg)
+    cells, results = [], {}
+    for opt in cfg.optimizers:
+        point = {"optimizer": opt, "precision": "fp32", "seed": 0}
+        cell = Cell(
+            f"{opt}-fp32-s0", 0, "gpt2.workload", point, 0, workload.cell_params(cfg, point)
+        )
+        ctx = RunContext(device="cpu", out_dir=tmp_path / cell.id)
+        ctx.out_dir.mkdir()
+        key = ("gpt2.data", __import__("json").dumps(cell.params["data"], sort_keys=True), "data")
+        ctx.cache[key] = FakeTokens()
+        r = workload.run(cell, ctx)
+        assert r["status"] == "ok" and len(r["losses"]) == 3 and r["val_losses"][-1][0] == 3
+        assert r["knobs"]["deterministic_algorithms"] and r["knobs"]["precision"] == "fp32"
+        assert set(r["metrics"]) >= {
+            "final_train_loss",
+            "final_val_loss",
+            "tokens_per_s",
+            "mfu",
+            "peak_mem_mb",
+        }
+        cells.append(cell)
+        results[cell.id] = r
+    torch.use_deterministic_algorithms(False)
+    assert (tmp_path / "adamw-fp32-s0" / "checkpoint.pt").exists()
+    cells.append(
+        Cell(
+            "sgd-fp32-s0",
+            2,
+            "gpt2.workload",
+            {"optimizer": "sgd", "precision": "fp32", "seed": 0},
+            0,
+        )
+    )
+    out = workload.summarize(tmp_path / "summary", cells, {**results, "sgd-fp32-s0": None}, cfg)
+    for name in ("loss_curves.png", "final_val_loss.png", "throughput.md"):
+        assert (tmp_path / "summary" / name).stat().st_size > 0
+    assert out["cells_done"] == 2 and out["cells_total"] == 3
