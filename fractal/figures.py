@@ -1,0 +1,278 @@
+"""Figures of the fractal workload.
+
+Paper mode (one image per experiment): the notebook's colour scheme, per-image PNGs with
+log10 axes, the summary figure and the zoom animation.
+LLM grids (DESIGN.md section 6): the 3-panel trainability figure and the stability map,
+where cells without a result are drawn hatched grey, never as "not trainable".
+
+Every figure takes a `title` that callers prefix with the run profile, so paper_repro and
+maxout_speed images are never mistaken for each other.
+"""
+
+import numpy as np
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LinearSegmentedColormap, ListedColormap  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+# x and y labels of the paper's two kinds of image (engine: paraminit_vs_lr puts the
+# weight offset on x and the one shared learning rate on y)
+AXIS_LABELS = {
+    "lr_vs_lr": ("input-layer lr (log10)", "output-layer lr (log10)"),
+    "paraminit_vs_lr": ("input-layer weight offset (log10)", "learning rate (log10)"),
+}
+
+NOT_TRAINABLE = "#8B0000"
+TRAINABLE_LIGHT = "#ADD8E6"  # highest loss among trainable runs
+TRAINABLE_DARK = "#00008B"  # lowest loss
+MISSING = "#d9d9d9"
+# red-white-blue scale over [-1, 1]: -1 not trainable, 0.3..1.0 trainable (light..dark)
+TRAINABILITY_CMAP = LinearSegmentedColormap.from_list(
+    "trainability",
+    [(0.0, NOT_TRAINABLE), (0.5, "#ffffff"), (0.65, TRAINABLE_LIGHT), (1.0, TRAINABLE_DARK)],
+)
+BINARY_CMAP = ListedColormap([NOT_TRAINABLE, TRAINABLE_DARK])
+
+
+# ----------------------------------------------------------------------------------------
+# paper mode
+
+
+def paper_colors(values, buffer=0.25):
+    """The notebook's colour values in [-1, 1] for matplotlib's `Spectral` (vmin -1, vmax 1).
+
+    Converged pixels (value < 0) are rank-normalised into [-1, -buffer], diverged ones
+    (value >= 0) into [buffer, 1], then negated: converged land on the blue side,
+    diverged on the red side, and the pixels nearest the boundary (slowest to converge or
+    to diverge, the largest |value|) get the darkest colours at +1 and -1. Ranks rather
+    than values, because values span many orders of magnitude. NaN stays NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full(v.shape, np.nan)
+    finite = np.isfinite(v)
+    for mask, lo, hi in ((finite & (v < 0), -1.0, -buffer), (finite & (v >= 0), buffer, 1.0)):
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        u = np.sort(v[mask])
+        out[mask] = np.interp(v[mask], u, np.linspace(lo, hi, n))
+    return -out
+
+
+def _extent(window, shape):
+    """imshow extent that puts pixel centres at the log10 grid points of `window`."""
+    x0, x1, y0, y1 = window
+    ny, nx = shape
+    dx = (x1 - x0) / max(nx - 1, 1) / 2
+    dy = (y1 - y0) / max(ny - 1, 1) / 2
+    return (x0 - dx, x1 + dx, y0 - dy, y1 + dy)
+
+
+def draw_image(ax, values, window, axes="lr_vs_lr", title=None):
+    """One trainability image on `ax` with the paper's colours and log10 axes."""
+    im = ax.imshow(
+        paper_colors(values),
+        cmap="Spectral",
+        vmin=-1,
+        vmax=1,
+        origin="lower",  # row 0 is the smallest y
+        extent=_extent(window, np.shape(values)),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    xlabel, ylabel = AXIS_LABELS.get(axes, ("x (log10)", "y (log10)"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return im
+
+
+def save_image(values, window, path, axes="lr_vs_lr", title=None, size=5.0):
+    """The PNG of one image (one zoom frame)."""
+    fig, ax = plt.subplots(figsize=(size, size))
+    draw_image(ax, values, window, axes, title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def summary_figure(panels, path, title=None):
+    """One panel per experiment: dicts with name, values (None = missing), window, axes,
+    dimension. The title of each panel carries its fractal dimension."""
+    n = max(len(panels), 1)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
+    for ax in axs.flat[n:]:
+        ax.axis("off")
+    for ax, p in zip(axs.flat, panels):
+        dim = p.get("dimension")
+        dim_text = f"D = {dim:.3f}" if dim is not None and np.isfinite(dim) else "D = n/a"
+        if p.get("values") is None:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(f"{p['name']}: missing", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
+        ax.set_title(f"{p['name']}: {dim_text}", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def zoom_animation(frames, path, axes="lr_vs_lr", title=None, fps=2, size=5.0):
+    """Animation of a zoom sequence: frames are dicts with values and window.
+
+    Writes a GIF with matplotlib's PillowWriter (Pillow is a matplotlib dependency). If
+    writing the GIF fails anyway, falls back to a contact sheet of all frames as a PNG
+    next to it (same name, .png) and returns that path instead.
+    """
+    from matplotlib import animation
+
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = draw_image(ax, frames[0]["values"], frames[0]["window"], axes)
+
+    def show(k):
+        f = frames[k]
+        im.set_data(paper_colors(f["values"]))
+        im.set_extent(_extent(f["window"], np.shape(f["values"])))
+        ax.set_xlim(im.get_extent()[:2])
+        ax.set_ylim(im.get_extent()[2:])
+        ax.set_title(f"{title + ': ' if title else ''}frame {k}", fontsize=9)
+        return (im,)
+
+    anim = animation.FuncAnimation(fig, show, frames=len(frames), blit=False)
+    try:
+        fig.tight_layout()
+        anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=100)
+        plt.close(fig)
+        return path
+    except Exception:  # noqa: BLE001 - any writer problem: fall back to a still image
+        plt.close(fig)
+        sheet = str(path).rsplit(".", 1)[0] + ".png"
+        panels = [
+            dict(name=f"frame {k}", values=f["values"], window=f["window"], axes=axes)
+            for k, f in enumerate(frames)
+        ]
+        return summary_figure(panels, sheet, title)
+
+
+# ----------------------------------------------------------------------------------------
+# LLM trainability grids
+
+
+def _edges(values):
+    """Cell edges in log10 for grid points `values` (midpoints, half a step at the ends)."""
+    c = np.log10(np.asarray(values, dtype=np.float64))
+    if len(c) == 1:
+        return np.array([c[0] - 0.5, c[0] + 0.5])
+    mid = (c[1:] + c[:-1]) / 2
+    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+
+def _missing_background(ax, xe, ye):
+    """Hatched grey under the grid: cells left transparent (no result) show it."""
+    ax.add_patch(
+        Rectangle(
+            (xe[0], ye[0]),
+            xe[-1] - xe[0],
+            ye[-1] - ye[0],
+            facecolor=MISSING,
+            edgecolor="#9a9a9a",
+            hatch="//",
+            lw=0,
+            zorder=0,
+        )
+    )
+    ax.set_xlim(xe[0], xe[-1])
+    ax.set_ylim(ye[0], ye[-1])
+
+
+def _grid_axes(ax, xe, ye, x_name, y_name, title):
+    _missing_background(ax, xe, ye)
+    ax.set_xlabel(f"{x_name} (log10)")
+    ax.set_ylabel(f"{y_name} (log10)")
+    ax.set_title(title, fontsize=9)
+
+
+def trainability_values(loss, trainable):
+    """Panel-1 values in [-1, 1]: -1 not trainable, trainable runs 0.3 (highest loss) ..
+    1.0 (lowest loss), NaN where the cell has no result (trainable is NaN)."""
+    loss = np.asarray(loss, dtype=np.float64)
+    t = np.asarray(trainable, dtype=np.float64)
+    out = np.full(t.shape, np.nan)
+    out[t == 0] = -1.0
+    ok = (t == 1) & np.isfinite(loss)
+    if ok.any():
+        lo, hi = loss[ok].min(), loss[ok].max()
+        frac = (hi - loss[ok]) / (hi - lo) if hi > lo else np.ones(ok.sum())
+        out[ok] = 0.3 + 0.7 * frac
+    out[(t == 1) & ~np.isfinite(loss)] = 0.3
+    return out
+
+
+def trainability_figure(xs, ys, loss, trainable, path, x_name, y_name, title=None):
+    """The 3-panel figure of an LLM grid.
+
+    xs [nx], ys [ny]: the swept hyperparameter values (log-spaced); loss, trainable
+    [ny, nx] with row = y index. trainable is 1 / 0, or NaN where the cell has no result
+    yet (running, failed to start): such cells are drawn hatched grey in every panel.
+    """
+    xe, ye = _edges(xs), _edges(ys)
+    t = np.asarray(trainable, dtype=np.float64)
+    loss = np.asarray(loss, dtype=np.float64)
+    n_missing = int(np.isnan(t).sum())
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.6))
+
+    ax = axs[0]
+    v = trainability_values(loss, t)
+    ax.pcolormesh(xe, ye, np.ma.masked_invalid(v), cmap=TRAINABILITY_CMAP, vmin=-1, vmax=1)
+    _grid_axes(ax, xe, ye, x_name, y_name, "trainability boundary (red: not trainable)")
+
+    ax = axs[1]
+    present = np.where(np.isnan(t), np.nan, 0.0)  # not trainable: plain white
+    ax.pcolormesh(xe, ye, np.ma.masked_invalid(present), cmap=ListedColormap(["#ffffff"]))
+    trained = np.where(t == 1, loss, np.nan)
+    if np.isfinite(trained).any():
+        m = ax.pcolormesh(xe, ye, np.ma.masked_invalid(trained), cmap="viridis_r")
+        fig.colorbar(m, ax=ax, label="final loss")
+    _grid_axes(ax, xe, ye, x_name, y_name, "final loss of trainable runs")
+
+    ax = axs[2]
+    ax.pcolormesh(xe, ye, np.ma.masked_invalid(t), cmap=BINARY_CMAP, vmin=0, vmax=1)
+    n_ok = int((t == 1).sum())
+    n_cells = int(np.isfinite(t).sum())
+    _grid_axes(ax, xe, ye, x_name, y_name, f"trainable: {n_ok} of {n_cells} runs")
+
+    sup = title or "trainability"
+    if n_missing:
+        sup += f"  ({n_missing} cells missing: hatched grey)"
+    fig.suptitle(sup, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def stability_figure(xs, ys, stable, path, x_name, y_name, title=None):
+    """Stable (blue) / unstable (red) map; NaN = no result, hatched grey."""
+    xe, ye = _edges(xs), _edges(ys)
+    s = np.asarray(stable, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    ax.pcolormesh(xe, ye, np.ma.masked_invalid(s), cmap=BINARY_CMAP, vmin=0, vmax=1)
+    n = int(np.isfinite(s).sum())
+    _grid_axes(ax, xe, ye, x_name, y_name, f"stable: {int((s == 1).sum())} of {n} runs")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
