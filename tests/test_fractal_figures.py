@@ -1,0 +1,115 @@
+"""Colour mapping, the figures (with missing cells), and run labels on synthetic curves."""
+
+import math
+
+import numpy as np
+import matplotlib
+
+from fractal import figures
+from fractal.labels import label_run
+from fractal.zoom import boundary_point, next_window
+
+
+def luminance(v):
+    r, g, b, _ = matplotlib.colormaps["Spectral"]((v + 1) / 2)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_paper_colors_sides_ranks_and_boundary():
+    # converged: -sum(v) (more negative = slower = nearer the boundary);
+    # diverged: +sum(1/v) (larger = slower divergence = nearer the boundary)
+    values = np.array([-1000.0, -50.0, -3.0, 0.01, 7.0, 1e4])
+    c = figures.paper_colors(values)
+    assert (c[:3] >= 0.25).all() and (c[:3] <= 1).all()  # converged -> blue side (+)
+    assert (c[3:] <= -0.25).all() and (c[3:] >= -1).all()  # diverged -> red side (-)
+    np.testing.assert_allclose(c, [1.0, 0.625, 0.25, -0.25, -0.625, -1.0])  # by rank
+    # ranks, not values: a monotone change of the values leaves the colours alone
+    np.testing.assert_allclose(figures.paper_colors(np.sign(values) * np.abs(values) ** 0.3), c)
+    # the darkest colours meet at the boundary
+    assert luminance(c[0]) < luminance(c[2]) and luminance(c[5]) < luminance(c[3])
+    assert np.isnan(figures.paper_colors(np.array([np.nan, -1.0]))[0])
+
+
+def test_paper_image_and_summary(tmp_path):
+    y, x = np.mgrid[0:32, 0:32]
+    v = np.where(x + y < 30, -(x + y + 1.0), (x + y + 1.0))
+    figures.save_image(v, (-3, 6, -3, 6), tmp_path / "a.png", "paraminit_vs_lr", "t [paper_repro]")
+    panels = [
+        dict(name="tanh", values=v, window=(-3, 6, -3, 6), axes="lr_vs_lr", dimension=1.4),
+        dict(name="relu", values=None, window=(-3, 6, -3, 6), axes="lr_vs_lr", dimension=None),
+    ]
+    figures.summary_figure(panels, tmp_path / "s.png", "summary [maxout_speed]")
+    frames = [dict(values=v, window=(-3, 6, -3, 6)), dict(values=-v, window=(0, 3, 0, 3))]
+    out = figures.zoom_animation(frames, tmp_path / "z.gif")
+    for name in ("a.png", "s.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert str(out).endswith(".gif") and (tmp_path / "z.gif").stat().st_size > 1000
+
+
+def test_trainability_values():
+    loss = np.array([[1.0, 2.0], [3.0, np.nan]])
+    trainable = np.array([[1, 1], [0, np.nan]])
+    v = figures.trainability_values(loss, trainable)
+    assert v[0, 0] == 1.0 and math.isclose(v[0, 1], 0.3)  # lowest loss darkest blue
+    assert v[1, 0] == -1.0  # not trainable: dark red
+    assert np.isnan(v[1, 1])  # missing stays missing, never "not trainable"
+    cmap = figures.TRAINABILITY_CMAP
+    for t, want in ((-1.0, "#8B0000"), (0.3, "#ADD8E6"), (1.0, "#00008B")):
+        got = cmap((t + 1) / 2)[:3]  # 256-entry table: equal to within one step
+        np.testing.assert_allclose(got, matplotlib.colors.to_rgb(want), atol=2 / 255)
+
+
+def test_three_panel_figure_with_missing_cells(tmp_path):
+    xs, ys = np.logspace(-4, -1, 4), np.logspace(-3, 0, 3)
+    loss = np.random.default_rng(0).uniform(1, 5, (3, 4))
+    trainable = np.array([[1, 1, 0, 0], [1, np.nan, 0, 0], [np.nan, np.nan, np.nan, 0]])
+    stable = np.where(np.isnan(trainable), np.nan, 1.0)
+    title = "fractal-16x16 [paper_repro]"
+    figures.trainability_figure(
+        xs, ys, loss, trainable, tmp_path / "t.png", "matrix_lr", "unembedding_lr", title
+    )
+    figures.stability_figure(xs, ys, stable, tmp_path / "s.png", "matrix_lr", "unembedding_lr")
+    assert (tmp_path / "t.png").stat().st_size > 1000 and (tmp_path / "s.png").stat().st_size > 1000
+    edges = figures._edges(xs)
+    np.testing.assert_allclose(np.diff(edges), 1.0)  # one decade per cell, centred
+    assert np.isclose(edges[0], -4.5)
+
+
+def test_labels_on_synthetic_curves():
+    falling = list(np.linspace(10, 1, 100))
+    r = label_run(falling)
+    assert r["stable"] and r["trainable"] and r["first_loss"] == 10.0
+    assert math.isclose(r["ratio"], np.mean(falling[-20:]) / 10)
+    # fewer steps than K: K becomes the number of steps
+    r = label_run([4.0, 3.0, 2.0])
+    assert r["trainable"] and math.isclose(r["last_k_mean"], 3.0)
+    assert not label_run([4.0, 5.0, 6.0])["trainable"]  # rising: stable, not trainable
+    assert label_run([4.0, 5.0, 6.0])["stable"]
+    # NaN or inf at the end: unstable, not trainable
+    for bad in (float("nan"), float("inf")):
+        r = label_run([3.0, 2.0, bad])
+        assert not r["stable"] and not r["trainable"]
+    # a blow-up inside the window, finite at the end: stable but not trainable
+    r = label_run([3.0] + [2.0] * 10 + [float("inf")] + [1.0] * 5)
+    assert r["stable"] and not r["trainable"]
+    # an exception: unstable whatever the losses
+    r = label_run(falling, error="RuntimeError: CUDA out of memory")
+    assert not r["stable"] and not r["trainable"] and r["ratio"] is not None
+    # nothing logged
+    r = label_run([], error="crashed")
+    assert r == dict(stable=False, trainable=False, first_loss=None, last_k_mean=None, ratio=None)
+    assert not label_run(None)["stable"]
+    # the threshold and window are parameters
+    assert not label_run([2.0, 1.5], threshold=0.5)["trainable"]
+    assert label_run([2.0, 0.1, 5.0], window=1, threshold=3.0)["trainable"]
+
+
+def test_zoom_windows_nest_and_find_the_boundary():
+    w = (-3.0, 6.0, -3.0, 6.0)
+    n = next_window(w, (5.9, 0.0), 3.0)  # shifted to stay inside
+    assert n == (3.0, 6.0, -1.5, 1.5)
+    y, x = np.mgrid[0:9, 0:9]
+    v = np.where(x < 6, -1.0, 1.0)  # boundary between columns 5 and 6
+    px, py = boundary_point(v, (0.0, 8.0, 0.0, 8.0))
+    assert px == 5.5 and abs(py - 4.0) <= 0.5
+    assert boundary_point(-np.ones((4, 4)), w) is None
