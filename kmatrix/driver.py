@@ -125,6 +125,16 @@ def _executor(cfg, cpu_only=False, gpus=None):
     from kmatrix.seeding import PROFILE_ENV
 
     env.update(PROFILE_ENV.get(profile, {}))
+    if cfg.get("exec_executor") == "ray" and not cpu_only:  # `make check` stays on this machine
+        from kmatrix.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=cfg.get("exec_ray_address"),
+            jobs_per_gpu=cfg.get("exec_jobs_per_gpu"),
+            timeout=cfg.get("exec_cell_timeout"),
+            env=env,
+            cpu_only=cfg.get("exec_gpus") == ["none"],
+        )
     slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only)
     return LocalExecutor(slots, timeout=0 if cpu_only else cfg.get("exec_cell_timeout"), env=env)
 

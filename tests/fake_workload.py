@@ -1,6 +1,7 @@
 """A fake workload for the driver's tests: each cell does what its params say.
 
-params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "sleep"
+params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "segfault"
+| "die_once" (the worker process dies on the cell's first run only)
 """
 
 import json
@@ -58,8 +59,8 @@ def run(cell, ctx):
         raise ConnectionError("hub time-out (simulated)")
     if behaviour == "hang":
         time.sleep(3600)
-    if behaviour == "exit":
-        os._exit(7)
+    if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
+        os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
     if behaviour == "segfault":
         import ctypes
 

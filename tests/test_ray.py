@@ -1,0 +1,206 @@
+"""The Ray executor on a local Ray instance with two fake GPUs (CPU only, as in CI).
+
+One Ray instance serves every test here: starting one takes seconds on a small machine.
+"""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from kmatrix import driver, kconfig, results
+from kmatrix.config import Config
+from kmatrix.errors import ConfigError
+from kmatrix.plan import plan
+from tests.test_driver import make_cfg, runs_of, status_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="ray is not installed (pip install .[ray])",
+)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    import ray
+
+    ray.init(
+        num_gpus=2,  # fake GPUs: Ray hands out ids 0 and 1 through CUDA_VISIBLE_DEVICES
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=100 * 1024**2,
+    )
+    yield ray
+    ray.shutdown()
+
+
+def ray_cfg(tmp_path, **overrides):
+    values = dict(
+        exec_executor="ray",
+        exec_gpus=["auto"],  # under Ray: the cluster's GPUs
+        exec_retry_pattern="ConnectionError|ray worker died",
+    )
+    return make_cfg(tmp_path, **{**values, **overrides})
+
+
+def finished(cfg):
+    root = results.results_dir(cfg)
+    return {c.id for c in plan(cfg) if results.is_done(results.read_result(root, c.id))}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopAfter:
+    """An executor that raises like Ctrl-C once `n` cells have ended."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n, self.ended = inner, n, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.inner.close()
+
+    def poll(self, timeout=0.5):
+        if self.ended >= self.n:
+            raise Interrupted
+        done = self.inner.poll(timeout)
+        self.ended += len(done)
+        return done
+
+
+def test_missing_ray_names_the_symbol_and_the_install_command(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
+    with pytest.raises(ConfigError, match=r"EXEC_EXECUTOR: .*ray.*pip install \.\[ray\]"):
+        driver._executor(ray_cfg(tmp_path))
+
+
+@needs_ray
+def test_each_cell_sees_its_own_gpu(tmp_path, ray_instance, capsys):
+    cfg = ray_cfg(tmp_path, seeds=list(range(6)), sleep=0.2)
+    assert driver.run_matrix(cfg, live=False) == 0
+    assert "/gpu0" in capsys.readouterr().out  # slot names say where they run
+    root = results.results_dir(cfg)
+    gpus_of_pid = {}
+    for cell in plan(cfg):
+        result = results.read_result(root, cell.id)
+        gpus_of_pid.setdefault(result["metrics"]["pid"], set()).add(
+            result["env"]["CUDA_VISIBLE_DEVICES"]
+        )
+        manifest = (results.cell_dir(root, cell.id) / "manifest.json").read_text()
+        assert ":4096:8" in manifest  # the run profile's CUBLAS_WORKSPACE_CONFIG reached it
+    assert len(gpus_of_pid) == 2  # two persistent workers ran the six cells
+    assert all(len(ids) == 1 for ids in gpus_of_pid.values())  # each keeps its GPU
+    assert set().union(*gpus_of_pid.values()) == {"0", "1"}
+
+
+@needs_ray
+def test_dead_worker_is_retried_and_timeout_kills(tmp_path, ray_instance):
+    cfg = ray_cfg(
+        tmp_path, behaviours=["die_once", "exit", "hang", "ok"], exec_retries=1, exec_cell_timeout=4
+    )
+    assert driver.run_matrix(cfg, live=False) == 1
+    root = results.results_dir(cfg)
+    assert status_of(cfg, "die_once-s0") == "ok" and runs_of(cfg, "die_once-s0") == 2
+    exit_result = results.read_result(root, "exit-s0")
+    assert exit_result["status"] == "failed" and "ray worker died" in exit_result["error"]
+    assert runs_of(cfg, "exit-s0") == 2  # one retry, then it stays failed
+    hang = results.read_result(root, "hang-s0")
+    assert "timeout" in hang["error"] and runs_of(cfg, "hang-s0") == 1  # not transient
+    assert status_of(cfg, "ok-s0") == "ok"
+
+
+@needs_ray
+@pytest.mark.parametrize("first", ["ray", "local"])
+def test_resume_across_executors(tmp_path, ray_instance, first):
+    """Interrupted under one executor, finished under the other: nothing runs twice."""
+    # Ray on CPU slots when it finishes the matrix: both slot kinds get exercised.
+    gpus = ["auto"] if first == "ray" else ["none"]
+    cfg = ray_cfg(tmp_path, seeds=list(range(8)), sleep=0.3, exec_gpus=gpus)
+    local = cfg.replace(exec_executor="local", exec_gpus=["none"])
+    start, finish = (cfg, local) if first == "ray" else (local, cfg)
+    with pytest.raises(Interrupted):
+        driver.run_matrix(start, executor=StopAfter(driver._executor(start), 3), live=False)
+    before = finished(cfg)
+    assert 3 <= len(before) < 8
+    assert driver.run_matrix(finish, live=False) == 0  # same config hash: EXEC_* excluded
+    root = results.results_dir(cfg)
+    for cell in plan(cfg):
+        assert status_of(cfg, cell.id) == "ok"
+        if cell.id in before:
+            assert runs_of(cfg, cell.id) == 1, cell.id
+        elif finish is cfg:
+            assert results.read_result(root, cell.id)["env"]["CUDA_VISIBLE_DEVICES"] == ""
+
+
+@needs_ray
+def test_kill_9_of_the_driver_stops_its_workers(tmp_path, ray_instance):
+    """No Ray worker finishes a cell for a dead driver; the rerun loses nothing."""
+    address = ray_instance.get_runtime_context().gcs_address
+    cfg = ray_cfg(tmp_path, seeds=list(range(6)), sleep=1.5, exec_ray_address=address)
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(cfg.as_dict()))
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(ROOT)!r})
+        from kmatrix import config, driver
+        sys.exit(driver.run_matrix(config.load({str(config_path)!r}), live=False))
+        """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
+    deadline = time.time() + 60
+    while len(finished(cfg)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1.0)  # the workers notice within a fraction of a second
+    before = finished(cfg)
+    time.sleep(2.0)  # longer than a cell: a surviving worker would have finished one
+    assert finished(cfg) == before and 2 <= len(before) < 6
+    assert driver.run_matrix(cfg.replace(exec_ray_address=""), live=False) == 0
+    for cell in plan(cfg):
+        assert status_of(cfg, cell.id) == "ok"
+        if cell.id in before:
+            assert runs_of(cfg, cell.id) == 1, cell.id
+
+
+@needs_ray
+@pytest.mark.skipif(
+    importlib.util.find_spec("gpt2.workload") is None, reason="no gpt2 workload yet"
+)
+def test_tiny_gpt2_matrix_on_ray(tmp_path, ray_instance):
+    """A real workload end to end: two GPT-2 cells (tiny, 3 steps) in Ray workers."""
+    words = "the cat sat on a mat and the dog ran far away".split()
+    (tmp_path / "text.txt").write_text(" ".join(words[i * 7 % 12] for i in range(6000)))
+    kconfig.apply_defconfig("default", dotconfig=tmp_path / ".config")
+    values = kconfig.setconfig(
+        f"WORKLOAD_GPT2=y OPTIMIZER_ADAMW=y OPTIMIZER_MUON=y PRECISION_FP32=y SEEDS=0 "
+        f"GPT2_DATA_FILES=y GPT2_DATA_PATHS={tmp_path}/text.txt GPT2_DATA_DIR={tmp_path}/data "
+        f"GPT2_MAX_STEPS=3 GPT2_WARMUP_STEPS=0 GPT2_BATCH_SIZE=2 GPT2_BLOCK_SIZE=32 "
+        f"GPT2_EVAL_BATCHES=1 GPT2_EVAL_INTERVAL=0 TRACK_WANDB_DISABLED=y "
+        f"EXEC_EXECUTOR_RAY=y EXEC_RESULTS_ROOT={tmp_path}/results",
+        dotconfig=tmp_path / ".config",
+    )
+    cfg = Config(values)
+    assert cfg.exec_executor == "ray"
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    for cell in plan(cfg):
+        result = results.read_result(root, cell.id)
+        assert result["status"] == "ok" and result["metrics"]["steps"] == 3, cell.id
+        manifest = json.loads((results.cell_dir(root, cell.id) / "manifest.json").read_text())
+        assert manifest["env"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # a Ray GPU worker
