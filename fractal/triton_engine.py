@@ -47,10 +47,10 @@ OFFSET_CODE = {"none": 0, "init": 1, "every_step": 2}
 @dataclass(frozen=True)
 class Config:
     """Launch configuration. block_p: pixels per program (a power of 2); bn: data rows per
-    chunk (a power of 2, >= 8); tanh_exp: exp-based tanh instead of libdevice."""
+    chunk (a power of 2, >= 16); tanh_exp: exp-based tanh instead of libdevice."""
 
     block_p: int = 4
-    bn: int = 8
+    bn: int = 16
     num_warps: int = 4
     num_stages: int = 1
     tanh_exp: bool = False
@@ -61,20 +61,18 @@ class Config:
 # 16 x block_p*16 doubles each and every [bn, block_p*16] temporary (a/h, dZ, the broadcast
 # residual) as many again, spread over num_warps*32 threads at 2 registers per double, so
 # block_p and bn are bounded by num_warps. 16 warps cap a thread at 128 registers and spill.
+# Triton 3.6 on sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16.
 CONFIGS = [
     Config(2, 16, 2),  # [204]
-    Config(4, 8, 2),  # [255]
-    Config(4, 8, 4),  # [164]  3 programs = 12 warps per SM
     Config(4, 16, 4),  # [210]
     Config(4, 32, 4),  # [242]
-    Config(8, 8, 8),  # [172]
     Config(8, 16, 8),  # [216]
     Config(8, 32, 8),  # [228]
-    Config(16, 8, 8),  # [255]
-    Config(4, 8, 4, tanh_exp=True),
+    Config(16, 16, 8),
+    Config(4, 16, 4, tanh_exp=True),
     Config(8, 16, 8, tanh_exp=True),
 ]
-DEFAULT_CONFIG = Config(4, 8, 4)
+DEFAULT_CONFIG = Config(4, 16, 4)
 
 
 def config_from_env():
@@ -109,7 +107,9 @@ def _forward(
     TANH_EXP: tl.constexpr,
 ):
     """h [BN, BLOCK_P*D] and the residual r = y_hat - y [BN, BLOCK_P] of a data chunk."""
-    a = tl.dot(x, w0, input_precision="ieee")  # x @ W0 for every pixel of the block at once
+    a = tl.dot(
+        x, w0, input_precision="ieee", out_dtype=w0.dtype
+    )  # x @ W0 for every pixel of the block at once
     if NL == 0:
         h = _tanh(a * s_phi, TANH_EXP)
     elif NL == 1:
@@ -132,7 +132,7 @@ def _backward(
         dz = dz * (1.0 - h * h)  # tanh' = 1 - tanh^2
     elif NL == 1:
         dz = tl.where(h > 0, dz, 0.0)
-    g0 = tl.dot(tl.trans(x), dz, acc=g0, input_precision="ieee")
+    g0 = tl.dot(tl.trans(x), dz, acc=g0, input_precision="ieee", out_dtype=g0.dtype)
     return g0, g1
 
 
