@@ -326,10 +326,10 @@ def train(
         if last or evaluating or printing or saving:  # these synchronise anyway: flush the loss
             record_loss(pending.item(), step - 1)
             pending = None
+        dt = time.perf_counter() - t0  # this step, before any evaluation
         if evaluating and not last:  # the last evaluation happens after the loop
             val_losses.append([step, evaluate(model, val_batches, s.precision, device)])
         if printing:
-            dt = time.perf_counter() - t0
             tps = s.tokens_per_step / dt
             row = {
                 "step": step,

@@ -1,0 +1,206 @@
+"""GPT-2 124M training throughput through the workload's own training loop.
+
+Setting of nanoGPT's bench.py (DESIGN.md section 8: 35.0 ms/iter = 468K tokens/s on an
+H200): batch 16 x 1024, bf16 autocast, torch.compile, fused AdamW, random tokens already
+on the GPU (no data loading, no W&B, no network). Measured runs:
+
+  adamw-maxout   the headline number, profile maxout_speed (TF32, cuDNN autotune)
+  muon-maxout    the same with Muon on the matrices: Muon's overhead
+  adamw-repro    profile paper_repro (deterministic algorithms, no TF32)
+
+Each run: warmup steps (compilation, autotuning) then `--iters` timed steps between two
+cuda.synchronize() calls. Usage:
+
+  python bench/gpt2_bench.py --out $OUT/gpt2_bench.json     # GPU, ~2-4 minutes
+  python bench/gpt2_bench.py --quick --out /tmp/b.json      # CPU smoke test, tiny model
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# must precede CUDA initialisation for the deterministic (paper_repro) run
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import torch  # noqa: E402
+
+from gpt2.model import GPT, config_from_preset  # noqa: E402
+from gpt2.optim import GROUPS, build_optimizers  # noqa: E402
+from gpt2.train import (
+    PEAK_FLOPS,
+    TrainSettings,
+    configure_runtime,
+    seed_everything,
+    train,
+)  # noqa: E402
+
+NANOGPT_H200 = {"ms_per_iter": 35.0, "tokens_per_s": 468_000}
+HP = dict(
+    adamw_beta1=0.9,
+    adamw_beta2=0.95,
+    adamw_eps=1e-8,
+    adamw_weight_decay=0.1,
+    muon_momentum=0.95,
+    muon_nesterov=True,
+    muon_ns_steps=5,
+    muon_weight_decay=0.0,
+)
+LRS = {
+    "adamw": {g: 6e-4 for g in GROUPS},
+    "muon": {**{g: 6e-4 for g in GROUPS}, "matrix": 0.02},
+}
+RUNS = [
+    ("adamw-maxout", "adamw", "maxout_speed"),
+    ("muon-maxout", "muon", "maxout_speed"),
+    ("adamw-repro", "adamw", "paper_repro"),
+]
+
+
+def measure(name, optimizer, profile, a, device):
+    seed_everything(0)
+    knobs = configure_runtime(profile, device)
+    if a.quick:
+        config = config_from_preset(
+            "tiny", n_layer=2, n_embd=64, block_size=a.seq_len, vocab_size=512
+        )
+    else:
+        config = config_from_preset(a.model, block_size=a.seq_len)
+    model = GPT(config).to(device)
+    opts = build_optimizers(optimizer, model.param_groups(), LRS[optimizer], HP)
+    runner = torch.compile(model) if a.compile else model
+    x = torch.randint(
+        0, min(50257, config.vocab_size), (a.batch_size, a.seq_len + 1), device=device
+    )
+    batch = (x[:, :-1].contiguous(), x[:, 1:].contiguous())
+    s = TrainSettings(
+        batch_size=a.batch_size,
+        seq_len=a.seq_len,
+        precision=a.precision,
+        schedule="constant",
+        grad_clip=1.0,
+        log_interval=10**9,
+    )
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    quiet = lambda *args: None  # noqa: E731
+
+    s.max_steps = a.warmup  # compile + autotune + allocator warmup
+    t0 = time.perf_counter()
+    train(runner, opts, lambda: batch, s, device=device, raw_model=model, log=quiet)
+    sync()
+    warmup_s = time.perf_counter() - t0
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    s.max_steps = a.iters
+    sync()
+    t0 = time.perf_counter()
+    out = train(runner, opts, lambda: batch, s, device=device, raw_model=model, log=quiet)
+    sync()
+    dt = time.perf_counter() - t0
+    tokens_per_s = a.iters * a.batch_size * a.seq_len / dt
+    row = {
+        "name": name,
+        "optimizer": optimizer,
+        "profile": profile,
+        "ms_per_iter": 1000 * dt / a.iters,
+        "tokens_per_s": tokens_per_s,
+        "mfu": model.flops_per_token(a.seq_len) * tokens_per_s / PEAK_FLOPS,
+        "peak_mem_mb": out["metrics"]["peak_mem_mb"],
+        "warmup_s": warmup_s,
+        "final_loss": out["losses"][-1],
+        "vs_nanogpt_h200": tokens_per_s / NANOGPT_H200["tokens_per_s"],
+        "knobs": {k: knobs[k] for k in ("tf32", "deterministic_algorithms", "attention_backends")},
+    }
+    print(
+        f"{name:14s} {row['ms_per_iter']:8.2f} ms/iter {tokens_per_s:12,.0f} tok/s "
+        f"MFU {100 * row['mfu']:5.1f}% mem {row['peak_mem_mb']:8.0f} MiB (warmup {warmup_s:.0f} s)",
+        flush=True,
+    )
+    del runner, model, opts, out
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()  # each run compiles under its own global settings
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", default="bench/results/gpt2_bench.json", help="JSON results file")
+    p.add_argument("--quick", action="store_true", help="CPU smoke test: tiny model, few steps")
+    p.add_argument("--model", default="124M", help="preset (tiny, 124M, 350M)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=1024)
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--warmup", type=int, default=15, help="untimed steps first (compilation)")
+    p.add_argument("--iters", type=int, default=50, help="timed steps")
+    p.add_argument("--runs", default=",".join(r[0] for r in RUNS), help="subset of run names")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.batch_size, a.seq_len, a.warmup, a.iters, a.compile = 4, 64, 1, 3, False
+    device = "cuda" if torch.cuda.is_available() and not a.quick else "cpu"
+    if device == "cuda":
+        torch.cuda.init()
+
+    rows = []
+    for name, optimizer, profile in RUNS:
+        if name not in a.runs.split(","):
+            continue
+        try:
+            rows.append(measure(name, optimizer, profile, a, device))
+        except Exception as e:  # one failing run (e.g. a kernel without a deterministic
+            print(f"{name}: FAILED {type(e).__name__}: {e}", flush=True)  # version) is data
+            rows.append(
+                {
+                    "name": name,
+                    "optimizer": optimizer,
+                    "profile": profile,
+                    "error": f"{type(e).__name__}: {e}",
+                }
+            )
+    by = {r["name"]: r for r in rows if "error" not in r}
+    ratio = lambda a_, b_: (
+        by[a_]["ms_per_iter"] / by[b_]["ms_per_iter"] if a_ in by and b_ in by else None
+    )  # noqa: E731
+    result = {
+        "benchmark": "gpt2_train_step",
+        "device": (
+            torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+        ),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "settings": {
+            "model": "tiny" if a.quick else a.model,
+            "batch_size": a.batch_size,
+            "seq_len": a.seq_len,
+            "precision": a.precision,
+            "compile": a.compile,
+            "warmup": a.warmup,
+            "iters": a.iters,
+            "peak_flops": PEAK_FLOPS,
+            "grad_clip": 1.0,
+        },
+        "reference_nanogpt_h200": NANOGPT_H200,
+        "runs": rows,
+        "muon_overhead": ratio("muon-maxout", "adamw-maxout"),  # time ratio, 1.0 = free
+        "paper_repro_cost": ratio("adamw-repro", "adamw-maxout"),
+    }
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0 if rows and all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
