@@ -178,7 +178,7 @@ class TorchTrainer:
         torch.mm(X.T, self.D, out=self.G0)
         return self.G0, g1
 
-    def train(self, lr0, lr1, offset, steps, W0_init, W1_init, record=False):
+    def train(self, lr0, lr1, offset, steps, W0_init, W1_init, record=False, tail=TAIL):
         """Runs `steps` steps for P pixels; returns sum(v), sum(1/v), tail sum of v (each
         [P]), and the [steps, P] normalised losses when record is True."""
         P = self.P
@@ -192,7 +192,7 @@ class TorchTrainer:
         sum_v, sum_inv, tail_sum = (
             torch.zeros(P, dtype=W0.dtype, device=W0.device) for _ in range(3)
         )
-        n_tail = min(TAIL, steps)
+        n_tail = min(tail, steps)
         traj = torch.empty(steps, P, dtype=W0.dtype, device=W0.device) if record else None
         for step in range(steps):
             if self.offset_mode == "every_step":
@@ -237,14 +237,18 @@ def _torch_chunk_pixels(problem, device, chunk_pixels):
     return max(1, int(budget // per_pixel))
 
 
-def _train_torch(problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False):
+def _train_torch(
+    problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False, tail=TAIL
+):
     outs = []
     for s in range(0, lr0.numel(), chunk):
         sl = slice(s, s + chunk)
         P = lr0[sl].numel()
         tr = TorchTrainer(problem, nonlinearity, P, offset_mode)
         outs.append(
-            tr.train(lr0[sl], lr1[sl], offset[sl], steps, problem["W0"], problem["W1"], record)
+            tr.train(
+                lr0[sl], lr1[sl], offset[sl], steps, problem["W0"], problem["W1"], record, tail
+            )
         )
     sums = [torch.cat([o[i] for o in outs]) for i in range(3)]
     traj = torch.cat([o[3] for o in outs], dim=1) if record else None
@@ -306,9 +310,11 @@ def compute_image(
     chunk_pixels=None,
     offset_mode="every_step",
     triton_config=None,
+    tail=TAIL,
 ):
     """Trains one network per pixel of a log10-spaced grid over `window` and returns
     {"values", "converged"} ([ny, nx], row = y, row 0 = y min) plus timing and provenance.
+    A pixel converged if the mean of its last `tail` normalised losses is below 1.
     """
     _check(nonlinearity, axes, batch, dtype, offset_mode)
     backend = pick_backend(backend, device)
@@ -344,12 +350,22 @@ def compute_image(
             config=triton_config,
             chunk_pixels=chunk_pixels,
             info=info,
+            tail=tail,
         )
     else:
         chunk = _torch_chunk_pixels(problem, device, chunk_pixels)
-        sums, _ = _train_torch(problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk)
+        # Denormal float64 arithmetic is 10-100x slower on x86 CPUs and diverging pixels
+        # pass through denormals; flushing them changes values far below the labels' scale.
+        flush = torch.device(device).type == "cpu" and torch.set_flush_denormal(True)
+        try:
+            sums, _ = _train_torch(
+                problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, tail=tail
+            )
+        finally:
+            if flush:
+                torch.set_flush_denormal(False)
         info["chunk_pixels"] = chunk
-    values, converged = finalise(*sums, min(TAIL, steps))
+    values, converged = finalise(*sums, min(tail, steps))
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     runtime = time.perf_counter() - t0

@@ -245,6 +245,7 @@ def train(
     config=None,
     chunk_pixels=None,
     info=None,
+    tail=engine.TAIL,
 ):
     """Same contract as the torch backend: (sum_v, sum_inv, tail_sum), each [P]."""
     cfg = config or config_from_env()
@@ -275,7 +276,7 @@ def train(
         fractal_kernel[grid](
             X, Y, W0, W1, lr0c[s:e], lr1c[s:e], offset[s:e], idx_t, const,
             sums[0][s:e], sums[1][s:e], sums[2][s:e],
-            e - s, n, steps, min(engine.TAIL, steps),
+            e - s, n, steps, min(tail, steps),
             NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
             MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
             D=engine.WIDTH, TANH_EXP=tanh_exp, num_warps=cfg.num_warps,

@@ -18,8 +18,6 @@ from fractal import dimension, figures
 from fractal.zoom import zoom_sequence
 from kmatrix.errors import ConfigError
 
-VECTORISED_AXES = ("x", "y")  # a paper-mode cell computes the whole image
-
 
 def _engine():
     # imported lazily: the engine pulls in torch, which planning and linting never need
@@ -77,8 +75,6 @@ def validate(cfg):
     ):
         raise ConfigError("FRACTAL_ZOOM_POINT_X", f"({px}, {py}) outside the window")
     tail = cfg.get("fractal_tail", 20)
-    if tail != _engine().TAIL:
-        raise ConfigError("FRACTAL_TAIL", f"{tail}: the engine labels with the last 20 steps", "20")
     if tail > cfg.fractal_steps:
         raise ConfigError("FRACTAL_STEPS", f"{cfg.fractal_steps} < FRACTAL_TAIL {tail}")
 
@@ -124,6 +120,7 @@ def _compute(p, device, window, resolution=None, steps=None):
         dtype=p["dtype"],
         minibatch_size=p["minibatch_size"],
         backend=p["backend"],
+        tail=p["tail"],
     )
 
 
@@ -294,15 +291,65 @@ def summarize(summary_dir, cells, results, cfg):
 
 
 # ----------------------------------------------------------------------------------------
-# LLM mode (FRACTAL_ENGINE_LLM, issue 5, DESIGN.md section 6) -- TO BE WRITTEN BY THE LEAD.
-# Each grid point is one gpt2 training run (not vectorised: VECTORISED_AXES above applies
-# to the paper mode only, so the core needs to ask per cfg). Ready to use:
-# fractal.labels.label_run, fractal.figures.trainability_figure / stability_figure,
-# fractal.dimension.fractal_dimension on the trainable map (trainable -> -1, not -> +1).
+# LLM mode (FRACTAL_ENGINE_LLM): each grid point is one gpt2 run; see fractal/llm.py.
 
 
-def _llm_missing(*_):
-    raise NotImplementedError("FRACTAL_ENGINE_LLM: LLM trainability grids are not written yet")
+def _llm():
+    from fractal import llm  # imports gpt2 only when an LLM grid is configured
+
+    return llm
 
 
-llm_axes = llm_validate = llm_cell_params = llm_run = llm_dry_run = llm_summarize = _llm_missing
+def llm_axes(cfg):
+    return _llm().axes(cfg)
+
+
+def llm_validate(cfg):
+    return _llm().validate(cfg)
+
+
+def llm_cell_params(cfg, point):
+    return {**_llm().cell_params(cfg, point), "engine": "llm"}
+
+
+def llm_run(cell, ctx):
+    return _llm().run(cell, ctx)
+
+
+def llm_dry_run(cell, ctx):
+    return _llm().dry_run(cell, ctx)
+
+
+def llm_summarize(summary_dir, cells, results, cfg):
+    return _llm().summarize(summary_dir, cells, results, cfg)
+
+
+def preflight(cfg, cells):
+    if _mode(cfg) == "llm":
+        _llm().preflight(cfg, cells)
+
+
+def _probe_image(cell, ctx):
+    """`make estimate`: time a small image on this device and scale to the cell's size."""
+    p = cell.params
+    res, steps = min(p["resolution"], 128), min(p["steps"], 100)
+    _compute(p, ctx.device, p["window"], resolution=16, steps=2)  # compile / warm up
+    out = _compute(p, ctx.device, p["window"], resolution=res, steps=steps)
+    work = p["resolution"] ** 2 * p["steps"] * p["zoom_frames"]
+    return {
+        "unit": "pixel-steps",
+        "per_cell": work,
+        "seconds_per_cell": work / out["pixel_steps_per_s"],
+        "probe_seconds": out["runtime_s"],
+    }
+
+
+def probe(cell, ctx):
+    if cell.params.get("engine") == "llm":
+        return _llm().probe(cell, ctx)
+    return _probe_image(cell, ctx)
+
+
+def VECTORISED_AXES(cfg):  # noqa: N802 - the interface name; per configuration here
+    """A paper-mode cell computes the whole image; an LLM grid cell is one grid point."""
+    return () if _mode(cfg) == "llm" else ("x", "y")

@@ -68,7 +68,9 @@ def plan(cfg, module_path=None):
         if not values:
             symbol = AXIS_SYMBOLS.get(name, name.upper())
             raise ConfigError(symbol, f"the {name} axis is empty", "select at least one value")
-    grid = cfg.get("sweep") and "x" not in getattr(wl, "VECTORISED_AXES", ())
+    vectorised = getattr(wl, "VECTORISED_AXES", ())
+    vectorised = vectorised(cfg) if callable(vectorised) else vectorised
+    grid = cfg.get("sweep") and "x" not in vectorised
     xs = sweep_values(cfg, "x") if grid else [None]
     ys = sweep_values(cfg, "y") if grid else [None]
     names = [name for name, _ in axes] + (["i", "j"] if grid else [])

@@ -100,8 +100,3 @@ def test_dry_run(tmp_path):
     cfg = Config(BASE)
     for name in ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]:
         workload.dry_run(make_cell(cfg, {"experiment": name}), RunContext("cpu", tmp_path))
-
-
-def test_llm_mode_left_to_issue_5():
-    with pytest.raises(NotImplementedError):
-        workload.axes(Config({**BASE, "fractal_engine": "llm"}))
