@@ -53,9 +53,7 @@ def git_info():
 
 
 def torch_info(device):
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return {"torch": None, "cuda": None, "cudnn": None, "nccl": None, "gpu": None}
+    import torch
 
     info = {
         "torch": torch.__version__,

@@ -2,7 +2,6 @@
 
 import os
 import random
-import sys
 
 import numpy as np
 
@@ -12,15 +11,12 @@ PROFILE_ENV = {"paper_repro": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}, "maxout_sp
 
 
 def seed_everything(seed):
-    """Seed python, numpy, torch and every CUDA device from one number.
+    """Seed python, numpy, torch and every CUDA device from one number."""
+    import torch
 
-    torch is seeded when it is loaded: workloads import it at module level, and a
-    workload that never touches torch (the driver's test workload) starts faster.
-    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)  # also seeds every CUDA device
+    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 def apply_profile(profile):
@@ -33,9 +29,8 @@ def apply_profile(profile):
         "tf32": not repro,
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }
-    if "torch" not in sys.modules:
-        return knobs
-    torch = sys.modules["torch"]
+    import torch
+
     torch.use_deterministic_algorithms(repro, warn_only=False)
     torch.backends.cudnn.deterministic = repro
     torch.backends.cudnn.benchmark = not repro

@@ -53,8 +53,9 @@ def _output_to(path):
 
 
 def _device():
-    torch = sys.modules.get("torch")  # loaded by the workload; see seeding.seed_everything
-    return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_job(job, cache, workloads):
