@@ -27,7 +27,13 @@ from kmatrix.errors import ConfigError  # noqa: E402
 
 from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab  # noqa: E402
 from .optim import GROUPS, OPTIMIZERS, build_optimizers  # noqa: E402
-from .train import TrainSettings, configure_runtime, seed_everything, train  # noqa: E402
+from .train import (
+    TrainSettings,
+    configure_runtime,
+    load_checkpoint,
+    seed_everything,
+    train,
+)  # noqa: E402
 
 VECTORISED_AXES = ()
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -209,10 +215,26 @@ def cell_params(cfg, point):
         "grad_checkpoint": bool(cfg.gpt2_grad_checkpoint),
         "data": _data_source(cfg),
         "data_dir": cfg.gpt2_data_dir,
+        "init_from": cfg.get("gpt2_init_from") or "",
     }
 
 
 # ---------------------------------------------------------------------------- running
+
+
+def _init_weights(source):
+    """Model weights from a checkpoint file or a gpt2 cell directory (weights only)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ConfigError(
+            "GPT2_INIT_FROM",
+            f"no checkpoint at {path}",
+            "point it at a checkpoint.pt or a cell directory run with GPT2_CHECKPOINT_INTERVAL > 0",
+        )
+    state = load_checkpoint(path)
+    return state["model"] if "model" in state else state
 
 
 def _build(p, device, **overrides):
@@ -221,7 +243,10 @@ def _build(p, device, **overrides):
     config = config_from_preset(
         p["model"], arch=p["arch"], grad_checkpoint=p["grad_checkpoint"], **{**sizes, **overrides}
     )
-    model = GPT(config).to(device)
+    with torch.device(device):  # initialise on the device: a 124M init on CPU costs ~1 s
+        model = GPT(config)
+    if p.get("init_from") and not overrides:
+        model.load_state_dict(_init_weights(p["init_from"]))
     lrs = {g: p[f"{g}_lr"] for g in GROUPS}
     hp = {k: p[k] for k in OPTIMIZERS[p["optimizer"]].hp}
     optimizers = build_optimizers(p["optimizer"], model.param_groups(), lrs, hp, p["train_groups"])
