@@ -108,6 +108,15 @@ def write(out_dir, cell, job, knobs, device):
     return manifest
 
 
+def add_knobs(out_dir, knobs):
+    """Merge the knobs a workload resolved while running (precision, autocast dtype,
+    attention backend, compile, dataset identity...) into the cell's manifest."""
+    path = Path(out_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["knobs"] = {**manifest.get("knobs", {}), **knobs}
+    write_json_atomic(path, manifest)
+
+
 def write_environment_snapshot(root):
     """pip freeze, python, platform and nvidia-smi once per matrix; returns its hash."""
     try:

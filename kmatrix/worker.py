@@ -60,7 +60,7 @@ def _device():
 
 def run_job(job, cache, workloads):
     """Run one cell (or its dry run); write result.json for real runs; return a reply."""
-    from kmatrix import seeding, tracking
+    from kmatrix import manifest, seeding, tracking
 
     cell = Cell.from_dict(job["cell"])
     out_dir = Path(job["out_dir"])
@@ -85,14 +85,14 @@ def run_job(job, cache, workloads):
                     f"== cell {cell.id} attempt {job.get('attempt', 1)} on {ctx.device}", flush=True
                 )
                 if job.get("manifest", True):
-                    from kmatrix import manifest
-
                     manifest.write(out_dir, cell, job, knobs, ctx.device)
                 tracker = tracking.Tracker.for_cell(job.get("tracking"), cell)
                 ctx.tracker = tracker
                 extra = dict(wl.run(cell, ctx) or {})
                 reply["status"] = extra.pop("status", "ok")
                 metrics = extra.pop("metrics", {})
+                if job.get("manifest", True) and extra.get("knobs"):
+                    manifest.add_knobs(out_dir, extra["knobs"])
         except Diverged as e:
             reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
             extra = {"losses": list(getattr(e, "losses", None) or [])}
