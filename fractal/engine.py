@@ -233,7 +233,7 @@ def _torch_chunk_pixels(problem, device, chunk_pixels):
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         budget = 0.6 * free
     else:
-        budget = 256 * 2**20  # CPU: stay cache- and RAM-friendly
+        budget = 48 * 2**20  # CPU: ~250 pixels per chunk measured 2x faster than ~1400
     return max(1, int(budget // per_pixel))
 
 

@@ -119,7 +119,7 @@ def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
     return final
 
 
-def _executor(cfg, cpu_only=False, gpus=None):
+def _executor(cfg, cpu_only=False, gpus=None, max_cells=None):
     env = {}
     profile = cfg.get("profile") or "paper_repro"
     from kmatrix.seeding import PROFILE_ENV
@@ -135,7 +135,7 @@ def _executor(cfg, cpu_only=False, gpus=None):
             env=env,
             cpu_only=cfg.get("exec_gpus") == ["none"],
         )
-    slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only)
+    slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only, max_cells=max_cells)
     return LocalExecutor(slots, timeout=0 if cpu_only else cfg.get("exec_cell_timeout"), env=env)
 
 
@@ -176,7 +176,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 "git": manifest.git_info(),
                 "tracking": tracking.settings(cfg, root),
             }
-            executor = executor or _executor(cfg)
+            executor = executor or _executor(cfg, max_cells=len(todo))
             with executor, Progress(len(cells), len(done), cfg.name, live=live) as progress:
                 out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                 final = schedule(cfg, todo, executor, root, job_base, progress)
@@ -195,7 +195,7 @@ def check_matrix(cfg, out=print, live=False):
     """`make check`: every planned cell's dry run on CPU workers; 0 iff all pass."""
     started = time.time()
     cells = plan(cfg)
-    executor = _executor(cfg, cpu_only=True)
+    executor = _executor(cfg, cpu_only=True, max_cells=len(cells))
     lines = []
 
     class Report(Progress):

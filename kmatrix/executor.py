@@ -29,8 +29,9 @@ def detect_gpus(requested):
     return [int(g) for g in requested]
 
 
-def local_slots(cfg, gpus=None, cpu_only=False):
-    """(name, extra environment) per worker slot."""
+def local_slots(cfg, gpus=None, cpu_only=False, max_cells=None):
+    """(name, extra environment) per worker slot; CPU workers share the cores' threads,
+    and never outnumber the cells to run (one cell gets every core)."""
     gpus = [] if cpu_only else (detect_gpus(cfg.get("exec_gpus")) if gpus is None else gpus)
     if gpus:
         jobs = max(1, cfg.get("exec_jobs_per_gpu") or 1)
@@ -41,6 +42,7 @@ def local_slots(cfg, gpus=None, cpu_only=False):
         ]
     cores = os.cpu_count() or 1
     n = (cfg.get("exec_cpu_workers") or cores) if not cpu_only else cores
+    n = max(1, min(n, max_cells or n))
     threads = str(max(1, cores // n))
     env = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     return [(f"cpu{k}", dict(env)) for k in range(n)]

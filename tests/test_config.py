@@ -71,7 +71,7 @@ def test_injection_string_round_trips_and_never_runs(dotconfig):
 
 def test_bad_float_names_symbol_and_value(dotconfig):
     with pytest.raises(ConfigError, match=r"SWEEP_X_MIN: 'fast' is not a number"):
-        kconfig.setconfig("SWEEP=y SWEEP_X_MIN=fast", dotconfig=dotconfig)
+        kconfig.setconfig("WORKLOAD_GPT2=y SWEEP=y SWEEP_X_MIN=fast", dotconfig=dotconfig)
 
 
 @pytest.mark.parametrize("name", DEFCONFIGS)
@@ -129,7 +129,7 @@ def test_a_bad_defconfig_is_refused_and_nothing_written(tmp_path, monkeypatch):
 
 
 def test_setconfig_override_validated_by_kconfig(dotconfig):
-    kconfig.setconfig("SWEEP=y SWEEP_X_POINTS=32 SEEDS='0 1'", dotconfig=dotconfig)
+    kconfig.setconfig("WORKLOAD_GPT2=y SWEEP=y SWEEP_X_POINTS=32 SEEDS='0 1'", dotconfig=dotconfig)
     v = values_of(dotconfig)
     assert v["sweep_x_points"] == 32 and v["seeds"] == [0, 1]
     assert "CONFIG_SWEEP_X_POINTS=32" in dotconfig.read_text()
@@ -140,6 +140,8 @@ def test_setconfig_override_validated_by_kconfig(dotconfig):
         kconfig.setconfig("NO_SUCH_THING=1", dotconfig=dotconfig)
     with pytest.raises(ConfigError, match="unmet dependencies"):
         kconfig.setconfig("SWEEP=n SWEEP_X_POINTS=3", dotconfig=dotconfig)
+    with pytest.raises(ConfigError, match=r"unmet dependencies \(!FRACTAL_ENGINE_MLP\)"):
+        kconfig.setconfig("WORKLOAD_FRACTAL=y SWEEP=y", dotconfig=dotconfig)
     assert dotconfig.read_text() == before  # a refused override changes nothing
 
 
@@ -224,7 +226,7 @@ def test_make_targets(tree):
     assert out.returncode == 0 and "loading defconfigs/default" in out.stdout
     assert (tree / "config.py").exists()
 
-    out = make(tree, "setconfig", "SET=SWEEP=y SWEEP_X_POINTS=32 SEEDS='0 1'")
+    out = make(tree, "setconfig", "SET=WORKLOAD_GPT2=y SWEEP=y SWEEP_X_POINTS=32 SEEDS='0 1'")
     assert out.returncode == 0, out.stderr
     assert json.loads((tree / "config.json").read_text())["seeds"] == [0, 1]
 

@@ -1,0 +1,133 @@
+"""LLM trainability grids: a 2 x 2 grid end to end on CPU, missing cells, zoom."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fractal import llm
+from kmatrix import driver, kconfig, results
+from kmatrix.cell import Cell
+from kmatrix.config import Config
+from kmatrix.errors import ConfigError
+from kmatrix.plan import plan
+from kmatrix.summary import summarize
+
+TEXT = "\n".join(
+    f"Line {i}: the quick brown fox jumps over the lazy dog, said speaker {i % 7}."
+    for i in range(400)
+)
+
+
+@pytest.fixture
+def grid_cfg(tmp_path):
+    values = kconfig.apply_defconfig("fractal-16x16", dotconfig=tmp_path / ".config")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    return Config(values).replace(
+        sweep_x_points=2,
+        sweep_y_points=2,
+        sweep_y_min=1e-3,
+        sweep_y_max=1e3,
+        gpt2_max_steps=6,
+        gpt2_data="files",
+        gpt2_data_paths=[str(corpus)],
+        gpt2_data_dir=str(tmp_path / "data"),
+        exec_results_root=str(tmp_path / "results"),
+        exec_gpus=["none"],
+        track_wandb="disabled",
+        trainable_window=3,
+    )
+
+
+def test_grid_2x2_end_to_end_on_cpu(grid_cfg):
+    cells = plan(grid_cfg)
+    assert [c.id for c in cells] == [
+        "muon-fp32-s0-x00-y00",
+        "muon-fp32-s0-x00-y01",
+        "muon-fp32-s0-x01-y00",
+        "muon-fp32-s0-x01-y01",
+    ]
+    assert cells[3].params["matrix_lr"] == pytest.approx(100.0)
+    assert cells[3].params["unembedding_lr"] == pytest.approx(1e3)
+    assert [c.run_seed for c in cells] == [0, 1, 1000, 1001]
+    assert driver.run_matrix(grid_cfg, live=False) == 0
+    root = results.results_dir(grid_cfg)
+    labels = {}
+    for cell in cells:
+        result = results.read_result(root, cell.id)
+        assert result["status"] in ("ok", "diverged")
+        m = result["metrics"]
+        assert {"stable", "trainable", "first_loss", "last_k_mean", "ratio"} <= set(m)
+        labels[cell.id] = m["trainable"]
+    assert labels["muon-fp32-s0-x00-y00"] is True  # small lrs train
+    assert labels["muon-fp32-s0-x00-y01"] is False  # an unembedding lr of 1000 does not
+    summary = json.loads((root / "summary" / "summary.json").read_text())
+    grid = summary["workload_summary"]["muon-fp32-0"]
+    assert grid["trainable_ratio"] == 0.5 and grid["missing"] == 0
+    assert "fractal_dimension" in grid and "boundary_pixels" in grid
+    for name in ("trainability", "stability", "boundary"):
+        assert (root / "summary" / f"{name}-muon-fp32-0.png").stat().st_size > 1000
+    assert "trainable" in (root / "summary" / "results.csv").read_text()
+
+    # A cell without a result is drawn as missing, never as not trainable.
+    (results.cell_dir(root, "muon-fp32-s0-x01-y01") / "result.json").unlink()
+    summary = summarize(grid_cfg, cells, root)
+    grid = summary["workload_summary"]["muon-fp32-0"]
+    assert grid["missing"] == 1 and grid["cells"] == 4
+    arrays = np.load(root / "summary" / "grid-muon-fp32-0.npz")
+    assert np.isnan(arrays["trainable"][1, 1]) and arrays["trainable"][0, 0] == 1
+
+
+def test_llm_grid_needs_the_sweep(grid_cfg):
+    with pytest.raises(ConfigError, match="SWEEP: an LLM trainability grid needs"):
+        plan(grid_cfg.replace(sweep=False))
+
+
+def _fake_grid(cfg, xs, ys, trainable):
+    cells, res = [], {}
+    for i, x in enumerate(xs):
+        for j, y in enumerate(ys):
+            point = {
+                "optimizer": "muon",
+                "precision": "fp32",
+                "seed": 0,
+                "i": i,
+                "j": j,
+                "x": x,
+                "y": y,
+            }
+            cell = Cell(f"c{i}{j}", len(cells), "fractal.workload", point, 0, {})
+            t = trainable(x, y)
+            res[cell.id] = {
+                "status": "ok",
+                "metrics": {"stable": True, "trainable": t, "final_train_loss": 5.0 + x},
+            }
+            cells.append(cell)
+    return cells, res
+
+
+def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
+    rule = lambda x, y: bool(y < 1.0 / x)  # noqa: E731 - a curved boundary
+    parent_xs, parent_ys = np.logspace(-3, 2, 8), np.logspace(-4, 2, 8)
+    parent_dir = tmp_path / "results" / "parent" / "summary"
+    parent_dir.mkdir(parents=True)
+    parent_cfg = grid_cfg.replace(name="parent")
+    cells, res = _fake_grid(parent_cfg, parent_xs, parent_ys, rule)
+    out = llm.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
+    assert out["boundary_pixels"] > 0 and 0 < out["trainable_ratio"] < 1
+    child_dir = tmp_path / "results" / "child" / "summary"
+    child_dir.mkdir(parents=True)
+    child_cfg = grid_cfg.replace(name="child", fractal_llm_parent="parent")
+    cells, res = _fake_grid(child_cfg, np.logspace(-1, 0, 6), np.logspace(-1, 0.5, 6), rule)
+    out = llm.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
+    assert out["parent"] == "parent"
+    assert (child_dir / "zoom-muon-fp32-0.png").stat().st_size > 1000
+
+
+def test_boundary_dimension_of_a_straight_boundary():
+    t = np.zeros((64, 64))
+    t[:, :20] = 1
+    dimension, pixels = llm.boundary_dimension(t)
+    assert pixels == 63 and math.isclose(dimension, 1.0, abs_tol=0.05)
