@@ -72,7 +72,7 @@ CONFIGS = [
     Config(4, 16, 4, tanh_exp=True),
     Config(8, 16, 8, tanh_exp=True),
 ]
-DEFAULT_CONFIG = Config(4, 16, 4)
+DEFAULT_CONFIG = Config(2, 16, 2)  # fastest in bench/results/fractal_bench.json (H200)
 
 
 def config_from_env():
