@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from kmatrix.errors import Diverged
+from kmatrix.seeding import apply_profile
 
 from .optim import set_lr
 
@@ -43,6 +44,8 @@ class TrainSettings:
     log_interval: int = 10
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = never
     grad_scale_init: float = 2.0**16  # fp16 GradScaler's first loss scale (torch's default)
+    check_numerics: bool = False  # check loss and gradients every step (see check_numerics)
+    detect_anomaly: bool = False  # forward/backward in autograd anomaly mode (debugging)
     extra: dict = field(default_factory=dict)  # saved in checkpoints, must match to resume
 
     @property
@@ -50,43 +53,28 @@ class TrainSettings:
         return self.batch_size * self.seq_len * self.grad_accum
 
 
-def seed_everything(seed):
-    """Seed python, numpy, torch and every CUDA device."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds all CUDA devices
-
-
 def configure_runtime(profile, device):
-    """Apply a run profile's global torch settings; returns the knobs it set.
+    """Apply a run profile (kmatrix.seeding.apply_profile) plus what only gpt2 sets; returns
+    the knobs, recorded in the result.
 
     paper_repro: deterministic algorithms, no TF32, no cuDNN autotuning (bit-reproducible
     on the same hardware and software). maxout_speed: TF32 matmuls, cuDNN autotuning.
-    CUBLAS_WORKSPACE_CONFIG must be in the environment before CUDA initialises; gpt2.workload
-    sets it at import (see there), here it is only recorded.
+    CUBLAS_WORKSPACE_CONFIG must be in the environment before CUDA initialises: the
+    executor puts kmatrix.seeding.PROFILE_ENV into every worker's environment (the bench
+    sets it itself); here it is only recorded.
     """
+    knobs = apply_profile(profile)
     repro = profile == "paper_repro"
-    torch.use_deterministic_algorithms(repro)
-    torch.backends.cudnn.benchmark = not repro
-    torch.backends.cudnn.deterministic = repro
-    torch.backends.cuda.matmul.allow_tf32 = not repro
-    torch.backends.cudnn.allow_tf32 = not repro
-    torch.set_float32_matmul_precision("highest" if repro else "high")
     # Adam moves the embeddings of unseen tokens down by ~lr every step, so after a few
     # hundred steps their softmax probabilities underflow into denormals, which x86 CPUs
     # process ~10x slower; flushing them to zero changes no result that matters.
     flush = device == "cpu" and torch.set_flush_denormal(True)
-    knobs = {
-        "profile": profile,
-        "device": device,
-        "tf32": not repro,
-        "deterministic_algorithms": repro,
-        "cudnn_benchmark": not repro,
-        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        "fill_uninitialized_memory": repro and torch.utils.deterministic.fill_uninitialized_memory,
-        "flush_denormal": bool(flush),
-        "torch": torch.__version__,
-    }
+    knobs.update(
+        device=device,
+        fill_uninitialized_memory=repro and torch.utils.deterministic.fill_uninitialized_memory,
+        flush_denormal=bool(flush),
+        torch=torch.__version__,
+    )
     if device.startswith("cuda"):
         knobs["attention_backends"] = [
             name
@@ -190,6 +178,70 @@ def load_checkpoint(path, map_location="cpu"):
 # ---------------------------------------------------------------------------- the loop
 
 
+def _counts(t):
+    """(non-finite, NaN, inf) element counts of a tensor."""
+    nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    return nan + inf, nan, inf
+
+
+def nonfinite_table(named_params):
+    """A text table of every parameter whose gradient or value holds a NaN or an inf, and
+    the number of such rows (0: everything is finite)."""
+    rows = []
+    for name, p in named_params:
+        for what, t in (("grad", p.grad), ("param", p.detach())):
+            if t is not None and not bool(torch.isfinite(t).all()):
+                rows.append(
+                    (
+                        name,
+                        "x".join(map(str, p.shape)) or "scalar",
+                        str(t.dtype)[6:],
+                        str(t.device),
+                        what,
+                        *map(str, _counts(t)),
+                    )
+                )
+    head = ("parameter", "shape", "dtype", "device", "tensor", "non-finite", "nan", "inf")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    lines = [fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)]
+    return "\n".join(lines), len(rows)
+
+
+def check_numerics(loss, named_params, scaler, step, log):
+    """GPT2_CHECK_NUMERICS, called after the backward pass and before the optimizer step
+    (after GradScaler.unscale_ under fp16). Returns None when the step may proceed, or the
+    message of the divergence, after logging the table of offending parameters.
+
+    The rule: a non-finite loss always diverges. A non-finite gradient diverges in fp32 and
+    bf16. Under fp16 an inf/NaN gradient is the GradScaler's business (it skips the step and
+    halves the scale), so it only counts once the scale has already dropped below 1: then
+    the gradient overflows even unscaled, which no further halving can fix.
+    """
+    loss_ok = math.isfinite(loss)
+    grads = [p.grad for _, p in named_params if p.grad is not None]
+    grads_ok = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
+    if loss_ok and grads_ok:
+        return None
+    if loss_ok and scaler.is_enabled() and scaler.get_scale() >= 1.0:
+        log(
+            f"step {step}: fp16 gradients overflowed at loss scale {scaler.get_scale():g}; "
+            "the GradScaler skips this step and lowers the scale"
+        )
+        return None
+    table, n = nonfinite_table(named_params)
+    what = f"loss {loss}" if not loss_ok else "gradients"
+    if scaler.is_enabled():
+        what += f" (fp16 loss scale {scaler.get_scale():g})"
+    message = f"check numerics: non-finite {what} at step {step}"
+    if n:
+        message += f", {n} non-finite tensor(s):\n{table}"
+    else:
+        message += ": every parameter and gradient is finite (the forward pass overflowed)"
+    log(message)
+    return message
+
+
 def peak_memory_mb(device):
     """Peak GPU memory allocated by tensors; on CPU the process's max resident set."""
     if device.startswith("cuda"):
@@ -231,7 +283,11 @@ def train(
     ckpt_path:    checkpoint file; resumed from when it exists and its settings match
     data_generator: torch.Generator behind get_batch, checkpointed so a resume draws the
                   same batches an uninterrupted run would
-    Raises kmatrix.errors.Diverged on a non-finite loss, with the losses so far.
+    Raises kmatrix.errors.Diverged on a non-finite loss, with the losses so far; with
+    s.check_numerics also on a non-finite gradient (see check_numerics), after logging a
+    table of the offending parameters. s.detect_anomaly runs forward and backward in torch's
+    autograd anomaly mode: the backward op that makes a NaN raises RuntimeError (the cell
+    fails) with the traceback of its forward op.
     """
     raw_model = raw_model or model
     if not (s.max_steps or s.max_tokens or s.max_seconds):
@@ -240,6 +296,9 @@ def train(
         device.split(":")[0], init_scale=s.grad_scale_init, enabled=s.precision == "fp16"
     )
     params = [p for opt in optimizers for g in opt.param_groups for p in g["params"]]
+    if s.check_numerics:
+        names = {id(p): n for n, p in raw_model.named_parameters()}
+        named_params = [(names.get(id(p), f"param{i}"), p) for i, p in enumerate(params)]
     flops_per_token = raw_model.flops_per_token(s.seq_len)
     step, tokens, elapsed = 0, 0, 0.0
     losses, val_losses, history = [], [], []
@@ -279,13 +338,16 @@ def train(
             },
         )
 
+    def diverge(message, loss_value, at_step):
+        metrics = {"steps": at_step + 1, "tokens": tokens, "final_train_loss": loss_value}
+        err = Diverged(message, metrics, losses=losses)
+        err.val_losses = list(val_losses)
+        raise err
+
     def record_loss(loss_value, at_step):
         losses.append(loss_value)
         if not math.isfinite(loss_value):
-            metrics = {"steps": at_step + 1, "tokens": tokens, "final_train_loss": loss_value}
-            err = Diverged(f"non-finite loss {loss_value} at step {at_step}", metrics)
-            err.losses, err.val_losses = list(losses), list(val_losses)
-            raise err
+            diverge(f"non-finite loss {loss_value} at step {at_step}", loss_value, at_step)
 
     def done():
         if s.max_steps and step >= s.max_steps:
@@ -297,6 +359,7 @@ def train(
     model.train()
     pending = None  # previous step's loss tensor: read one step late so the GPU never idles
     lrs = {}
+    no_anomaly = contextlib.nullcontext()
     while not done():
         t0 = time.perf_counter()
         progress = budget_progress(step, tokens, elapsed, s) or 0.0
@@ -304,16 +367,25 @@ def train(
         loss_sum = torch.zeros((), device=device)
         for _ in range(s.grad_accum):
             x, y = get_batch()
-            with autocast_context(s.precision, device):
-                _, loss = model(x, y)
-            loss = loss / s.grad_accum
-            loss_sum += loss.detach()
-            scaler.scale(loss).backward()
+            # GPT2_DETECT_ANOMALY: forward and backward in anomaly mode (restored on exit)
+            with torch.autograd.set_detect_anomaly(True) if s.detect_anomaly else no_anomaly:
+                with autocast_context(s.precision, device):
+                    _, loss = model(x, y)
+                loss = loss / s.grad_accum
+                loss_sum += loss.detach()
+                scaler.scale(loss).backward()
         if pending is not None:
             record_loss(pending.item(), step - 1)
-        if s.grad_clip:
+        if s.grad_clip or s.check_numerics:
             for opt in optimizers:
-                scaler.unscale_(opt)
+                scaler.unscale_(opt)  # once per step: the true gradients from here on
+        if s.check_numerics:
+            loss_value = loss_sum.item()
+            problem = check_numerics(loss_value, named_params, scaler, step, log)
+            if problem:
+                losses.append(loss_value)
+                diverge(problem, loss_value, step)
+        if s.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, s.grad_clip)
         for opt in optimizers:
             scaler.step(opt)

