@@ -21,7 +21,7 @@ GRID_AXES = ("i", "j", "x", "y")
 
 axes = gpt2.axes
 dry_run = gpt2.dry_run
-probe = getattr(gpt2, "probe", None)
+probe = gpt2.probe
 
 
 def validate(cfg):

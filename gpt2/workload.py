@@ -15,6 +15,7 @@ optimizer's own lr otherwise. All are absolute learning rates at the schedule's 
 import json
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -449,6 +450,43 @@ def run(cell, ctx):
     )
     result["knobs"] = knobs
     return result
+
+
+def probe(cell, ctx, steps=5):
+    """`make estimate`: a few real training steps of the cell on this device, scaled up
+    to the cell's budget (the first step, with any compilation, is left out)."""
+    p, device = cell.params, ctx.device
+    started = time.perf_counter()
+    td = _token_data(p, ctx)
+    model, optimizers = _build(p, device)
+    runner = torch.compile(model) if p["compile"] else model
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    B, T = p["batch_size"], p["block_size"]
+    stamps = []
+
+    def batch():
+        stamps.append(time.perf_counter())
+        return td.get_batch("train", B, T, gen, device)
+
+    s = _settings(p, max_steps=steps + 1, max_tokens=0, max_seconds=0)
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval = 0, 0, 0
+    train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    setup = stamps[0] - started
+    per_step = (stamps[-1] - stamps[p["grad_accum"]]) / (steps - 1) if steps > 1 else 0.0
+    tokens_per_step = B * T * p["grad_accum"]
+    budget = [p["max_steps"]] if p["max_steps"] else []
+    if p["max_tokens"]:
+        budget.append(math.ceil(p["max_tokens"] / tokens_per_step))
+    n = min(budget) if budget else math.inf
+    seconds = min(n * per_step, p["max_seconds"] or math.inf)
+    if not math.isfinite(n):
+        n = int(seconds / per_step) if per_step else 0
+    return {
+        "unit": "steps",
+        "per_cell": int(n),
+        "seconds_per_cell": setup + seconds,
+        "probe_seconds": time.perf_counter() - started,
+    }
 
 
 def dry_run(cell, ctx):

@@ -4,6 +4,7 @@ Resume is by result files alone: a cell with an ok/diverged result.json never ru
 again; failed or missing cells do. Transient failures are retried with backoff.
 """
 
+import os
 import re
 import tempfile
 import time
@@ -263,9 +264,12 @@ def estimate(cfg, out=print):
     from kmatrix.plan import load_workload
     from kmatrix.seeding import apply_profile, seed_everything
 
+    from kmatrix.seeding import PROFILE_ENV
+
     cells = plan(cfg)
     slots = local_slots(cfg)
     wl = load_workload(cells[0].workload)
+    os.environ.update(PROFILE_ENV.get(cfg.get("profile") or "paper_repro", {}))  # before CUDA
     device = "cuda" if slots and slots[0][0].startswith("gpu") else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
         seed_everything(cells[0].run_seed)

@@ -152,7 +152,11 @@ class LocalExecutor:
             slot.buffer += chunk
             while b"\n" in slot.buffer and slot.job is not None:
                 line, slot.buffer = slot.buffer.split(b"\n", 1)
-                done.append((slot.job, json.loads(line)))
+                message = json.loads(line)
+                if "started" in message:
+                    slot.started = time.time()
+                    continue
+                done.append((slot.job, message))
                 slot.job = None
         now = time.time()
         for slot in self.slots:

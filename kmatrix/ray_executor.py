@@ -69,6 +69,11 @@ class CellWorker:
     def __init__(self, driver_host, driver_pid):
         self.cache, self.workloads = {}, {}
         _exit_with(driver_host, driver_pid)
+        # Load torch now, while the actor starts: a cell's clock (and timeout) starts
+        # at submission, and must not pay for the imports.
+        import torch  # noqa: F401
+
+        import kmatrix.worker  # noqa: F401
 
     def where(self):
         import ray

@@ -130,11 +130,16 @@ def main():
     reply = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    import torch  # noqa: F401 - every cell needs it (seeding, device); load it before any
+
     cache, workloads = {}, {}
     for line in sys.stdin:
         if not line.strip():
             continue
-        reply.write(json.dumps(run_job(json.loads(line), cache, workloads)) + "\n")
+        job = json.loads(line)
+        # The cell's clock (and its timeout) starts now, not while this worker started up.
+        reply.write(json.dumps({"started": job["cell"]["id"]}) + "\n")
+        reply.write(json.dumps(run_job(job, cache, workloads)) + "\n")
 
 
 if __name__ == "__main__":

@@ -89,9 +89,9 @@ LINT_CASES = [
     ("CONFIG_EXEC_JOBS_PER_GPU=0", "out of range [1, 64]"),
     ('CONFIG_MUON_LR="0.1"', "unmet dependencies"),
     ("CONFIG_SEEDS=0", "string value must be quoted"),
-    ("CONFIG_SWEEP=maybe", "is not a bool value"),
+    ("CONFIG_WORKLOAD_GPT2=y\nCONFIG_SWEEP=maybe", "is not a bool value"),
     ('SEEDS="0"', "must start with CONFIG_"),
-    ('CONFIG_SWEEP=y\nCONFIG_SWEEP_X_MIN="tiny"', "'tiny' is not a number"),
+    ('CONFIG_WORKLOAD_GPT2=y\nCONFIG_SWEEP=y\nCONFIG_SWEEP_X_MIN="tiny"', "'tiny' is not a number"),
 ]
 
 
@@ -147,7 +147,8 @@ def test_setconfig_override_validated_by_kconfig(dotconfig):
 
 def test_savedefconfig_round_trip(dotconfig, tmp_path):
     kconfig.setconfig(
-        "SEEDS='3 4' SWEEP=y SWEEP_Y_POINTS=5 PROFILE_MAXOUT_SPEED=y", dotconfig=dotconfig
+        "WORKLOAD_GPT2=y SEEDS='3 4' SWEEP=y SWEEP_Y_POINTS=5 PROFILE_MAXOUT_SPEED=y",
+        dotconfig=dotconfig,
     )
     first = values_of(dotconfig)
     saved = tmp_path / "mine"
