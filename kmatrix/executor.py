@@ -63,7 +63,7 @@ class Slot:
         self.name, self.env = name, env
         self.proc = self.reply = None
         self.job = None  # the job running now
-        self.started = 0.0
+        self.started = None  # when the worker began the current cell
         self.buffer = b""
 
     def spawn(self, base_env):
@@ -123,7 +123,7 @@ class LocalExecutor:
             slot.kill()
             slot.spawn(self.env)
         job = {**job, "slot": slot.name}
-        slot.job, slot.started = job, time.time()
+        slot.job, slot.started = job, None  # the clock starts when the worker says so
         try:
             slot.proc.stdin.write((json.dumps(job) + "\n").encode())
             slot.proc.stdin.flush()
@@ -160,7 +160,8 @@ class LocalExecutor:
                 slot.job = None
         now = time.time()
         for slot in self.slots:
-            if slot.job is not None and self.timeout and now - slot.started > self.timeout:
+            running = slot.job is not None and slot.started is not None
+            if running and self.timeout and now - slot.started > self.timeout:
                 done.append(self._fail(slot, f"timeout: cell ran longer than {self.timeout} s"))
         return done
 

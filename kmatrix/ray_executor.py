@@ -71,9 +71,11 @@ class CellWorker:
         _exit_with(driver_host, driver_pid)
         # Load torch now, while the actor starts: a cell's clock (and timeout) starts
         # at submission, and must not pay for the imports.
-        import torch  # noqa: F401
+        import torch
 
         import kmatrix.worker  # noqa: F401
+
+        torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
 
     def where(self):
         import ray

@@ -130,8 +130,11 @@ def main():
     reply = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    import torch  # noqa: F401 - every cell needs it (seeding, device); load it before any
+    # Every cell needs torch (seeding, device); load it before taking any, and pay now for
+    # the ~2 s that the first use_deterministic_algorithms call spends importing.
+    import torch
 
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     cache, workloads = {}, {}
     for line in sys.stdin:
         if not line.strip():
