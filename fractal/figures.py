@@ -40,6 +40,16 @@ BINARY_CMAP = ListedColormap([NOT_TRAINABLE, TRAINABLE_DARK])
 # paper mode
 
 
+def save_figure(fig, path, title=None, dpi=120):
+    """Title (if any), tight layout, write, close: the tail of every figure here."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def paper_colors(values, buffer=0.25):
     """The notebook's colour values in [-1, 1] for matplotlib's `Spectral` (vmin -1, vmax 1).
 
@@ -94,10 +104,7 @@ def save_image(values, window, path, axes="lr_vs_lr", title=None, size=5.0):
     """The PNG of one image (one zoom frame)."""
     fig, ax = plt.subplots(figsize=(size, size))
     draw_image(ax, values, window, axes, title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=150)
 
 
 def summary_figure(panels, path, title=None):
@@ -120,12 +127,7 @@ def summary_figure(panels, path, title=None):
             continue
         draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
         ax.set_title(f"{p['name']}: {dim_text}", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def zoom_animation(frames, path, axes="lr_vs_lr", title=None, fps=2, size=5.0):
@@ -255,11 +257,7 @@ def trainability_figure(xs, ys, loss, trainable, path, x_name, y_name, title=Non
     sup = title or "trainability"
     if n_missing:
         sup += f"  ({n_missing} cells missing: hatched grey)"
-    fig.suptitle(sup, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, sup)
 
 
 def stability_figure(xs, ys, stable, path, x_name, y_name, title=None):
@@ -270,9 +268,4 @@ def stability_figure(xs, ys, stable, path, x_name, y_name, title=None):
     ax.pcolormesh(xe, ye, np.ma.masked_invalid(s), cmap=BINARY_CMAP, vmin=0, vmax=1)
     n = int(np.isfinite(s).sum())
     _grid_axes(ax, xe, ye, x_name, y_name, f"stable: {int((s == 1).sum())} of {n} runs")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)

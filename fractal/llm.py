@@ -139,10 +139,7 @@ def _boundary_figure(g, path, x_name, y_name, title):
     # Edge pixel (k, l) sits between grid points: draw it on the inner cell edges.
     ax.pcolormesh(xe[1:-1], ye[1:-1], np.ma.masked_equal(edges, 0), cmap="Greys", vmin=0, vmax=1)
     figures._grid_axes(ax, xe, ye, x_name, y_name, f"boundary: {int(edges.sum())} pixels")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save_figure(fig, path, title)
 
 
 def _zoom_figure(g, parent, path, x_name, y_name, title):
@@ -171,9 +168,7 @@ def _zoom_figure(g, parent, path, x_name, y_name, title):
     ax.set_xlabel(f"{x_name} (log10)")
     ax.set_ylabel(f"{y_name} (log10)")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figures.save_figure(fig, path)
 
 
 def summarize(summary_dir, cells, results, cfg):
