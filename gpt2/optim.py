@@ -51,7 +51,8 @@ def _adamw(groups, lrs, hp):
 
 
 def zeropower_via_newtonschulz5(G, steps=5):
-    """Approximately orthogonalise G (replace its singular values by ~1).
+    """Approximately orthogonalise G (replace its singular values by ~1); G is one matrix
+    or a batch [..., rows, cols] of same-shape matrices, each orthogonalised on its own.
 
     Quintic Newton-Schulz iteration of Keller Jordan (modded-nanogpt, also nanochat): the
     coefficients (3.4445, -4.7750, 2.0315) maximise the slope at zero, so small singular
@@ -66,10 +67,13 @@ def zeropower_via_newtonschulz5(G, steps=5):
     if transposed:  # iterate on the smaller Gram matrix
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= 1
+    shape = X.shape
+    X = X.reshape(-1, *shape[-2:])  # one batch dimension: baddbmm fuses the scale-and-add
     for _ in range(steps):
         A = X @ X.mT
-        B = b * A + c * A @ A
-        X = a * X + B @ X
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b * A + c * A @ A
+        X = torch.baddbmm(X, B, X, beta=a)  # a * X + B @ X
+    X = X.reshape(shape)
     if transposed:
         X = X.mT
     return X
@@ -101,21 +105,29 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
+            # Matrices of one shape go through Newton-Schulz together, as one batched
+            # matmul chain: GPT-2 124M has 4 shapes for 48 matrices, so the step launches
+            # ~25x fewer kernels than a loop over matrices (nanochat does the same).
+            by_shape = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(g)
-                buf = state["momentum_buffer"]
-                buf.lerp_(g, 1 - mom)
-                g = g.lerp(buf, mom) if group["nesterov"] else buf
-                update = zeropower_via_newtonschulz5(g, group["ns_steps"])
+                if p.grad is not None:
+                    by_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
+            for params in by_shape.values():
+                grads = [p.grad for p in params]
+                bufs = []
+                for p in params:
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+                    bufs.append(self.state[p]["momentum_buffer"])
+                torch._foreach_lerp_(bufs, grads, 1 - mom)
+                g = torch._foreach_lerp(grads, bufs, mom) if group["nesterov"] else bufs
+                update = zeropower_via_newtonschulz5(torch.stack(g), group["ns_steps"])
                 if wd:
-                    p.mul_(1 - lr * wd)
-                scale = max(1.0, p.size(-2) / p.size(-1)) ** 0.5
-                p.add_(update.to(p.dtype), alpha=-lr * scale)
+                    torch._foreach_mul_(params, 1 - lr * wd)
+                scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5
+                torch._foreach_add_(
+                    params, list(update.to(params[0].dtype).unbind(0)), alpha=-lr * scale
+                )
         return loss
 
 

@@ -38,6 +38,13 @@ def tiny(arch, **kw):
     return GPT(config_from_preset("tiny", arch=arch, n_layer=2, n_embd=64, vocab_size=V, **kw))
 
 
+def test_bias_switch():
+    biases = lambda m: [n for n, _ in m.named_parameters() if n.endswith(".bias")]  # noqa: E731
+    assert len(biases(tiny("gpt2"))) == 2 * 6 + 1  # per block 4 linear + 2 norms; ln_f
+    assert biases(tiny("gpt2", bias=False)) == []
+    assert biases(tiny("nanochat", bias=True)) == []  # nanochat never has biases
+
+
 def test_pad_vocab():
     assert pad_vocab(50257) == 50304 and pad_vocab(64) == 64
 
@@ -146,3 +153,51 @@ def test_newton_schulz_is_near_orthogonal(shape):
     U, _, Vh = torch.linalg.svd(G, full_matrices=False)
     cos = (X * (U @ Vh)).sum() / (X.norm() * (U @ Vh).norm())
     assert cos > 0.98
+
+
+def test_newton_schulz_batch_equals_one_by_one():
+    torch.manual_seed(0)
+    G = torch.randn(3, 48, 16)
+    batched = zeropower_via_newtonschulz5(G)
+    for k in range(3):
+        torch.testing.assert_close(batched[k], zeropower_via_newtonschulz5(G[k]))
+
+
+def test_muon_step_matches_a_per_matrix_reference():
+    """The batched step (matrices grouped by shape) is the textbook per-matrix update:
+    Nesterov momentum, Newton-Schulz, tall-matrix scale, decoupled weight decay."""
+    from gpt2.optim import Muon
+
+    torch.manual_seed(0)
+    shapes = [(32, 16), (16, 16), (32, 16), (16, 48)]
+    params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    ref = [p.detach().clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in params]
+    opt = Muon(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)
+    for _ in range(3):
+        grads = [torch.randn(s) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        for k, (w, g) in enumerate(zip(ref, grads)):
+            bufs[k] = bufs[k] + 0.1 * (g - bufs[k])
+            u = zeropower_via_newtonschulz5(g + 0.9 * (bufs[k] - g))
+            scale = max(1.0, w.size(0) / w.size(1)) ** 0.5
+            ref[k] = w * (1 - 0.05 * 0.1) - 0.05 * scale * u
+    for p, w in zip(params, ref):
+        torch.testing.assert_close(p.detach(), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "nanochat"])
+def test_init_weights_resets_every_parameter(arch):
+    """A worker reuses a model across cells: init_weights must overwrite every parameter
+    (a diverged cell leaves NaNs behind) exactly as a fresh build does."""
+    used, fresh = tiny(arch), tiny(arch)
+    with torch.no_grad():
+        for p in used.parameters():
+            p.fill_(float("nan"))
+    for m in (used, fresh):
+        torch.manual_seed(7)
+        m.init_weights()
+    for (name, a), b in zip(used.named_parameters(), fresh.parameters()):
+        assert torch.equal(a, b), name
