@@ -1,7 +1,7 @@
 """GPT-2 and a nanochat-style variant, in one file.
 
-arch "gpt2": learned positions, GELU, LayerNorm with bias, tied embedding/unembedding
-(Radford et al. 2019, following nanoGPT). arch "nanochat": rotary positions, QK norm,
+arch "gpt2": learned positions, GELU, LayerNorm, tied embedding/unembedding (Radford et
+al. 2019, following nanoGPT), with or without biases. arch "nanochat": rotary positions, QK norm,
 ReLU^2 MLP, parameter-free RMSNorm, untied head, no biases (following nanochat).
 """
 
@@ -29,11 +29,12 @@ class GPTConfig:
     n_head: int = 12
     n_embd: int = 768
     arch: str = "gpt2"  # "gpt2" | "nanochat"
+    bias: bool = True  # arch gpt2: biases in Linear and LayerNorm (nanoGPT's bench.py: off)
     grad_checkpoint: bool = False  # recompute each block in backward: less memory, ~30% slower
 
     @property
-    def bias(self):
-        return self.arch == "gpt2"
+    def has_bias(self):
+        return self.bias and self.arch == "gpt2"  # nanochat has no biases anywhere
 
 
 # Size presets. tiny trains on 2 CPU cores in minutes; the others are GPT-2 small/medium.
@@ -73,7 +74,7 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(config):
-    return LayerNorm(config.n_embd, config.bias) if config.arch == "gpt2" else RMSNorm()
+    return LayerNorm(config.n_embd, config.has_bias) if config.arch == "gpt2" else RMSNorm()
 
 
 class Rotary(nn.Module):
@@ -101,8 +102,8 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         assert config.n_embd % config.n_head == 0
         self.n_head, self.n_embd = config.n_head, config.n_embd
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.has_bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.has_bias)
         self.c_proj.RESIDUAL_PROJ = True
         self.rotary = None
         if config.arch == "nanochat":
@@ -124,8 +125,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.has_bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.has_bias)
         self.c_proj.RESIDUAL_PROJ = True
         self.relu2 = config.arch == "nanochat"
 
@@ -164,6 +165,13 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.arch == "gpt2":
             self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self):
+        """(Re-)initialise every parameter in place from torch's global RNG: seeding then
+        calling this gives the same weights as building a new model, so a worker can reuse
+        one model (and its compiled graph) for many cells."""
         self.apply(self._init_weights)
 
     def _init_weights(self, module):
@@ -181,6 +189,10 @@ class GPT(nn.Module):
                 torch.nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        elif isinstance(module, LayerNorm):
+            torch.nn.init.ones_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
 
     def forward(self, idx, targets=None):
         B, T = idx.size()
