@@ -4,12 +4,15 @@ overhead against training time, and GPU utilisation.
     python bench/llm_grid.py --defconfig fractal-16x16-gpu --gpus "0 1" --out grid.json
     python bench/llm_grid.py --defconfig fractal-16x16 --set "SWEEP_X_POINTS=4" --out cpu.json
 
-Overhead per cell = the worker's runtime for the cell minus its training loop's time
-(model build, data, labels, result writing); the worker start is the time from the
-driver's start to the first finished cell minus that cell's runtime.
+Per cell: train = the training loop's steps; setup = model (re)build, data and validation
+batches before the loop; overhead = the worker's runtime for the cell minus train (setup,
+final evaluation, labels, result writing). The worker start (imports, the first cell's
+torch.compile) is paid once per worker: the time from the driver's start to the first
+finished cell minus that cell's runtime.
 """
 
 import argparse
+import calendar
 import json
 import os
 import subprocess
@@ -66,12 +69,16 @@ def main():
     cfg = json.loads((ROOT / "config.json").read_text())
     root = ROOT / cfg["exec_results_root"] / name
     results = [json.loads(p.read_text()) for p in sorted(root.glob("cells/*/result.json"))]
-    train = [r["metrics"].get("train_seconds", 0.0) for r in results]
-    runtime = [r["runtime_s"] for r in results]
+    timed = [r for r in results if "train_seconds" in r["metrics"]]  # not failed cells
+    train = [r["metrics"]["train_seconds"] for r in timed]
+    setup = [r["metrics"].get("setup_seconds", 0.0) for r in timed]
+    runtime = [r["runtime_s"] for r in timed]
     overhead = [rt - tr for rt, tr in zip(runtime, train)]
-    finished = sorted(
-        time.mktime(time.strptime(r["finished_at"][:19], "%Y-%m-%dT%H:%M:%S")) for r in results
+    mean = lambda xs: round(sum(xs) / len(xs), 3) if xs else None  # noqa: E731
+    finished_at = lambda r: calendar.timegm(  # noqa: E731  (UTC, whole seconds)
+        time.strptime(r["finished_at"][:19], "%Y-%m-%dT%H:%M:%S")
     )
+    first = min(results, key=finished_at) if results else None
     util = [sum(s) / len(s) for s in zip(*samples)] if samples else []
     report = {
         "defconfig": args.defconfig,
@@ -85,11 +92,15 @@ def main():
         "trainable": sum(bool(r["metrics"].get("trainable")) for r in results),
         "wall_s": round(wall, 1),
         "cells_per_min": round(len(results) / wall * 60, 1),
-        "mean_cell_runtime_s": round(sum(runtime) / len(runtime), 3),
-        "mean_train_s": round(sum(train) / len(train), 3),
-        "mean_overhead_s": round(sum(overhead) / len(overhead), 3),
-        "overhead_fraction": round(sum(overhead) / sum(runtime), 4),
-        "first_cell_finished_after_s": round(finished[0] - start, 1) if finished else None,
+        "mean_cell_runtime_s": mean(runtime),
+        "mean_train_s": mean(train),
+        "mean_setup_s": mean(setup),
+        "mean_overhead_s": mean(overhead),
+        "overhead_fraction": round(sum(overhead) / sum(runtime), 4) if runtime else None,
+        "first_cell_finished_after_s": round(finished_at(first) - start, 1) if first else None,
+        "worker_start_s": (
+            round(finished_at(first) - start - first["runtime_s"], 1) if first else None
+        ),
         "gpu_util_mean_pct": [round(u, 1) for u in util],
         "device": (
             subprocess.run(

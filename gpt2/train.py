@@ -339,7 +339,12 @@ def train(
         )
 
     def diverge(message, loss_value, at_step):
-        metrics = {"steps": at_step + 1, "tokens": tokens, "final_train_loss": loss_value}
+        metrics = {
+            "steps": at_step + 1,
+            "tokens": tokens,
+            "final_train_loss": loss_value,
+            "train_seconds": elapsed,
+        }
         err = Diverged(message, metrics, losses=losses)
         err.val_losses = list(val_losses)
         raise err

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from kmatrix.errors import ConfigError
+from kmatrix.errors import ConfigError, Diverged
 from kmatrix.seeding import seed_everything
 
 from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab
@@ -193,6 +193,7 @@ def cell_params(cfg, point):
     return {
         "model": _PRESETS[cfg.gpt2_model.lower()],
         "arch": cfg.gpt2_arch,
+        "bias": bool(cfg.get("gpt2_bias")),
         **sz,
         "vocab_size": pad_vocab(GPT2_VOCAB),
         "optimizer": opt,
@@ -352,14 +353,47 @@ def _init_weights(source):
     return state["model"] if "model" in state else state
 
 
-def _build(p, device, **overrides):
-    """Model and optimizers for a cell's params (overrides shrink the model for dry runs)."""
+def _model(config, device, seed, cache=None, compile=False):
+    """(model, runner) for a cell: the model initialised from `seed`, and the callable the
+    loop trains (torch.compile'd when asked).
+
+    With a cache (the worker's), one model per worker is kept and re-initialised in place
+    for the next cell of the same configuration: no 124M build and, above all, no second
+    torch.compile. Seeding right before init_weights makes the weights the same whether the
+    model is new or reused.
+    """
+    key = (repr(config), device, compile)
+    kept = cache.get("gpt2.model") if cache is not None else None
+    if kept and kept[0] == key:
+        model, runner = kept[1:]
+        for param in model.parameters():
+            param.grad = None  # a diverged cell may have stopped mid-step
+    else:
+        if cache is not None:
+            cache.pop("gpt2.model", None)  # free the last one first (GPU memory)
+        with torch.device(device):  # initialise on the device: a 124M init on CPU costs ~1 s
+            model = GPT(config)
+        runner = torch.compile(model) if compile else model
+        if cache is not None:
+            cache["gpt2.model"] = (key, model, runner)
+    torch.manual_seed(seed)
+    model.init_weights()
+    return model, runner
+
+
+def _build(p, device, seed, cache=None, **overrides):
+    """Model, runner and optimizers for a cell's params (overrides shrink the model for dry
+    runs)."""
     sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
     config = config_from_preset(
-        p["model"], arch=p["arch"], grad_checkpoint=p["grad_checkpoint"], **{**sizes, **overrides}
+        p["model"],
+        arch=p["arch"],
+        bias=p.get("bias", True),
+        grad_checkpoint=p["grad_checkpoint"],
+        **{**sizes, **overrides},
     )
-    with torch.device(device):  # initialise on the device: a 124M init on CPU costs ~1 s
-        model = GPT(config)
+    compile = p["compile"] and not overrides
+    model, runner = _model(config, device, seed, cache, compile)
     if p.get("init_from") and not overrides:
         model.load_state_dict(_init_weights(p["init_from"]))
     lrs = {g: p[f"{g}_lr"] for g in GROUPS}
@@ -369,7 +403,7 @@ def _build(p, device, **overrides):
         raise ConfigError(
             "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
         )
-    return model, optimizers
+    return model, runner, optimizers
 
 
 def _settings(p, **overrides):
@@ -406,11 +440,12 @@ def _token_data(p, ctx):
 
 
 def run(cell, ctx):
+    started = time.perf_counter()
     p, device = cell.params, ctx.device
     seed_everything(cell.run_seed)
     knobs = configure_runtime(ctx.profile, device)
     td = _token_data(p, ctx)
-    model, optimizers = _build(p, device)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
@@ -418,7 +453,6 @@ def run(cell, ctx):
         (x.to(device), y.to(device))
         for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])
     ]
-    runner = torch.compile(model) if p["compile"] else model
     knobs.update(
         precision=p["precision"],
         autocast_dtype={"fp32": None, "bf16": "bfloat16", "fp16": "float16"}[p["precision"]],
@@ -435,20 +469,26 @@ def run(cell, ctx):
     ctx.log(
         f"gpt2 {cell.id}: {knobs['n_params'] / 1e6:.2f}M params, knobs {json.dumps(knobs, default=str)}"
     )
-    result = train(
-        runner,
-        optimizers,
-        lambda: td.get_batch("train", B, T, gen, device),
-        _settings(p),
-        device=device,
-        val_batches=val,
-        raw_model=model,
-        ckpt_path=Path(ctx.out_dir) / "checkpoint.pt" if p["checkpoint_interval"] else None,
-        data_generator=gen,
-        log=ctx.log,
-        tracker=ctx.tracker,
-    )
+    setup_seconds = time.perf_counter() - started  # model (re)build, data, val batches
+    try:
+        result = train(
+            runner,
+            optimizers,
+            lambda: td.get_batch("train", B, T, gen, device),
+            _settings(p),
+            device=device,
+            val_batches=val,
+            raw_model=model,
+            ckpt_path=Path(ctx.out_dir) / "checkpoint.pt" if p["checkpoint_interval"] else None,
+            data_generator=gen,
+            log=ctx.log,
+            tracker=ctx.tracker,
+        )
+    except Diverged as e:
+        e.metrics["setup_seconds"] = setup_seconds
+        raise
     result["knobs"] = knobs
+    result["metrics"]["setup_seconds"] = setup_seconds
     return result
 
 
@@ -458,8 +498,7 @@ def probe(cell, ctx, steps=5):
     p, device = cell.params, ctx.device
     started = time.perf_counter()
     td = _token_data(p, ctx)
-    model, optimizers = _build(p, device)
-    runner = torch.compile(model) if p["compile"] else model
+    model, runner, optimizers = _build(p, device, cell.run_seed)
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
     stamps = []
@@ -493,9 +532,8 @@ def dry_run(cell, ctx):
     """The cell's real model code, optimizer and precision at tiny size on CPU: one step of
     the real training loop on random tokens."""
     p = cell.params
-    torch.manual_seed(cell.run_seed)
     tiny = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=128)
-    model, optimizers = _build(p, "cpu", **tiny)
+    model, _, optimizers = _build(p, "cpu", cell.run_seed, **tiny)
     gen = torch.Generator().manual_seed(cell.run_seed)
     batch = lambda: (torch.randint(0, 128, (2, 16), generator=gen),) * 2  # noqa: E731
     s = _settings(

@@ -4,6 +4,7 @@ No environment variable whose name contains KEY, TOKEN, SECRET or PASSWORD is ev
 written: `redact` is applied to everything taken from the environment.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -52,6 +53,7 @@ def git_info():
     }
 
 
+@functools.cache  # once per worker: nvidia-smi alone can take a second
 def torch_info(device):
     import torch
 

@@ -442,3 +442,42 @@ def test_run_and_summarize(tmp_path):
     for name in ("loss_curves.png", "final_val_loss.png", "throughput.md"):
         assert (tmp_path / "summary" / name).stat().st_size > 0
     assert out["cells_done"] == 2 and out["cells_total"] == 3
+
+
+def test_worker_reuses_the_model_with_the_same_result(tmp_path):
+    """A worker keeps one model across cells and re-initialises it: the second cell's
+    losses equal a fresh build's, also after a cell that diverged mid-step."""
+    cfg = make_cfg(
+        "OPTIMIZER_MUON",
+        GPT2_N_LAYER=1,
+        GPT2_N_EMBD=32,
+        GPT2_BLOCK_SIZE=16,
+        GPT2_BATCH_SIZE=2,
+        GPT2_MAX_STEPS=3,
+        GPT2_EVAL_BATCHES=1,
+    )
+    data_key = None
+
+    def run(opt, seed, ctx, **params):
+        nonlocal data_key
+        point = {"optimizer": opt, "precision": "fp32", "seed": seed}
+        p = {**workload.cell_params(cfg, point), **params}
+        cell = Cell(f"{opt}-s{seed}", 0, "gpt2.workload", point, seed, p)
+        ctx.out_dir = tmp_path / f"{cell.id}-{len(list(tmp_path.iterdir()))}"
+        ctx.out_dir.mkdir()
+        data_key = ("gpt2.data", __import__("json").dumps(p["data"], sort_keys=True), "data")
+        ctx.cache[data_key] = FakeTokens()
+        return workload.run(cell, ctx)
+
+    shared = RunContext(device="cpu", out_dir=tmp_path)
+    first = run("adamw", 1, shared)
+    model = shared.cache["gpt2.model"][1]
+    with pytest.raises(Diverged):
+        run("adamw", 2, shared, matrix_lr=1e30, embedding_lr=1e30, vector_lr=1e30)
+    again = run("muon", 3, shared)
+    assert shared.cache["gpt2.model"][1] is model  # the same object, not a rebuild
+    fresh = run("muon", 3, RunContext(device="cpu", out_dir=tmp_path))
+    assert again["losses"] == fresh["losses"]
+    assert run("adamw", 1, RunContext(device="cpu", out_dir=tmp_path))["losses"] == first["losses"]
+    assert again["metrics"]["setup_seconds"] >= 0
+    torch.use_deterministic_algorithms(False)
