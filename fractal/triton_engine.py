@@ -14,17 +14,25 @@ in registers. The data (X [n, 16], Y [n], ~37 KB in float64) is shared by every 
 streamed in chunks of BN rows from L1/L2. Nothing per pixel touches memory until the three
 running sums of the label formula are stored at the end.
 
-Per step and chunk: a = X_c @ w0 (fp64 MMA), h = phi(a * s), out = per-pixel sum of h * w1
+Per step and chunk: z = X_c @ w0 (fp64 MMA), h = phi(z), out = per-pixel sum of h * w1
 (reshape to [BN, BLOCK_P, 16] and reduce), r = out/16 - y, dZ = r * w1 * phi'(h),
 g0 += X_c^T @ dZ, g1 += sum_n h * r. After the data loop: the loss, the running sums, and the
 update w -= lr * g (the learning rates arrive with the gradient's constant factors folded in,
 computed on the host in float64, so no float literal is rounded to fp32 in the kernel).
 
+phi's input scale s (sqrt(2)/4 for tanh) is folded into the weights: the kernel keeps
+w0 = s * W0 (and s * offset, s * lr0), so the dot yields phi's argument and no [BN, C]
+element is multiplied by s. g0 = X^T dZ does not involve s, so it is unchanged. For the
+fast tanh, s also holds 2 log2(e): it works in base 2 (see _tanh_fast).
+
+tanh (Config.tanh): "libdevice" (CUDA's tanh), "exp" (1 - 2 / (exp(2u) + 1)) or "fast"
+(_tanh_fast: 21 fp64 instructions and no branch, against libdevice's 34 in two branches).
 Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (numpy), which the tests use to check
-it against the PyTorch engine. tanh uses libdevice on CUDA; the interpreter has no libdevice,
-so there it uses 1 - 2 / (exp(2u) + 1).
+it against the PyTorch engine; the interpreter has no libdevice, so "libdevice" runs "exp"
+there, while "exp" and "fast" run as on CUDA.
 """
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -42,55 +50,118 @@ except ImportError:  # older triton
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 NL_CODE = {"tanh": 0, "relu": 1, "identity": 2}
 OFFSET_CODE = {"none": 0, "init": 1, "every_step": 2}
+TANH_CODE = {"libdevice": 0, "exp": 1, "fast": 2}
 
 
 @dataclass(frozen=True)
 class Config:
     """Launch configuration. block_p: pixels per program (a power of 2); bn: data rows per
-    chunk (a power of 2, >= 16); tanh_exp: exp-based tanh instead of libdevice."""
+    chunk (a power of 2, >= 16); tanh: "libdevice", "exp" or "fast" (see TANH_CODE)."""
 
     block_p: int = 4
     bn: int = 16
     num_warps: int = 4
     num_stages: int = 1
-    tanh_exp: bool = False
+    tanh: str = "libdevice"
+
+    def __post_init__(self):
+        if self.tanh not in TANH_CODE:
+            raise ValueError(f"tanh={self.tanh!r}; expected one of {list(TANH_CODE)}")
 
 
 # The sweep list of bench/fractal_bench.py: configurations that compile without register
-# spills for sm_90 (ptxas, float64, tanh; registers per thread in brackets). w0 and g0 are
-# 16 x block_p*16 doubles each and every [bn, block_p*16] temporary (a/h, dZ, the broadcast
-# residual) as many again, spread over num_warps*32 threads at 2 registers per double, so
-# block_p and bn are bounded by num_warps. 16 warps cap a thread at 128 registers and spill.
-# Triton 3.6 on sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16.
+# spills for sm_90 (ptxas of Triton 3.6, float64, tanh; registers per thread in brackets).
+# w0 and g0 are 16 x block_p*16 doubles each and every [bn, block_p*16] temporary (z/h, dZ,
+# the broadcast residual) as many again, spread over num_warps*32 threads at 2 registers per
+# double, so block_p and bn are bounded by num_warps. 16 warps cap a thread at 128 registers
+# and spill. Triton 3.6 on sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0
+# product: bn >= 16. The "fast" tanh needs no more registers than libdevice's.
 CONFIGS = [
-    Config(2, 16, 2),  # [204]
-    Config(4, 16, 4),  # [210]
-    Config(4, 32, 4),  # [242]
-    Config(8, 16, 8),  # [216]
-    Config(8, 32, 8),  # [228]
-    Config(16, 16, 8),
-    Config(4, 16, 4, tanh_exp=True),
-    Config(8, 16, 8, tanh_exp=True),
+    Config(2, 16, 2),  # [202]
+    Config(4, 16, 4),  # [204]
+    Config(4, 32, 4),  # [254]
+    Config(8, 16, 8),  # [222]
+    Config(8, 32, 8),  # [254]
+    Config(16, 16, 8),  # [255, spills 280 bytes]
+    Config(4, 16, 4, tanh="exp"),
+    Config(8, 16, 8, tanh="exp"),
+    Config(2, 16, 2, tanh="fast"),  # [202]
+    Config(4, 16, 4, tanh="fast"),  # [204]
+    Config(8, 16, 8, tanh="fast"),  # [224]
+    Config(4, 32, 4, tanh="fast"),  # [254]
 ]
 DEFAULT_CONFIG = Config(2, 16, 2)  # fastest in bench/results/fractal_bench.json (H200)
 
 
 def config_from_env():
-    """FRACTAL_TRITON_CONFIG="block_p=16,bn=16,num_warps=8" overrides the default."""
+    """FRACTAL_TRITON_CONFIG="block_p=16,bn=16,num_warps=8,tanh=fast" overrides the default."""
     text = os.environ.get("FRACTAL_TRITON_CONFIG")
     if not text:
         return DEFAULT_CONFIG
     kw = dict(item.split("=") for item in text.split(","))
-    return Config(**{k: (v == "1" if k == "tanh_exp" else int(v)) for k, v in kw.items()})
+    return Config(**{k: (v if k == "tanh" else int(v)) for k, v in kw.items()})
 
 
 @triton.jit
-def _tanh(u, TANH_EXP: tl.constexpr):
-    if TANH_EXP:
+def _fma(a, b, c: tl.constexpr):
+    """a * b + c rounded once; c a float64 constant (tl.fma rounds a float literal to fp32)."""
+    return tl.fma(a, b, tl.full((), c, tl.float64))
+
+
+@triton.jit
+def _tanh_fast(z):
+    """tanh(z ln(2) / 2) in float64, i.e. tanh(u) for z = 2 u log2(e) (the caller folds
+    2 log2(e) into the weights). Absolute error < 1.2e-16 (~2^-53) on the whole real line,
+    measured against an extended-precision reference; +-inf -> +-1, NaN -> NaN.
+
+    Works on |z|, clamped to 64 (tanh is +-1.0 in float64 beyond |u| = 19.1), and puts the
+    sign back at the end. e = 2^|z| = 2^n 2^x: n = rint(|z|) by the 1.5 * 2^52 trick, 2^x on
+    |x| <= 1/2 by a degree-11 minimax polynomial (relative error 9e-18 with its float64
+    coefficients; Remez in mpmath with c0 = 1, c1 = ln 2), and 2^n by adding n to the
+    exponent bits. Then tanh = 1 - 2 / (e + 1) with e + 1 >= 2, which keeps the absolute
+    error at ~2^-53. The reciprocal is seeded in fp32 (~2^-23) and refined by one cubic
+    Newton step (~2^-69) in which e + 1 is never rounded: no IEEE fp64 division.
+
+    SASS for sm_90: 21 fp64 instructions (15 DFMA, 4 DADD, 2 DSETP), 2 F2F and an fp32
+    MUFU.RCP. libdevice's tanh has 34 fp64, 3 F2F, an FRND and 2 MUFU, in two branches
+    (a polynomial for |u| < 0.6, an exp beyond) that a warp often runs both of.
+    """
+    a = tl.minimum(tl.abs(z), 64.0)  # NaN -> 64, restored at the end
+    m = a + 6755399441055744.0  # 1.5 * 2^52: rounds a to an integer n in m's low bits
+    x = a - (m - 6755399441055744.0)  # exact, |x| <= 1/2
+    p = _fma(x, 4.4389424652621574e-10, 7.073263264606622e-09)
+    p = _fma(p, x, 1.0178159655511938e-07)
+    p = _fma(p, x, 1.321543864135667e-06)
+    p = _fma(p, x, 1.5252733634474856e-05)
+    p = _fma(p, x, 0.00015403530449476)
+    p = _fma(p, x, 0.0013333558146546361)
+    p = _fma(p, x, 0.0096181291076012)
+    p = _fma(p, x, 0.05550410866482172)
+    p = _fma(p, x, 0.24022650695910108)
+    p = _fma(p, x, 0.6931471805599453)
+    p = _fma(p, x, 1.0)  # 2^x
+    # e = p * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
+    e = p.to(tl.int64, bitcast=True) + (m.to(tl.int64, bitcast=True) << 52)
+    e = e.to(tl.float64, bitcast=True)
+    # v = -1 / (e + 1): negative, as Triton's -x would cost an fp64 add (0 - x)
+    v = (-1.0 / (e.to(tl.float32) + 1.0)).to(tl.float64)  # to ~2^-23
+    q = tl.fma(e, v, 1.0 + v)  # 1 + (e + 1) v; 1 + v is exact (or harmless, e > 2^29)
+    v = tl.fma(v, tl.fma(q, q, q), v)  # v (1 + q + q^2) = -(1 - q^3) / (e + 1)
+    t = tl.fma(v, 2.0, 1.0)  # tanh(|u|) = 1 - 2 / (e + 1)
+    sign = z.to(tl.int64, bitcast=True) & -9223372036854775808  # the sign bit
+    t = (t.to(tl.int64, bitcast=True) | sign).to(tl.float64, bitcast=True)
+    return tl.where(z == z, t, z)
+
+
+@triton.jit
+def _tanh(z, TANH: tl.constexpr):
+    if TANH == 0:
+        return libdevice.tanh(z)
+    elif TANH == 1:
         # exact limits at +-inf (exp overflows to inf -> 1, underflows to 0 -> -1)
-        return 1.0 - 2.0 / (tl.exp(2.0 * u) + 1.0)
+        return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
     else:
-        return libdevice.tanh(u)
+        return _tanh_fast(z)  # z in base 2: the weights carry 2 log2(e)
 
 
 @triton.jit
@@ -99,23 +170,21 @@ def _forward(
     y,
     w0,
     w1,
-    s_phi,
     NL: tl.constexpr,
     BLOCK_P: tl.constexpr,
     BN: tl.constexpr,
     D: tl.constexpr,
-    TANH_EXP: tl.constexpr,
+    TANH: tl.constexpr,
 ):
     """h [BN, BLOCK_P*D] and the residual r = y_hat - y [BN, BLOCK_P] of a data chunk."""
-    a = tl.dot(
-        x, w0, input_precision="ieee", out_dtype=w0.dtype
-    )  # x @ W0 for every pixel of the block at once
+    # phi's argument for every pixel of the block at once (w0 carries phi's input scale)
+    z = tl.dot(x, w0, input_precision="ieee", out_dtype=w0.dtype)
     if NL == 0:
-        h = _tanh(a * s_phi, TANH_EXP)
+        h = _tanh(z, TANH)
     elif NL == 1:
-        h = tl.maximum(a, 0.0) * s_phi
+        h = tl.maximum(z, 0.0)
     else:
-        h = a * s_phi
+        h = z
     out = tl.sum(tl.reshape(h * w1[None, :], (BN, BLOCK_P, D)), axis=2) * 0.0625  # / 16
     return h, out - y[:, None]
 
@@ -161,7 +230,7 @@ def fractal_kernel(
     BLOCK_P: tl.constexpr,
     BN: tl.constexpr,
     D: tl.constexpr,
-    TANH_EXP: tl.constexpr,
+    TANH: tl.constexpr,
 ):
     pid = tl.program_id(0)
     C: tl.constexpr = BLOCK_P * D
@@ -171,15 +240,16 @@ def fractal_kernel(
     cmask = pcol < n_pixels
     k = tl.arange(0, D)
 
-    # every pixel starts from the same weights; padding pixels get lr 0 and stay finite
-    w0 = tl.load(W0 + k[:, None] * D + unit[None, :])
+    # every pixel starts from the same weights; padding pixels get lr 0 and stay finite.
+    # w0 is kept scaled by phi's input scale s (sqrt(2)/4 etc.; the host folds it into lr0)
+    s = tl.load(CONST)  # an fp64 value, not an fp32 literal
+    w0 = tl.load(W0 + k[:, None] * D + unit[None, :]) * s
     w1 = tl.load(W1 + unit)
     lr0 = tl.load(LR0 + pcol, mask=cmask, other=0.0)
     lr1 = tl.load(LR1 + pcol, mask=cmask, other=0.0)
-    off = tl.load(OFF + pcol, mask=cmask, other=0.0)
+    off = tl.load(OFF + pcol, mask=cmask, other=0.0) * s
     if OFFSET_MODE == 1:
         w0 += off[None, :]
-    s_phi = tl.load(CONST)  # sqrt(2)/4 etc. as an fp64 value, not an fp32 literal
 
     pix = pid * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = pix < n_pixels
@@ -200,7 +270,7 @@ def fractal_kernel(
             rmask = rows < N
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=rmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=rmask, other=0.0)
-            h, r = _forward(x, y, w0, w1, s_phi, NL, BLOCK_P, BN, D, TANH_EXP)
+            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, BN, D, TANH)
             loss += tl.sum(r * r, axis=0)
             if MB == 0:
                 g0, g1 = _backward(x, h, r, w1, g0, g1, NL, BLOCK_P, BN, D)
@@ -210,7 +280,7 @@ def fractal_kernel(
             rows = tl.load(IDX + step * MB + j, mask=jmask, other=0)
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=jmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=jmask, other=0.0)
-            h, r = _forward(x, y, w0, w1, s_phi, NL, BLOCK_P, MB_PAD, D, TANH_EXP)
+            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, MB_PAD, D, TANH)
             g0, g1 = _backward(x, h, r, w1, g0, g1, NL, BLOCK_P, MB_PAD, D)
 
         # label formula as running sums: v = loss / first loss, non-finite -> 1e6, clip 1e6
@@ -255,16 +325,21 @@ def train(
         raise RuntimeError("the Triton engine needs CUDA or TRITON_INTERPRET=1")
     if dev.type == "cuda" and INTERPRET:
         raise RuntimeError("TRITON_INTERPRET=1 runs kernels on the CPU: use device='cpu'")
-    tanh_exp = cfg.tanh_exp or INTERPRET or libdevice is None
+    tanh = "exp" if cfg.tanh == "libdevice" and (INTERPRET or libdevice is None) else cfg.tanh
     n, P = X.shape[0], lr0.numel()
     mb = 0 if idx is None else idx.shape[1]
     n_grad = n if idx is None else mb
-    # the gradient's constant factors, folded into the learning rates as torch does
+    # phi's input scale, kept in w0 (the fast tanh works in base 2: tanh(u) = f(2 u log2 e))
+    scale = engine.PHI_SCALE[nonlinearity]
+    if nonlinearity == "tanh" and tanh == "fast":
+        scale *= 2.0 / math.log(2.0)
+    # the gradient's constant factors, folded into the learning rates as torch does; lr0
+    # also carries the scale, since the kernel updates scale * W0
     c = 2.0 / (n_grad * engine.WIDTH)
-    lr0c = (lr0 * (c * engine.PHI_SCALE_GRAD[nonlinearity])).contiguous()
+    lr0c = (lr0 * (c * engine.PHI_SCALE_GRAD[nonlinearity] * scale)).contiguous()
     lr1c = (lr1 * c).contiguous()
     offset = offset.contiguous()
-    const = torch.tensor([engine.PHI_SCALE[nonlinearity]], dtype=dt, device=dev)
+    const = torch.tensor([scale], dtype=dt, device=dev)
     idx_t = idx.contiguous() if idx is not None else torch.zeros(1, dtype=torch.int64, device=dev)
     has_offset = bool((offset != 0).any())
     mode = OFFSET_CODE[offset_mode if has_offset else "none"]
@@ -279,9 +354,9 @@ def train(
             e - s, n, steps, min(tail, steps),
             NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
             MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
-            D=engine.WIDTH, TANH_EXP=tanh_exp, num_warps=cfg.num_warps,
+            D=engine.WIDTH, TANH=TANH_CODE[tanh], num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
         )  # fmt: skip
     if info is not None:
-        info.update(triton_config=cfg.__dict__ | {"tanh_exp": tanh_exp}, chunk_pixels=chunk)
+        info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
     return sums

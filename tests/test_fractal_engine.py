@@ -185,48 +185,143 @@ TRITON_CASES["paraminit"] = dict(
     EXPERIMENTS["paraminit"], window=(-3, 0, -1, 2.5), resolution=(3, 2), steps=12
 )
 
+TANH_VARIANTS = ["libdevice", "fast"]  # the interpreter runs "exp" for "libdevice"
+
 # Both labels in every image, overflow to inf in some (relu, identity).
 # 6 pixels in blocks of 4 (the second block half padding), 272 rows in chunks of 64 (the
-# last one masked). Runs in a fresh interpreter: TRITON_INTERPRET must be set before triton is first imported.
+# last one masked). Runs in a fresh Python: TRITON_INTERPRET must be set before triton is
+# first imported.
 TRITON_SCRIPT = """
 import json, sys, numpy as np
 from fractal import triton_engine as te
 from fractal.engine import compute_image
 out = {}
-for name, kw in json.loads(sys.argv[1]).items():
-    kw["resolution"] = tuple(kw["resolution"])
-    a = compute_image(**kw, backend="torch")
-    b = compute_image(**kw, backend="triton", triton_config=te.Config(block_p=4, bn=64, num_warps=1))
-    rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
-    out[name] = [float(rel.max()), bool((a["converged"] == b["converged"]).all()), b["backend"]]
+for tanh in json.loads(sys.argv[2]):
+    cfg = te.Config(block_p=4, bn=64, num_warps=1, tanh=tanh)
+    for name, kw in json.loads(sys.argv[1]).items():
+        kw["resolution"] = tuple(kw["resolution"])
+        a = compute_image(**kw, backend="torch")
+        b = compute_image(**kw, backend="triton", triton_config=cfg)
+        rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
+        out[f"{tanh}/{name}"] = [
+            float(rel.max()), bool((a["converged"] == b["converged"]).all()), b["backend"],
+            b["triton_config"]["tanh"],
+        ]
 print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def triton_vs_torch():
-    pytest.importorskip("triton")
-    if torch.cuda.is_available():  # compile for real and compare on the GPU
-        out = {}
-        for name, kw in TRITON_CASES.items():
-            a = compute_image(**kw, backend="torch", device="cuda")
-            b = compute_image(**kw, backend="triton", device="cuda")
-            rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
-            out[name] = [rel.max(), (a["converged"] == b["converged"]).all(), b["backend"]]
-        return out
-    env = dict(os.environ, TRITON_INTERPRET="1")
+def _run_script(tmp_path_factory, script, *args, interpret=True):
+    """The last stdout line, as JSON, of `script` run from a file (triton.jit needs the
+    source) in a fresh Python, under TRITON_INTERPRET=1 unless interpret=False."""
+    path = tmp_path_factory.mktemp("triton") / "script.py"
+    path.write_text(script)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    if interpret:
+        env["TRITON_INTERPRET"] = "1"
     proc = subprocess.run(
-        [sys.executable, "-c", TRITON_SCRIPT, json.dumps(TRITON_CASES)],
-        env=env, cwd=root, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(path), *args],
+        env=env, cwd=root, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def triton_vs_torch(tmp_path_factory):
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():  # compile for real and compare on the GPU
+        import dataclasses
+
+        from fractal import triton_engine as te
+
+        out = {}
+        for tanh in TANH_VARIANTS:
+            cfg = dataclasses.replace(te.DEFAULT_CONFIG, tanh=tanh)
+            for name, kw in TRITON_CASES.items():
+                a = compute_image(**kw, backend="torch", device="cuda")
+                b = compute_image(**kw, backend="triton", device="cuda", triton_config=cfg)
+                rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
+                same = (a["converged"] == b["converged"]).all()
+                out[f"{tanh}/{name}"] = [rel.max(), same, b["backend"], b["triton_config"]["tanh"]]
+        return out
+    cases, variants = json.dumps(TRITON_CASES), json.dumps(TANH_VARIANTS)
+    return _run_script(tmp_path_factory, TRITON_SCRIPT, cases, variants)
+
+
+@pytest.mark.parametrize("tanh", TANH_VARIANTS)
 @pytest.mark.parametrize("name", list(TRITON_CASES))
-def test_triton_matches_torch(triton_vs_torch, name):
-    max_rel, same_labels, backend = triton_vs_torch[name]
+def test_triton_matches_torch(triton_vs_torch, name, tanh):
+    max_rel, same_labels, backend, tanh_run = triton_vs_torch[f"{tanh}/{name}"]
     assert backend == "triton"
+    if tanh == "fast":  # really the fast tanh, under the interpreter too
+        assert tanh_run == "fast"
     assert same_labels
     assert max_rel < 1e-12
+
+
+# _tanh_fast(z) is tanh(u) for z = 2 u log2(e), which train() folds into the weights; here
+# the host scales u. Dense grid, tiny and huge magnitudes of both signs, inf and NaN.
+TANH_SCRIPT = """
+import json, math, sys, numpy as np, torch, triton, triton.language as tl
+from fractal import triton_engine as te
+
+@triton.jit
+def tanh_kernel(Z, T, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(T + i, te._tanh_fast(tl.load(Z + i, mask=i < n, other=0.0)), mask=i < n)
+
+device = sys.argv[1]
+tiny_to_large = np.geomspace(1e-300, 30.0, 20001)
+u = np.concatenate([
+    np.linspace(-25.0, 25.0, 500001), tiny_to_large, -tiny_to_large,
+    [0.0, -0.0, 5e-324, -5e-324, 1e-310, 1e300, -1e300, 1e308, np.inf, -np.inf, np.nan],
+])
+z = torch.tensor(u * (2.0 / math.log(2.0)), device=device)  # 1e308 * 2.9 -> inf
+t = torch.empty_like(z)
+tanh_kernel[(triton.cdiv(z.numel(), 4096),)](z, t, z.numel(), BLOCK=4096)
+t = t.cpu().numpy()
+want = torch.tanh(torch.tensor(u)).numpy()
+finite = ~np.isnan(u)
+out = {
+    "vs_torch": float(np.abs(t - want)[finite].max()),
+    "nan": bool(np.isnan(t[~finite]).all()),
+    "same_sign": bool((np.signbit(t) == np.signbit(u))[finite].all()),
+    "special": t[-11:].tolist(),
+}
+if np.finfo(np.longdouble).eps < 1e-18:  # x87 extended precision: the error of _tanh_fast
+    ld = z.cpu().numpy().astype(np.longdouble)
+    exact = np.tanh(ld * (np.log(np.longdouble(2.0)) / 2))
+    out["vs_extended"] = float(np.abs(t.astype(np.longdouble) - exact)[finite].max())
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def fast_tanh(tmp_path_factory):
+    pytest.importorskip("triton")
+    cuda = torch.cuda.is_available()  # compiled for real, or in the interpreter
+    return _run_script(tmp_path_factory, TANH_SCRIPT, "cuda" if cuda else "cpu", interpret=not cuda)
+
+
+def test_fast_tanh_accuracy(fast_tanh):
+    # torch.tanh itself is off by up to ~1e-16 and u * 2 log2(e) rounds: 2.5e-16 in all
+    assert fast_tanh["vs_torch"] < 2.5e-16
+    if "vs_extended" in fast_tanh:  # measured: 1.18e-16 on a denser grid
+        assert fast_tanh["vs_extended"] < 1.25e-16
+    assert fast_tanh["nan"] and fast_tanh["same_sign"]
+    # 0, -0, +-5e-324, 1e-310 stay ~0; +-1e300, 1e308 (inf after scaling), +-inf saturate
+    assert all(abs(v) <= 1e-310 for v in fast_tanh["special"][:5])
+    assert fast_tanh["special"][5:10] == [1.0, -1.0, 1.0, 1.0, -1.0]
+
+
+def test_triton_config_tanh_option(monkeypatch):
+    pytest.importorskip("triton")
+    from fractal import triton_engine as te
+
+    monkeypatch.setenv("FRACTAL_TRITON_CONFIG", "block_p=2,bn=16,num_warps=2,tanh=fast")
+    assert te.config_from_env() == te.Config(2, 16, 2, tanh="fast")
+    with pytest.raises(ValueError):
+        te.Config(tanh="tanh_exp")
+    assert te.DEFAULT_CONFIG.tanh == "libdevice" and any(c.tanh == "fast" for c in te.CONFIGS)
