@@ -83,6 +83,7 @@ def main():
         help="if 4096 x 4096 would take longer, run fewer steps and extrapolate",
     )
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--sweep-only", action="store_true", help="only the configuration sweep")
     args = ap.parse_args()
 
     cuda = args.device.startswith("cuda")
@@ -118,6 +119,7 @@ def main():
             print("config sweep, 256 x 256, 200 steps:", flush=True)
             best, out["sweep"] = sweep(args.device, 200)
         out["best_config"] = best.__dict__
+    if cuda and not args.quick and not args.sweep_only:
         run(16, 2, "torch", args.device)  # warm-up (cuBLAS handles, allocator)
         run(16, 2, "triton", args.device, best)
         for res, steps in [(256, args.steps), (1024, args.steps)]:

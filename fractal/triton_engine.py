@@ -56,13 +56,16 @@ TANH_CODE = {"libdevice": 0, "exp": 1, "fast": 2}
 @dataclass(frozen=True)
 class Config:
     """Launch configuration. block_p: pixels per program (a power of 2); bn: data rows per
-    chunk (a power of 2, >= 16); tanh: "libdevice", "exp" or "fast" (see TANH_CODE)."""
+    chunk (a power of 2, >= 16); tanh: "libdevice", "exp" or "fast" (see TANH_CODE);
+    maxnreg: registers per thread the compiler may use (0: its choice). Fewer registers
+    let more programs share a multiprocessor and hide each other's latency."""
 
     block_p: int = 4
     bn: int = 16
     num_warps: int = 4
     num_stages: int = 1
     tanh: str = "libdevice"
+    maxnreg: int = 0
 
     def __post_init__(self):
         if self.tanh not in TANH_CODE:
@@ -89,6 +92,9 @@ CONFIGS = [
     Config(4, 16, 4, tanh="fast"),  # [204]
     Config(8, 16, 8, tanh="fast"),  # [224]
     Config(4, 32, 4, tanh="fast"),  # [254]
+    Config(2, 16, 2, tanh="fast", maxnreg=128),  # [128, spills 188 bytes]
+    Config(4, 16, 4, tanh="fast", maxnreg=128),  # [128, spills 260 bytes]
+    Config(2, 16, 2, tanh="fast", maxnreg=96),  # [96, spills 388 bytes]
 ]
 DEFAULT_CONFIG = Config(2, 16, 2)  # fastest in bench/results/fractal_bench.json (H200)
 
@@ -355,7 +361,7 @@ def train(
             NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
             MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
             D=engine.WIDTH, TANH=TANH_CODE[tanh], num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages,
+            num_stages=cfg.num_stages, **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
         )  # fmt: skip
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
