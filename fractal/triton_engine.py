@@ -77,27 +77,26 @@ class Config:
 # [bn, block_p*16] temporary (z/h, dZ, the broadcast residual) as many again, spread over
 # num_warps*32 threads at 2 registers per double, so block_p and bn are bounded by num_warps.
 # Triton 3.6 on sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16.
-# The kernel is latency-bound (ncu, bench/results/fractal_ncu_fast_h200.txt: at 202
+# The kernel is latency-bound (ncu, bench/results/fractal_ncu_fast_h200.txt: at ~200
 # registers only 2 warps per scheduler, half the issue slots idle), so capping registers
 # with maxnreg buys occupancy for a few spills to L1, and wins.
 CONFIGS = [
-    Config(2, 16, 2),  # [202]
-    Config(4, 16, 4),  # [204]
-    Config(8, 16, 8),  # [222]
-    Config(4, 16, 4, tanh="exp"),
-    Config(2, 16, 2, tanh="fast"),  # [202]
-    Config(4, 16, 4, tanh="fast"),  # [204]
-    Config(4, 32, 4, tanh="fast"),  # [254]
-    Config(2, 16, 2, tanh="fast", maxnreg=128),  # [128, spills 188 bytes]
-    Config(4, 16, 4, tanh="fast", maxnreg=128),  # [128, spills 260 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=96),  # [96, spills 388 bytes]
-    Config(4, 16, 4, tanh="fast", maxnreg=96),  # [96, spills 444 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=80),  # [80, spills 560 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=64),  # [64, spills 720 bytes]
+    Config(2, 16, 2),  # [225]
+    Config(4, 16, 4),  # [228]
+    Config(8, 16, 8),  # [233]
+    Config(4, 16, 4, tanh="exp"),  # [231]
+    Config(2, 16, 2, tanh="fast"),  # [225]
+    Config(4, 16, 4, tanh="fast"),  # [228]
+    Config(4, 32, 4, tanh="fast"),  # [255, spills 224 bytes]
+    Config(2, 16, 2, tanh="fast", maxnreg=128),  # [128, spills 356 bytes]
+    Config(4, 16, 4, tanh="fast", maxnreg=128),  # [128, spills 412 bytes]
+    Config(2, 16, 2, tanh="fast", maxnreg=112),  # [112, spills 460 bytes]
+    Config(2, 16, 2, tanh="fast", maxnreg=96),  # [96, spills 648 bytes]
+    Config(4, 16, 4, tanh="fast", maxnreg=96),  # [96, spills 700 bytes]
 ]
-# Fastest in bench/results/fractal_sweep_h200.json (H200, 256 x 256): 47.4 M pixel-steps/s
-# against 43.3 M without the register cap and 27.6 M with libdevice's tanh.
-DEFAULT_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=96)
+# Fastest on an H200 (bench/results/fractal_rowsum_sweep_h200.json, 1024 x 1024, 200 steps):
+# 51.8 M pixel-steps/s; 46.8 M without the register cap, 45.1 M at 96 registers.
+DEFAULT_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
 
 
 def config_from_env():
@@ -198,18 +197,19 @@ def _forward(
 
 @triton.jit
 def _backward(
-    x, h, r, w1, g0, g1, NL: tl.constexpr, BLOCK_P: tl.constexpr, BN: tl.constexpr, D: tl.constexpr
+    x, h, r, w1, g0, NL: tl.constexpr, BLOCK_P: tl.constexpr, BN: tl.constexpr, D: tl.constexpr
 ):
-    """Accumulates dW0 and dW1 of the chunk (constant factors are folded into the lrs)."""
+    """Accumulates dW0 of the chunk into g0 and returns h * r per element, whose sum over
+    rows is dW1 (the caller sums once per step: a reduction across rows needs shuffles).
+    Constant factors are folded into the lrs."""
     rexp = tl.reshape(tl.broadcast_to(r[:, :, None], (BN, BLOCK_P, D)), (BN, BLOCK_P * D))
-    g1 += tl.sum(h * rexp, axis=0)
     dz = rexp * w1[None, :]
     if NL == 0:
         dz = dz * (1.0 - h * h)  # tanh' = 1 - tanh^2
     elif NL == 1:
         dz = tl.where(h > 0, dz, 0.0)
     g0 = tl.dot(tl.trans(x), dz, acc=g0, input_precision="ieee", out_dtype=g0.dtype)
-    return g0, g1
+    return g0, h * rexp
 
 
 @triton.jit
@@ -269,8 +269,9 @@ def fractal_kernel(
         if OFFSET_MODE == 2:  # the notebook re-adds the offset before every step
             w0 += off[None, :]
         g0 = tl.zeros([D, C], dtype=w0.dtype)
-        g1 = tl.zeros([C], dtype=w0.dtype)
-        loss = tl.zeros([BLOCK_P], dtype=w0.dtype)
+        # per-row partial sums of dW1 and the loss, reduced over rows once per step
+        g1_rows = tl.zeros([BN, C], dtype=w0.dtype)
+        loss_rows = tl.zeros([BN, BLOCK_P], dtype=w0.dtype)
         for n0 in range(0, N, BN):
             # rows past N load as zeros: h = 0 and r = 0, so they add nothing
             rows = n0 + tl.arange(0, BN)
@@ -278,9 +279,12 @@ def fractal_kernel(
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=rmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=rmask, other=0.0)
             h, r = _forward(x, y, w0, w1, NL, BLOCK_P, BN, D, TANH)
-            loss += tl.sum(r * r, axis=0)
+            loss_rows += r * r
             if MB == 0:
-                g0, g1 = _backward(x, h, r, w1, g0, g1, NL, BLOCK_P, BN, D)
+                g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, BN, D)
+                g1_rows += hr
+        loss = tl.sum(loss_rows, axis=0)
+        g1 = tl.sum(g1_rows, axis=0)
         if MB > 0:  # minibatch: gradient from MB shared indices, loss still full batch
             j = tl.arange(0, MB_PAD)
             jmask = j < MB
@@ -288,7 +292,8 @@ def fractal_kernel(
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=jmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=jmask, other=0.0)
             h, r = _forward(x, y, w0, w1, NL, BLOCK_P, MB_PAD, D, TANH)
-            g0, g1 = _backward(x, h, r, w1, g0, g1, NL, BLOCK_P, MB_PAD, D)
+            g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, MB_PAD, D)
+            g1 = tl.sum(hr, axis=0)
 
         # label formula as running sums: v = loss / first loss, non-finite -> 1e6, clip 1e6
         loss = loss / N
