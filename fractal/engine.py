@@ -293,6 +293,23 @@ def pick_backend(backend, device):
     return backend
 
 
+def _setup(gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device):
+    """The shared problem and the per-pixel (lr0, lr1, offset) of pixels at the axis
+    values gx[p], gy[p] (log10)."""
+    problem = make_problem(
+        n_points=n_points,
+        steps=steps,
+        seed=seed,
+        batch=batch,
+        minibatch_size=minibatch_size,
+        dtype=dtype,
+        device=device,
+    )
+    dt = getattr(torch, dtype)
+    as_tensor = lambda v: torch.tensor(v, dtype=dt, device=device)  # noqa: E731
+    return (problem, *pixel_hparams(axes, as_tensor(gx), as_tensor(gy)))
+
+
 def compute_image(
     *,
     nonlinearity,
@@ -321,20 +338,11 @@ def compute_image(
     xs, ys = axis_values(window, resolution)
     nx, ny = len(xs), len(ys)
     t0 = time.perf_counter()
-    problem = make_problem(
-        n_points=n_points,
-        steps=steps,
-        seed=seed,
-        batch=batch,
-        minibatch_size=minibatch_size,
-        dtype=dtype,
-        device=device,
-    )
-    dt = getattr(torch, dtype)
     # pixel p = iy * nx + ix, so a reshape to [ny, nx] puts y on rows
-    gx = torch.tensor(np.tile(xs, ny), dtype=dt, device=device)
-    gy = torch.tensor(np.repeat(ys, nx), dtype=dt, device=device)
-    lr0, lr1, offset = pixel_hparams(axes, gx, gy)
+    problem, lr0, lr1, offset = _setup(
+        np.tile(xs, ny), np.repeat(ys, nx), axes, n_points, steps, seed, batch,
+        minibatch_size, dtype, device,
+    )  # fmt: skip
     info = {}
     if backend == "triton":
         from fractal import triton_engine
@@ -399,19 +407,9 @@ def pixel_losses(
     """The full trajectory of losses / first loss (not sanitised) of ONE pixel, through the
     same vectorised code path as compute_image's torch backend (tests, debugging)."""
     _check(nonlinearity, axes, batch, dtype, offset_mode)
-    problem = make_problem(
-        n_points=n_points,
-        steps=steps,
-        seed=seed,
-        batch=batch,
-        minibatch_size=minibatch_size,
-        dtype=dtype,
-        device=device,
+    problem, lr0, lr1, offset = _setup(
+        [x_value], [y_value], axes, n_points, steps, seed, batch, minibatch_size, dtype, device
     )
-    dt = getattr(torch, dtype)
-    gx = torch.tensor([x_value], dtype=dt, device=device)
-    gy = torch.tensor([y_value], dtype=dt, device=device)
-    lr0, lr1, offset = pixel_hparams(axes, gx, gy)
     _, traj = _train_torch(
         problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, 1, record=True
     )

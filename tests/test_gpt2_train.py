@@ -390,17 +390,23 @@ class FakeTokens:
         return [self.get_batch(split, B, T, gen, device) for _ in range(n)]
 
 
+# a one-layer model trained for 3 steps: a whole cell in well under a second
+TINY_RUN = dict(
+    GPT2_N_LAYER=1,
+    GPT2_N_EMBD=32,
+    GPT2_BLOCK_SIZE=16,
+    GPT2_BATCH_SIZE=2,
+    GPT2_MAX_STEPS=3,
+    GPT2_EVAL_BATCHES=1,
+)
+
+
 def test_run_and_summarize(tmp_path):
     cfg = make_cfg(
         "OPTIMIZER_MUON",
         "GPT2_CHECK_NUMERICS",
-        GPT2_N_LAYER=1,
-        GPT2_N_EMBD=32,
-        GPT2_BLOCK_SIZE=16,
-        GPT2_BATCH_SIZE=2,
-        GPT2_MAX_STEPS=3,
+        **TINY_RUN,
         GPT2_WARMUP_STEPS=1,
-        GPT2_EVAL_BATCHES=1,
         GPT2_CHECKPOINT_INTERVAL=2,
     )
     workload.validate(cfg)
@@ -447,15 +453,7 @@ def test_run_and_summarize(tmp_path):
 def test_worker_reuses_the_model_with_the_same_result(tmp_path):
     """A worker keeps one model across cells and re-initialises it: the second cell's
     losses equal a fresh build's, also after a cell that diverged mid-step."""
-    cfg = make_cfg(
-        "OPTIMIZER_MUON",
-        GPT2_N_LAYER=1,
-        GPT2_N_EMBD=32,
-        GPT2_BLOCK_SIZE=16,
-        GPT2_BATCH_SIZE=2,
-        GPT2_MAX_STEPS=3,
-        GPT2_EVAL_BATCHES=1,
-    )
+    cfg = make_cfg("OPTIMIZER_MUON", **TINY_RUN)
     data_key = None
 
     def run(opt, seed, ctx, **params):
