@@ -353,7 +353,7 @@ def _init_weights(source):
     return state["model"] if "model" in state else state
 
 
-def _model(config, device, seed, cache=None, compile=False):
+def _model(config, device, seed, cache=None, compiled=False):
     """(model, runner) for a cell: the model initialised from `seed`, and the callable the
     loop trains (torch.compile'd when asked).
 
@@ -362,7 +362,7 @@ def _model(config, device, seed, cache=None, compile=False):
     torch.compile. Seeding right before init_weights makes the weights the same whether the
     model is new or reused.
     """
-    key = (repr(config), device, compile)
+    key = (repr(config), device, compiled)
     kept = cache.get("gpt2.model") if cache is not None else None
     if kept and kept[0] == key:
         model, runner = kept[1:]
@@ -373,7 +373,7 @@ def _model(config, device, seed, cache=None, compile=False):
             cache.pop("gpt2.model", None)  # free the last one first (GPU memory)
         with torch.device(device):  # initialise on the device: a 124M init on CPU costs ~1 s
             model = GPT(config)
-        runner = torch.compile(model) if compile else model
+        runner = torch.compile(model) if compiled else model
         if cache is not None:
             cache["gpt2.model"] = (key, model, runner)
     torch.manual_seed(seed)
@@ -392,8 +392,8 @@ def _build(p, device, seed, cache=None, **overrides):
         grad_checkpoint=p["grad_checkpoint"],
         **{**sizes, **overrides},
     )
-    compile = p["compile"] and not overrides
-    model, runner = _model(config, device, seed, cache, compile)
+    compiled = p["compile"] and not overrides
+    model, runner = _model(config, device, seed, cache, compiled)
     if p.get("init_from") and not overrides:
         model.load_state_dict(_init_weights(p["init_from"]))
     lrs = {g: p[f"{g}_lr"] for g in GROUPS}
