@@ -26,12 +26,17 @@ element is multiplied by s. g0 = X^T dZ does not involve s, so it is unchanged. 
 fast tanh, s also holds 2 log2(e): it works in base 2 (see _tanh_fast).
 
 tanh (Config.tanh): "libdevice" (CUDA's tanh), "exp" (1 - 2 / (exp(2u) + 1)) or "fast"
-(_tanh_fast: 21 fp64 instructions and no branch, against libdevice's 34 in two branches).
+(_tanh_fast: 19 fp64 instructions and no branch, against libdevice's 34 in two branches).
 Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (numpy), which the tests use to check
 it against the PyTorch engine; the interpreter has no libdevice, so "libdevice" runs "exp"
 there, while "exp" and "fast" run as on CUDA.
+
+This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
+fractal/gluon_kernel.py instead: the same arithmetic (it calls _tanh from here) with
+explicit layouts, 1.2x faster on an H200 (Config.kernel picks one).
 """
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -46,11 +51,17 @@ try:
     from triton.language.extra import libdevice
 except ImportError:  # older triton
     libdevice = None
+try:
+    from triton.experimental.gluon import language as gl
+except ImportError:  # triton < 3.5: the Gluon kernel is not used
+    gl = None
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+_INTERPRET = tl.constexpr(INTERPRET)
 NL_CODE = {"tanh": 0, "relu": 1, "identity": 2}
 OFFSET_CODE = {"none": 0, "init": 1, "every_step": 2}
 TANH_CODE = {"libdevice": 0, "exp": 1, "fast": 2}
+KERNELS = ("tl", "gluon")
 
 
 @dataclass(frozen=True)
@@ -66,37 +77,41 @@ class Config:
     num_stages: int = 1
     tanh: str = "libdevice"
     maxnreg: int = 0
+    kernel: str = "tl"
 
     def __post_init__(self):
         if self.tanh not in TANH_CODE:
             raise ValueError(f"tanh={self.tanh!r}; expected one of {list(TANH_CODE)}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"kernel={self.kernel!r}; expected one of {KERNELS}")
+        if self.kernel == "gluon" and self.block_p % self.num_warps:
+            raise ValueError(f"{self}: the Gluon kernel needs block_p a multiple of num_warps")
 
 
-# The sweep list of bench/fractal_bench.py (ptxas of Triton 3.6 for sm_90, float64; registers
-# per thread and spills in brackets). w0 and g0 are 16 x block_p*16 doubles each and every
-# [bn, block_p*16] temporary (z/h, dZ, the broadcast residual) as many again, spread over
-# num_warps*32 threads at 2 registers per double, so block_p and bn are bounded by num_warps.
-# Triton 3.6 on sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16.
-# The kernel is latency-bound (ncu, bench/results/fractal_ncu_fast_h200.txt: at ~200
-# registers only 2 warps per scheduler, half the issue slots idle), so capping registers
-# with maxnreg buys occupancy for a few spills to L1, and wins.
+# The sweep list of bench/fractal_bench.py. tl kernel: w0 and g0 are 16 x block_p*16
+# doubles each and every [bn, block_p*16] temporary as many again, spread over num_warps*32
+# threads at 2 registers per double, so block_p and bn are bounded by num_warps; Triton on
+# sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16. The kernels
+# are latency-bound at ~200 registers (2 warps per scheduler), so capping registers with
+# maxnreg buys occupancy for a few spills to L1, and wins.
 CONFIGS = [
-    Config(2, 16, 2),  # [225]
-    Config(4, 16, 4),  # [228]
-    Config(8, 16, 8),  # [233]
-    Config(4, 16, 4, tanh="exp"),  # [231]
-    Config(2, 16, 2, tanh="fast"),  # [225]
-    Config(4, 16, 4, tanh="fast"),  # [228]
-    Config(4, 32, 4, tanh="fast"),  # [255, spills 224 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=128),  # [128, spills 356 bytes]
-    Config(4, 16, 4, tanh="fast", maxnreg=128),  # [128, spills 412 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=112),  # [112, spills 460 bytes]
-    Config(2, 16, 2, tanh="fast", maxnreg=96),  # [96, spills 648 bytes]
-    Config(4, 16, 4, tanh="fast", maxnreg=96),  # [96, spills 700 bytes]
+    Config(2, 16, 2, tanh="fast"),
+    Config(2, 16, 2, tanh="fast", maxnreg=128),
+    Config(4, 16, 4, tanh="fast", maxnreg=128),
+    Config(2, 16, 2, tanh="libdevice", maxnreg=128),
+    Config(1, 16, 1, tanh="fast", kernel="gluon"),
+    Config(1, 16, 1, tanh="fast", maxnreg=112, kernel="gluon"),
+    Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon"),
+    Config(1, 16, 1, tanh="fast", maxnreg=144, kernel="gluon"),
+    Config(1, 16, 1, tanh="libdevice", maxnreg=128, kernel="gluon"),
+    Config(2, 16, 2, tanh="fast", maxnreg=128, kernel="gluon"),
+    Config(2, 16, 1, tanh="fast", maxnreg=168, kernel="gluon"),
+    Config(1, 32, 1, tanh="fast", maxnreg=128, kernel="gluon"),
 ]
-# Fastest on an H200 (bench/results/fractal_rowsum_sweep_h200.json, 1024 x 1024, 200 steps):
-# 51.8 M pixel-steps/s; 46.8 M without the register cap, 45.1 M at 96 registers.
-DEFAULT_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
+# The Gluon kernel (fractal/gluon_kernel.py, one warp per pixel) is the default on CUDA; the
+# tl kernel runs where Gluon cannot: under the interpreter, Triton < 3.5, float32.
+DEFAULT_CONFIG = Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon")
+PORTABLE_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
 
 
 def config_from_env():
@@ -105,17 +120,39 @@ def config_from_env():
     if not text:
         return DEFAULT_CONFIG
     kw = dict(item.split("=") for item in text.split(","))
-    return Config(**{k: (v if k == "tanh" else int(v)) for k, v in kw.items()})
+    return Config(**{k: (v if k in ("tanh", "kernel") else int(v)) for k, v in kw.items()})
 
 
 @triton.jit
-def _fma(a, b, c: tl.constexpr):
-    """a * b + c rounded once; c a float64 constant (tl.fma rounds a float literal to fp32)."""
-    return tl.fma(a, b, tl.full((), c, tl.float64))
+def _f64(like, c: tl.constexpr, GLUON: tl.constexpr):
+    """c as a float64 constant shaped for `like` (tl.fma rounds a float literal to fp32).
+    GLUON: called from a Gluon kernel, whose tensors need an explicit layout."""
+    if GLUON:
+        return gl.full(like.shape, c, gl.float64, like.type.layout)
+    else:
+        return tl.full((), c, tl.float64)
 
 
 @triton.jit
-def _tanh_fast(z):
+def _fma(a, b, c: tl.constexpr, GLUON: tl.constexpr):
+    """a * b + c rounded once; c a float64 constant."""
+    return tl.fma(a, b, _f64(a, c, GLUON))
+
+
+@triton.jit
+def _rcp_approx(d):
+    """1 / d in float32 to ~1 ulp: one MUFU.RCP (Triton's '/' is an IEEE division, ~10
+    instructions). The interpreter has no PTX, so it divides."""
+    if _INTERPRET:
+        return 1.0 / d
+    else:
+        return tl.inline_asm_elementwise(
+            "rcp.approx.ftz.f32 $0, $1;", "=f,f", [d], dtype=tl.float32, is_pure=True, pack=1
+        )
+
+
+@triton.jit
+def _tanh_fast(z, GLUON: tl.constexpr = False):
     """tanh(z ln(2) / 2) in float64, i.e. tanh(u) for z = 2 u log2(e) (the caller folds
     2 log2(e) into the weights). Absolute error < 1.2e-16 (~2^-53) on the whole real line,
     measured against an extended-precision reference; +-inf -> +-1, NaN -> NaN.
@@ -125,49 +162,55 @@ def _tanh_fast(z):
     |x| <= 1/2 by a degree-11 minimax polynomial (relative error 9e-18 with its float64
     coefficients; Remez in mpmath with c0 = 1, c1 = ln 2), and 2^n by adding n to the
     exponent bits. Then tanh = 1 - 2 / (e + 1) with e + 1 >= 2, which keeps the absolute
-    error at ~2^-53. The reciprocal is seeded in fp32 (~2^-23) and refined by one cubic
-    Newton step (~2^-69) in which e + 1 is never rounded: no IEEE fp64 division.
+    error at ~2^-53. The reciprocal is seeded in fp32 (MUFU.RCP, ~2^-23) and refined by one
+    cubic Newton step (~2^-69) in which e + 1 is never rounded: no IEEE fp64 division.
+    The clamp, the sign and NaN are integer operations on the bits, so the float64 pipe,
+    the kernel's bottleneck, runs only the 19 instructions of the arithmetic.
 
-    SASS for sm_90: 21 fp64 instructions (15 DFMA, 4 DADD, 2 DSETP), 2 F2F and an fp32
-    MUFU.RCP. libdevice's tanh has 34 fp64, 3 F2F, an FRND and 2 MUFU, in two branches
-    (a polynomial for |u| < 0.6, an exp beyond) that a warp often runs both of.
+    SASS for sm_90: 19 fp64 instructions (15 DFMA, 4 DADD), 2 F2F and an fp32 MUFU.RCP.
+    libdevice's tanh has 34 fp64, 3 F2F, an FRND and 2 MUFU, in two branches (a
+    polynomial for |u| < 0.6, an exp beyond) that a warp often runs both of.
     """
-    a = tl.minimum(tl.abs(z), 64.0)  # NaN -> 64, restored at the end
+    bits = z.to(tl.int64, bitcast=True)
+    abs_bits = bits & 0x7FFFFFFFFFFFFFFF
+    # |z| clamped to 64.0 (bits 0x40500000_00000000): the high words order like the values
+    a = tl.where((abs_bits >> 32).to(tl.int32) < 0x40500000, abs_bits, 0x4050000000000000)
+    a = a.to(tl.float64, bitcast=True)  # NaN -> 64 too, restored at the end
     m = a + 6755399441055744.0  # 1.5 * 2^52: rounds a to an integer n in m's low bits
     x = a - (m - 6755399441055744.0)  # exact, |x| <= 1/2
-    p = _fma(x, 4.4389424652621574e-10, 7.073263264606622e-09)
-    p = _fma(p, x, 1.0178159655511938e-07)
-    p = _fma(p, x, 1.321543864135667e-06)
-    p = _fma(p, x, 1.5252733634474856e-05)
-    p = _fma(p, x, 0.00015403530449476)
-    p = _fma(p, x, 0.0013333558146546361)
-    p = _fma(p, x, 0.0096181291076012)
-    p = _fma(p, x, 0.05550410866482172)
-    p = _fma(p, x, 0.24022650695910108)
-    p = _fma(p, x, 0.6931471805599453)
-    p = _fma(p, x, 1.0)  # 2^x
+    p = _fma(x, 4.4389424652621574e-10, 7.073263264606622e-09, GLUON)
+    p = _fma(p, x, 1.0178159655511938e-07, GLUON)
+    p = _fma(p, x, 1.321543864135667e-06, GLUON)
+    p = _fma(p, x, 1.5252733634474856e-05, GLUON)
+    p = _fma(p, x, 0.00015403530449476, GLUON)
+    p = _fma(p, x, 0.0013333558146546361, GLUON)
+    p = _fma(p, x, 0.0096181291076012, GLUON)
+    p = _fma(p, x, 0.05550410866482172, GLUON)
+    p = _fma(p, x, 0.24022650695910108, GLUON)
+    p = _fma(p, x, 0.6931471805599453, GLUON)
+    p = _fma(p, x, 1.0, GLUON)  # 2^x
     # e = p * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
     e = p.to(tl.int64, bitcast=True) + (m.to(tl.int64, bitcast=True) << 52)
     e = e.to(tl.float64, bitcast=True)
     # v = -1 / (e + 1): negative, as Triton's -x would cost an fp64 add (0 - x)
-    v = (-1.0 / (e.to(tl.float32) + 1.0)).to(tl.float64)  # to ~2^-23
+    v = _rcp_approx(-1.0 - e.to(tl.float32)).to(tl.float64)  # to ~2^-23
     q = tl.fma(e, v, 1.0 + v)  # 1 + (e + 1) v; 1 + v is exact (or harmless, e > 2^29)
     v = tl.fma(v, tl.fma(q, q, q), v)  # v (1 + q + q^2) = -(1 - q^3) / (e + 1)
     t = tl.fma(v, 2.0, 1.0)  # tanh(|u|) = 1 - 2 / (e + 1)
-    sign = z.to(tl.int64, bitcast=True) & -9223372036854775808  # the sign bit
-    t = (t.to(tl.int64, bitcast=True) | sign).to(tl.float64, bitcast=True)
-    return tl.where(z == z, t, z)
+    t = t.to(tl.int64, bitcast=True) | (bits & -9223372036854775808)  # z's sign bit
+    t = tl.where(abs_bits > 0x7FF0000000000000, bits, t)  # NaN stays NaN
+    return t.to(tl.float64, bitcast=True)
 
 
 @triton.jit
-def _tanh(z, TANH: tl.constexpr):
+def _tanh(z, TANH: tl.constexpr, GLUON: tl.constexpr = False):
     if TANH == 0:
         return libdevice.tanh(z)
     elif TANH == 1:
         # exact limits at +-inf (exp overflows to inf -> 1, underflows to 0 -> -1)
         return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
     else:
-        return _tanh_fast(z)  # z in base 2: the weights carry 2 log2(e)
+        return _tanh_fast(z, GLUON)  # z in base 2: the weights carry 2 log2(e)
 
 
 @triton.jit
@@ -333,6 +376,10 @@ def train(
     cfg = config or config_from_env()
     X, Y, W0, W1, idx = (problem[k] for k in ("X", "Y", "W0", "W1", "idx"))
     dev, dt = X.device, X.dtype
+    if cfg.kernel == "gluon" and (INTERPRET or gl is None or dt != torch.float64):
+        cfg = dataclasses.replace(PORTABLE_CONFIG, tanh=cfg.tanh)
+    if dt != torch.float64 and cfg.tanh == "fast":  # _tanh_fast works on float64 bits
+        cfg = dataclasses.replace(cfg, tanh="libdevice")
     if dev.type != "cuda" and not INTERPRET:
         raise RuntimeError("the Triton engine needs CUDA or TRITON_INTERPRET=1")
     if dev.type == "cuda" and INTERPRET:
@@ -357,18 +404,32 @@ def train(
     mode = OFFSET_CODE[offset_mode if has_offset else "none"]
     sums = [torch.empty(P, dtype=dt, device=dev) for _ in range(3)]
     chunk = int(chunk_pixels or (1 << 22))  # launches of ~4M pixels: memory is tiny anyway
+    gluon = cfg.kernel == "gluon"
+    if gluon:
+        from fractal.gluon_kernel import fractal_gluon_kernel
+
+        n_pad = -(-n // cfg.bn) * cfg.bn  # zero rows past n add nothing (h = r = 0)
+        X = torch.cat([X, X.new_zeros(n_pad - n, X.shape[1])]).contiguous()
+        Y = torch.cat([Y, Y.new_zeros(n_pad - n)]).contiguous()
+    const_kw = dict(
+        NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
+        MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
+        D=engine.WIDTH, TANH=TANH_CODE[tanh], num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages, **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
+    )  # fmt: skip
     for s in range(0, P, chunk):
         e = min(P, s + chunk)
         grid = (triton.cdiv(e - s, cfg.block_p),)
-        fractal_kernel[grid](
+        args = (
             X, Y, W0, W1, lr0c[s:e], lr1c[s:e], offset[s:e], idx_t, const,
-            sums[0][s:e], sums[1][s:e], sums[2][s:e],
-            e - s, n, steps, min(tail, steps),
-            NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
-            MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
-            D=engine.WIDTH, TANH=TANH_CODE[tanh], num_warps=cfg.num_warps,
-            num_stages=cfg.num_stages, **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
+            sums[0][s:e], sums[1][s:e], sums[2][s:e], e - s, n,
         )  # fmt: skip
+        if gluon:
+            fractal_gluon_kernel[grid](
+                *args, n_pad, steps, min(tail, steps), WARPS=cfg.num_warps, **const_kw
+            )
+        else:
+            fractal_kernel[grid](*args, steps, min(tail, steps), **const_kw)
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
     return sums

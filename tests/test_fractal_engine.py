@@ -205,7 +205,7 @@ for tanh in json.loads(sys.argv[2]):
         rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
         out[f"{tanh}/{name}"] = [
             float(rel.max()), bool((a["converged"] == b["converged"]).all()), b["backend"],
-            b["triton_config"]["tanh"],
+            b["triton_config"],
         ]
 print(json.dumps(out))
 """
@@ -237,26 +237,33 @@ def triton_vs_torch(tmp_path_factory):
         from fractal import triton_engine as te
 
         out = {}
-        for tanh in TANH_VARIANTS:
-            cfg = dataclasses.replace(te.DEFAULT_CONFIG, tanh=tanh)
+        for tanh in TANH_VARIANTS + ["tl"]:  # the Gluon kernel, both tanh; the tl kernel
+            if tanh == "tl":
+                cfg = te.PORTABLE_CONFIG
+            else:
+                cfg = dataclasses.replace(te.DEFAULT_CONFIG, tanh=tanh)
             for name, kw in TRITON_CASES.items():
                 a = compute_image(**kw, backend="torch", device="cuda")
                 b = compute_image(**kw, backend="triton", device="cuda", triton_config=cfg)
                 rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
                 same = (a["converged"] == b["converged"]).all()
-                out[f"{tanh}/{name}"] = [rel.max(), same, b["backend"], b["triton_config"]["tanh"]]
+                out[f"{tanh}/{name}"] = [rel.max(), same, b["backend"], b["triton_config"]]
         return out
     cases, variants = json.dumps(TRITON_CASES), json.dumps(TANH_VARIANTS)
     return _run_script(tmp_path_factory, TRITON_SCRIPT, cases, variants)
 
 
-@pytest.mark.parametrize("tanh", TANH_VARIANTS)
+@pytest.mark.parametrize("variant", TANH_VARIANTS + ["tl"])
 @pytest.mark.parametrize("name", list(TRITON_CASES))
-def test_triton_matches_torch(triton_vs_torch, name, tanh):
-    max_rel, same_labels, backend, tanh_run = triton_vs_torch[f"{tanh}/{name}"]
+def test_triton_matches_torch(triton_vs_torch, name, variant):
+    if f"{variant}/{name}" not in triton_vs_torch:
+        pytest.skip("the interpreter runs the tl kernel only: the other variants cover it")
+    max_rel, same_labels, backend, cfg = triton_vs_torch[f"{variant}/{name}"]
     assert backend == "triton"
-    if tanh == "fast":  # really the fast tanh, under the interpreter too
-        assert tanh_run == "fast"
+    if variant == "fast":  # really the fast tanh, under the interpreter too
+        assert cfg["tanh"] == "fast"
+    if torch.cuda.is_available():  # the Gluon kernel by default, the tl kernel on request
+        assert cfg["kernel"] == ("tl" if variant == "tl" else "gluon")
     assert same_labels
     assert max_rel < 1e-12
 
@@ -324,4 +331,10 @@ def test_triton_config_tanh_option(monkeypatch):
     assert te.config_from_env() == te.Config(2, 16, 2, tanh="fast", maxnreg=96)
     with pytest.raises(ValueError):
         te.Config(tanh="tanh_exp")
-    assert te.DEFAULT_CONFIG in te.CONFIGS and {"libdevice", "fast"} <= {c.tanh for c in te.CONFIGS}
+    assert te.DEFAULT_CONFIG in te.CONFIGS and te.PORTABLE_CONFIG in te.CONFIGS
+    assert {"libdevice", "fast"} <= {c.tanh for c in te.CONFIGS}
+    assert {"tl", "gluon"} == {c.kernel for c in te.CONFIGS}
+    monkeypatch.setenv("FRACTAL_TRITON_CONFIG", "block_p=2,num_warps=1,kernel=gluon")
+    assert te.config_from_env() == te.Config(2, 16, 1, kernel="gluon")
+    with pytest.raises(ValueError, match="multiple of num_warps"):
+        te.Config(block_p=1, num_warps=2, kernel="gluon")
