@@ -355,6 +355,16 @@ def fractal_kernel(
     tl.store(SUM_TAIL + pix, sum_tail, mask=pmask)
 
 
+def _gluon_kernel():
+    """The Gluon kernel, or None where this Triton has no Gluon with mma_v2 (written
+    against Triton 3.6; Gluon is experimental and its API moves between versions)."""
+    try:
+        from fractal.gluon_kernel import fractal_gluon_kernel
+    except ImportError:
+        return None
+    return fractal_gluon_kernel
+
+
 def _next_pow2(n):
     return 1 << max(0, (n - 1).bit_length())
 
@@ -376,7 +386,8 @@ def train(
     cfg = config or config_from_env()
     X, Y, W0, W1, idx = (problem[k] for k in ("X", "Y", "W0", "W1", "idx"))
     dev, dt = X.device, X.dtype
-    if cfg.kernel == "gluon" and (INTERPRET or gl is None or dt != torch.float64):
+    gluon_kernel = _gluon_kernel() if cfg.kernel == "gluon" else None
+    if cfg.kernel == "gluon" and (INTERPRET or gluon_kernel is None or dt != torch.float64):
         cfg = dataclasses.replace(PORTABLE_CONFIG, tanh=cfg.tanh)
     if dt != torch.float64 and cfg.tanh == "fast":  # _tanh_fast works on float64 bits
         cfg = dataclasses.replace(cfg, tanh="libdevice")
@@ -406,8 +417,6 @@ def train(
     chunk = int(chunk_pixels or (1 << 22))  # launches of ~4M pixels: memory is tiny anyway
     gluon = cfg.kernel == "gluon"
     if gluon:
-        from fractal.gluon_kernel import fractal_gluon_kernel
-
         n_pad = -(-n // cfg.bn) * cfg.bn  # zero rows past n add nothing (h = r = 0)
         X = torch.cat([X, X.new_zeros(n_pad - n, X.shape[1])]).contiguous()
         Y = torch.cat([Y, Y.new_zeros(n_pad - n)]).contiguous()
@@ -425,7 +434,7 @@ def train(
             sums[0][s:e], sums[1][s:e], sums[2][s:e], e - s, n,
         )  # fmt: skip
         if gluon:
-            fractal_gluon_kernel[grid](
+            gluon_kernel[grid](
                 *args, n_pad, steps, min(tail, steps), WARPS=cfg.num_warps, **const_kw
             )
         else:
