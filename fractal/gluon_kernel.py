@@ -21,12 +21,11 @@ same work. The fp64 pipe, which DMMA shares, is then ~66% busy (ncu); see docs/f
 CUDA only (no interpreter): the tests compare it with the torch engine on a GPU.
 """
 
-import triton  # noqa: F401  (gluon.jit needs triton's runtime)
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
-from fractal.triton_engine import _tanh
+from fractal.triton_engine import _label_sums, _tanh
 
 
 @gluon.jit
@@ -145,14 +144,9 @@ def fractal_gluon_kernel(
         loss = gl.sum(loss_rows, axis=0)
         g1 = gl.sum(g1_rows, axis=0)
 
-        # label formula as running sums: v = loss / first loss, non-finite -> 1e6, clip 1e6
-        loss = loss / N
-        L0 = gl.where(step == 0, loss, L0)
-        v = loss / L0
-        v = gl.where(v == v, gl.minimum(v, 1e6), 1e6)
-        sum_v += v
-        sum_inv += 1.0 / v
-        sum_tail += gl.where(step >= steps - n_tail, v, 0.0)
+        L0, sum_v, sum_inv, sum_tail = _label_sums(
+            loss / N, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail
+        )
 
         w0 -= lr0[None, :] * g0
         w1 -= lr1 * g1

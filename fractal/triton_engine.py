@@ -69,7 +69,8 @@ class Config:
     """Launch configuration. block_p: pixels per program (a power of 2); bn: data rows per
     chunk (a power of 2, >= 16); tanh: "libdevice", "exp" or "fast" (see TANH_CODE);
     maxnreg: registers per thread the compiler may use (0: its choice). Fewer registers
-    let more programs share a multiprocessor and hide each other's latency."""
+    let more programs share a multiprocessor and hide each other's latency. kernel: "tl"
+    (this file's) or "gluon" (fractal/gluon_kernel.py; block_p a multiple of num_warps)."""
 
     block_p: int = 4
     bn: int = 16
@@ -93,7 +94,9 @@ class Config:
 # threads at 2 registers per double, so block_p and bn are bounded by num_warps; Triton on
 # sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16. The kernels
 # are latency-bound at ~200 registers (2 warps per scheduler), so capping registers with
-# maxnreg buys occupancy for a few spills to L1, and wins.
+# maxnreg buys occupancy for a few spills to L1, and wins. Fastest on an H200
+# (bench/results/fractal_bench.json, 256 x 256, 200 steps): Gluon at 128 registers 61.9 M
+# pixel-steps/s, the tl kernel at 128 registers 52.4 M.
 CONFIGS = [
     Config(2, 16, 2, tanh="fast"),
     Config(2, 16, 2, tanh="fast", maxnreg=128),
@@ -109,7 +112,8 @@ CONFIGS = [
     Config(1, 32, 1, tanh="fast", maxnreg=128, kernel="gluon"),
 ]
 # The Gluon kernel (fractal/gluon_kernel.py, one warp per pixel) is the default on CUDA; the
-# tl kernel runs where Gluon cannot: under the interpreter, Triton < 3.5, float32.
+# tl kernel runs where Gluon cannot: under the interpreter, where this Triton's Gluon does
+# not import, for float32.
 DEFAULT_CONFIG = Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon")
 PORTABLE_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
 
@@ -256,6 +260,19 @@ def _backward(
 
 
 @triton.jit
+def _label_sums(loss, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail):
+    """One step of the label formula as running sums (engine.pixel_value): v = loss / first
+    loss, non-finite -> 1e6, clipped at 1e6. Shared with the Gluon kernel."""
+    L0 = tl.where(step == 0, loss, L0)
+    v = loss / L0
+    v = tl.where(v == v, tl.minimum(v, 1e6), 1e6)
+    sum_v += v
+    sum_inv += 1.0 / v
+    sum_tail += tl.where(step >= steps - n_tail, v, 0.0)
+    return L0, sum_v, sum_inv, sum_tail
+
+
+@triton.jit
 def fractal_kernel(
     X,
     Y,
@@ -338,14 +355,9 @@ def fractal_kernel(
             g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, MB_PAD, D)
             g1 = tl.sum(hr, axis=0)
 
-        # label formula as running sums: v = loss / first loss, non-finite -> 1e6, clip 1e6
-        loss = loss / N
-        L0 = tl.where(step == 0, loss, L0)
-        v = loss / L0
-        v = tl.where(v == v, tl.minimum(v, 1e6), 1e6)
-        sum_v += v
-        sum_inv += 1.0 / v
-        sum_tail += tl.where(step >= steps - n_tail, v, 0.0)
+        L0, sum_v, sum_inv, sum_tail = _label_sums(
+            loss / N, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail
+        )
 
         w0 -= lr0[None, :] * g0
         w1 -= lr1 * g1
