@@ -268,6 +268,32 @@ def test_triton_matches_torch(triton_vs_torch, name, variant):
     assert max_rel < 1e-12
 
 
+FLOAT32_SCRIPT = """
+import json, sys, numpy as np
+from fractal.engine import compute_image
+kw = json.loads(sys.argv[1])
+kw["resolution"] = tuple(kw["resolution"])
+a = compute_image(**kw, backend="torch", device=sys.argv[2], dtype="float32")
+b = compute_image(**kw, backend="triton", device=sys.argv[2], dtype="float32")
+rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
+print(json.dumps([float(rel.max()), bool((a["converged"] == b["converged"]).all()),
+                  b["dtype"], b["triton_config"]]))
+"""
+
+
+def test_triton_float32_falls_back(tmp_path_factory):
+    # the fast tanh and the Gluon kernel work on float64 only: float32 runs the tl kernel
+    # with libdevice's tanh (the interpreter's stand-in for it on the CPU)
+    pytest.importorskip("triton")
+    cuda = torch.cuda.is_available()
+    case = json.dumps(TRITON_CASES["tanh"])
+    max_rel, same, dtype, cfg = _run_script(
+        tmp_path_factory, FLOAT32_SCRIPT, case, "cuda" if cuda else "cpu", interpret=not cuda
+    )
+    assert dtype == "float32" and cfg["kernel"] == "tl" and cfg["tanh"] != "fast"
+    assert same and max_rel < 1e-4
+
+
 # _tanh_fast(z) is tanh(u) for z = 2 u log2(e), which train() folds into the weights; here
 # the host scales u. Dense grid, tiny and huge magnitudes of both signs, inf and NaN.
 TANH_SCRIPT = """
