@@ -18,7 +18,8 @@ Per step and chunk: z = X_c @ w0 (fp64 MMA), h = phi(z), out = per-pixel sum of 
 (reshape to [BN, BLOCK_P, 16] and reduce), r = out/16 - y, dZ = r * w1 * phi'(h),
 g0 += X_c^T @ dZ, g1 += sum_n h * r. After the data loop: the loss, the running sums, and the
 update w -= lr * g (the learning rates arrive with the gradient's constant factors folded in,
-computed on the host in float64, so no float literal is rounded to fp32 in the kernel).
+computed on the host in float64, so no float literal is rounded to fp32 in the kernel;
+Triton also passes a Python float argument as fp32, so the float64 ones are annotated).
 
 phi's input scale s (sqrt(2)/4 for tanh) is folded into the weights: the kernel keeps
 w0 = s * W0 (and s * offset, s * lr0), so the dot yields phi's argument and no [BN, C]
@@ -26,14 +27,15 @@ element is multiplied by s. g0 = X^T dZ does not involve s, so it is unchanged. 
 fast tanh, s also holds 2 log2(e): it works in base 2 (see _tanh_fast).
 
 tanh (Config.tanh): "libdevice" (CUDA's tanh), "exp" (1 - 2 / (exp(2u) + 1)) or "fast"
-(_tanh_fast: 19 fp64 instructions and no branch, against libdevice's 34 in two branches).
+(_tanh_fast: 17 fp64 instructions and no branch, against libdevice's 34 in two branches).
 Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (numpy), which the tests use to check
 it against the PyTorch engine; the interpreter has no libdevice, so "libdevice" runs "exp"
 there, while "exp" and "fast" run as on CUDA.
 
 This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
 fractal/gluon_kernel.py instead: the same arithmetic (it calls _tanh from here) with
-explicit layouts, 1.2x faster on an H200 (Config.kernel picks one).
+explicit layouts and the products transposed, 1.3x faster on an H200 (Config.kernel
+picks one).
 """
 
 import dataclasses
@@ -42,6 +44,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import triton
 import triton.language as tl
 
@@ -70,7 +73,8 @@ class Config:
     chunk (a power of 2, >= 16); tanh: "libdevice", "exp" or "fast" (see TANH_CODE);
     maxnreg: registers per thread the compiler may use (0: its choice). Fewer registers
     let more programs share a multiprocessor and hide each other's latency. kernel: "tl"
-    (this file's) or "gluon" (fractal/gluon_kernel.py; block_p a multiple of num_warps)."""
+    (this file's) or "gluon" (fractal/gluon_kernel.py: one pixel per warp, block_p ==
+    num_warps, bn == 16)."""
 
     block_p: int = 4
     bn: int = 16
@@ -85,8 +89,11 @@ class Config:
             raise ValueError(f"tanh={self.tanh!r}; expected one of {list(TANH_CODE)}")
         if self.kernel not in KERNELS:
             raise ValueError(f"kernel={self.kernel!r}; expected one of {KERNELS}")
-        if self.kernel == "gluon" and self.block_p % self.num_warps:
-            raise ValueError(f"{self}: the Gluon kernel needs block_p a multiple of num_warps")
+        if self.kernel == "gluon" and (self.block_p != self.num_warps or self.bn != 16):
+            raise ValueError(
+                f"{self}: the Gluon kernel runs one pixel per warp on 16-row chunks: "
+                "block_p == num_warps and bn == 16"
+            )
 
 
 # The sweep list of bench/fractal_bench.py. tl kernel: w0 and g0 are 16 x block_p*16
@@ -95,26 +102,24 @@ class Config:
 # sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16. The kernels
 # are latency-bound at ~200 registers (2 warps per scheduler), so capping registers with
 # maxnreg buys occupancy for a few spills to L1, and wins. Fastest on an H200
-# (bench/results/fractal_bench.json, 256 x 256, 200 steps): Gluon at 128 registers 61.9 M
-# pixel-steps/s, the tl kernel at 128 registers 52.4 M.
+# (bench/results/fractal_bench.json, 256 x 256, 200 steps): Gluon at 168 registers 71.4 M
+# pixel-steps/s (68.2 M at 128, 69.2 M uncapped), the tl kernel at 128 registers 55.9 M.
 CONFIGS = [
     Config(2, 16, 2, tanh="fast"),
     Config(2, 16, 2, tanh="fast", maxnreg=128),
     Config(4, 16, 4, tanh="fast", maxnreg=128),
     Config(2, 16, 2, tanh="libdevice", maxnreg=128),
     Config(1, 16, 1, tanh="fast", kernel="gluon"),
-    Config(1, 16, 1, tanh="fast", maxnreg=112, kernel="gluon"),
     Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon"),
     Config(1, 16, 1, tanh="fast", maxnreg=144, kernel="gluon"),
+    Config(1, 16, 1, tanh="fast", maxnreg=168, kernel="gluon"),
     Config(1, 16, 1, tanh="libdevice", maxnreg=128, kernel="gluon"),
-    Config(2, 16, 2, tanh="fast", maxnreg=128, kernel="gluon"),
-    Config(2, 16, 1, tanh="fast", maxnreg=168, kernel="gluon"),
-    Config(1, 32, 1, tanh="fast", maxnreg=128, kernel="gluon"),
+    Config(2, 16, 2, tanh="fast", maxnreg=168, kernel="gluon"),
 ]
 # The Gluon kernel (fractal/gluon_kernel.py, one warp per pixel) is the default on CUDA; the
 # tl kernel runs where Gluon cannot: under the interpreter, where this Triton's Gluon does
 # not import, for float32.
-DEFAULT_CONFIG = Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon")
+DEFAULT_CONFIG = Config(1, 16, 1, tanh="fast", maxnreg=168, kernel="gluon")
 PORTABLE_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
 
 
@@ -125,22 +130,6 @@ def config_from_env():
         return DEFAULT_CONFIG
     kw = dict(item.split("=") for item in text.split(","))
     return Config(**{k: (v if k in ("tanh", "kernel") else int(v)) for k, v in kw.items()})
-
-
-@triton.jit
-def _f64(like, c: tl.constexpr, GLUON: tl.constexpr):
-    """c as a float64 constant shaped for `like` (tl.fma rounds a float literal to fp32).
-    GLUON: called from a Gluon kernel, whose tensors need an explicit layout."""
-    if GLUON:
-        return gl.full(like.shape, c, gl.float64, like.type.layout)
-    else:
-        return tl.full((), c, tl.float64)
-
-
-@triton.jit
-def _fma(a, b, c: tl.constexpr, GLUON: tl.constexpr):
-    """a * b + c rounded once; c a float64 constant."""
-    return tl.fma(a, b, _f64(a, c, GLUON))
 
 
 @triton.jit
@@ -155,66 +144,73 @@ def _rcp_approx(d):
         )
 
 
+# The [6/6] Pade approximant of 2^x = P(x) / P(-x), P(x) = E(x^2) + x O(x^2), E(0) = 1:
+# P(t) = sum_k (12 - k)! 6! / (12! k! (6 - k)!) t^k at t = x ln 2, coefficients rounded to
+# float64 (tests/test_fractal_engine.py rebuilds them with mpmath). (e6, e4, e2, o5, o3, o1).
+# Relative error of P(x)/P(-x) on |x| <= 1/2: 1.2e-17, mostly the coefficients' rounding.
+TANH_PADE = (
+    1.6670487438724687e-07, 0.00029145845780692353, 0.054596933399795614,
+    1.0101180413960942e-05, 0.005045828060438326, 0.34657359027997264,
+)  # fmt: skip
+
+
 @triton.jit
-def _tanh_fast(z, GLUON: tl.constexpr = False):
+def _tanh_fast(z, C):
     """tanh(z ln(2) / 2) in float64, i.e. tanh(u) for z = 2 u log2(e) (the caller folds
-    2 log2(e) into the weights). Absolute error < 1.2e-16 (~2^-53) on the whole real line,
-    measured against an extended-precision reference; +-inf -> +-1, NaN -> NaN.
+    2 log2(e) into the weights), C = TANH_PADE as float64 kernel arguments (a float literal
+    would be rounded to fp32, and a 64-bit immediate costs two instructions per use and
+    chunk; arguments are read from the constant bank). Absolute error < 2e-16 on the whole
+    real line (1.97e-16 measured: values near 1 carry ~2 ulp, and like any
+    1 - 2 / (e^2u + 1) form its error near 0 is absolute, not relative); +-inf -> +-1,
+    NaN -> NaN.
 
-    Works on |z|, clamped to 64 (tanh is +-1.0 in float64 beyond |u| = 19.1), and puts the
-    sign back at the end. e = 2^|z| = 2^n 2^x: n = rint(|z|) by the 1.5 * 2^52 trick, 2^x on
-    |x| <= 1/2 by a degree-11 minimax polynomial (relative error 9e-18 with its float64
-    coefficients; Remez in mpmath with c0 = 1, c1 = ln 2), and 2^n by adding n to the
-    exponent bits. Then tanh = 1 - 2 / (e + 1) with e + 1 >= 2, which keeps the absolute
-    error at ~2^-53. The reciprocal is seeded in fp32 (MUFU.RCP, ~2^-23) and refined by one
-    cubic Newton step (~2^-69) in which e + 1 is never rounded: no IEEE fp64 division.
-    The clamp, the sign and NaN are integer operations on the bits, so the float64 pipe,
-    the kernel's bottleneck, runs only the 19 instructions of the arithmetic.
+    Works on a = |z| clamped to 64 (tanh is +-1.0 in float64 beyond |u| = 19.1) and puts the
+    sign back at the end. 2^a = 2^n 2^x: n = rint(a) by the 1.5 * 2^52 trick, |x| <= 1/2,
+    2^x = P(x) / P(-x) (the Pade approximant above) and 2^n by adding n to P's exponent bits.
+    Then tanh = 1 - 2 / (2^a + 1) = 1 - 2 Q / (2^n P + Q) with Q = P(-x): one reciprocal,
+    seeded in fp32 (MUFU.RCP, ~2^-23) and refined by one cubic Newton step (~2^-69); no IEEE
+    fp64 division. The clamp and the sign are integer operations on the high word. NaN
+    passes through the arithmetic: the clamp keeps a high word above inf's (arithmetic
+    NaNs are canonical, 0x7FFFFFFF on NVIDIA GPUs, 0x7FF80000 in numpy).
 
-    SASS for sm_90: 19 fp64 instructions (15 DFMA, 4 DADD), 2 F2F and an fp32 MUFU.RCP.
-    libdevice's tanh has 34 fp64, 3 F2F, an FRND and 2 MUFU, in two branches (a
-    polynomial for |u| < 0.6, an exp beyond) that a warp often runs both of.
+    SASS for sm_90: 17 fp64 instructions (13 DFMA/DMUL, 4 DADD), 2 F2F and an fp32 MUFU.RCP,
+    against 19 for a degree-11 polynomial for 2^x and libdevice's 34 in two branches.
     """
     bits = z.to(tl.int64, bitcast=True)
-    abs_bits = bits & 0x7FFFFFFFFFFFFFFF
-    # |z| clamped to 64.0 (bits 0x40500000_00000000): the high words order like the values
-    a = tl.where((abs_bits >> 32).to(tl.int32) < 0x40500000, abs_bits, 0x4050000000000000)
-    a = a.to(tl.float64, bitcast=True)  # NaN -> 64 too, restored at the end
+    hi = (bits >> 32).to(tl.int32)
+    ahi = hi & 0x7FFFFFFF
+    ahi = tl.where(ahi > 0x7FF00000, ahi, tl.minimum(ahi, 0x40500000))  # 64.0's high word
+    a = ((ahi.to(tl.int64) << 32) | (bits & 0xFFFFFFFF)).to(tl.float64, bitcast=True)
     m = a + 6755399441055744.0  # 1.5 * 2^52: rounds a to an integer n in m's low bits
     x = a - (m - 6755399441055744.0)  # exact, |x| <= 1/2
-    p = _fma(x, 4.4389424652621574e-10, 7.073263264606622e-09, GLUON)
-    p = _fma(p, x, 1.0178159655511938e-07, GLUON)
-    p = _fma(p, x, 1.321543864135667e-06, GLUON)
-    p = _fma(p, x, 1.5252733634474856e-05, GLUON)
-    p = _fma(p, x, 0.00015403530449476, GLUON)
-    p = _fma(p, x, 0.0013333558146546361, GLUON)
-    p = _fma(p, x, 0.0096181291076012, GLUON)
-    p = _fma(p, x, 0.05550410866482172, GLUON)
-    p = _fma(p, x, 0.24022650695910108, GLUON)
-    p = _fma(p, x, 0.6931471805599453, GLUON)
-    p = _fma(p, x, 1.0, GLUON)  # 2^x
-    # e = p * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
-    e = p.to(tl.int64, bitcast=True) + (m.to(tl.int64, bitcast=True) << 52)
-    e = e.to(tl.float64, bitcast=True)
-    # v = -1 / (e + 1): negative, as Triton's -x would cost an fp64 add (0 - x)
-    v = _rcp_approx(-1.0 - e.to(tl.float32)).to(tl.float64)  # to ~2^-23
-    q = tl.fma(e, v, 1.0 + v)  # 1 + (e + 1) v; 1 + v is exact (or harmless, e > 2^29)
-    v = tl.fma(v, tl.fma(q, q, q), v)  # v (1 + q + q^2) = -(1 - q^3) / (e + 1)
-    t = tl.fma(v, 2.0, 1.0)  # tanh(|u|) = 1 - 2 / (e + 1)
-    t = t.to(tl.int64, bitcast=True) | (bits & -9223372036854775808)  # z's sign bit
-    t = tl.where(abs_bits > 0x7FF0000000000000, bits, t)  # NaN stays NaN
+    x2 = x * x
+    E = tl.fma(tl.fma(tl.fma(x2, C[0], C[1]), x2, C[2]), x2, 1.0)
+    O = tl.fma(tl.fma(x2, C[3], C[4]), x2, C[5])
+    P = tl.fma(x, O, E)
+    Q = E - x * O  # one DFMA with a negated operand (Triton's -x would be 0 - x, an fp64 add)
+    # P * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
+    Pn = P.to(tl.int64, bitcast=True) + (m.to(tl.int64, bitcast=True) << 52)
+    den = Pn.to(tl.float64, bitcast=True) + Q  # 2^n P + Q >= 2 Q > 0
+    # w = -2 / den, so that tanh = 1 + Q w is one rounding: seeded to ~2^-23 in fp32 (the
+    # factor -2 is exact there), then w (1 + q + q^2) with q = 1 + den w / 2, i.e.
+    # w + w q2 (1/2 + q2 / 4) with q2 = 2 q = den w + 2 (~2^-69)
+    w = (_rcp_approx(den.to(tl.float32)) * -2.0).to(tl.float64)
+    q2 = tl.fma(den, w, 2.0)
+    w = tl.fma(w, q2 * tl.fma(q2, 0.25, 0.5), w)
+    t = tl.fma(Q, w, 1.0)  # tanh(|u|) = 1 - 2 Q / (2^n P + Q)
+    t = t.to(tl.int64, bitcast=True) | ((hi & -2147483648).to(tl.int64) << 32)  # z's sign
     return t.to(tl.float64, bitcast=True)
 
 
 @triton.jit
-def _tanh(z, TANH: tl.constexpr, GLUON: tl.constexpr = False):
+def _tanh(z, TANH: tl.constexpr, C):
     if TANH == 0:
         return libdevice.tanh(z)
     elif TANH == 1:
         # exact limits at +-inf (exp overflows to inf -> 1, underflows to 0 -> -1)
         return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
     else:
-        return _tanh_fast(z, GLUON)  # z in base 2: the weights carry 2 log2(e)
+        return _tanh_fast(z, C)  # z in base 2: the weights carry 2 log2(e)
 
 
 @triton.jit
@@ -228,12 +224,13 @@ def _forward(
     BN: tl.constexpr,
     D: tl.constexpr,
     TANH: tl.constexpr,
+    C,
 ):
     """h [BN, BLOCK_P*D] and the residual r = y_hat - y [BN, BLOCK_P] of a data chunk."""
     # phi's argument for every pixel of the block at once (w0 carries phi's input scale)
     z = tl.dot(x, w0, input_precision="ieee", out_dtype=w0.dtype)
     if NL == 0:
-        h = _tanh(z, TANH)
+        h = _tanh(z, TANH, C)
     elif NL == 1:
         h = tl.maximum(z, 0.0)
     else:
@@ -290,6 +287,12 @@ def fractal_kernel(
     N,
     steps,
     n_tail,
+    C0: tl.float64,
+    C1: tl.float64,
+    C2: tl.float64,
+    C3: tl.float64,
+    C4: tl.float64,
+    C5: tl.float64,
     NL: tl.constexpr,
     OFFSET_MODE: tl.constexpr,
     MB: tl.constexpr,
@@ -301,6 +304,7 @@ def fractal_kernel(
 ):
     pid = tl.program_id(0)
     C: tl.constexpr = BLOCK_P * D
+    pade = (C0, C1, C2, C3, C4, C5)  # TANH_PADE, for the fast tanh
     cols = tl.arange(0, C)
     unit = cols % D
     pcol = pid * BLOCK_P + cols // D  # the pixel of each column
@@ -338,7 +342,7 @@ def fractal_kernel(
             rmask = rows < N
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=rmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=rmask, other=0.0)
-            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, BN, D, TANH)
+            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, BN, D, TANH, pade)
             loss_rows += r * r
             if MB == 0:
                 g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, BN, D)
@@ -351,7 +355,7 @@ def fractal_kernel(
             rows = tl.load(IDX + step * MB + j, mask=jmask, other=0)
             x = tl.load(X + rows[:, None] * D + k[None, :], mask=jmask[:, None], other=0.0)
             y = tl.load(Y + rows, mask=jmask, other=0.0)
-            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, MB_PAD, D, TANH)
+            h, r = _forward(x, y, w0, w1, NL, BLOCK_P, MB_PAD, D, TANH, pade)
             g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, MB_PAD, D)
             g1 = tl.sum(hr, axis=0)
 
@@ -375,6 +379,27 @@ def _gluon_kernel():
     except ImportError:
         return None
     return fractal_gluon_kernel
+
+
+def _pad(t, dim, size):
+    """t with zeros appended along dim up to size."""
+    return F.pad(t, [0, 0] * (t.dim() - 1 - dim) + [0, size - t.shape[dim]])
+
+
+def _gluon_data(X, Y, idx):
+    """The Gluon kernel's data: (XB, Y, XMB, YMB), rows padded with zeros to a multiple of
+    16 (a zero row has h = r = 0 and adds nothing) and x in fragment order (b_fragments).
+    Minibatch: each step's rows gathered here, [steps * mb_pad] rows (4 KB a step for 16)."""
+    from fractal.gluon_kernel import ROWS, b_fragments
+
+    n_pad = -(-X.shape[0] // ROWS) * ROWS
+    XB, Yp = b_fragments(_pad(X, 0, n_pad)), _pad(Y, 0, n_pad).contiguous()
+    if idx is None:
+        return (XB, Yp, XB, Yp), n_pad, 0
+    mb_pad = -(-idx.shape[1] // ROWS) * ROWS
+    XMB = b_fragments(_pad(X[idx], 1, mb_pad).reshape(-1, X.shape[1]))
+    YMB = _pad(Y[idx], 1, mb_pad).reshape(-1).contiguous()
+    return (XB, Yp, XMB, YMB), n_pad, mb_pad
 
 
 def _next_pow2(n):
@@ -422,35 +447,39 @@ def train(
     lr1c = (lr1 * c).contiguous()
     offset = offset.contiguous()
     const = torch.tensor([scale], dtype=dt, device=dev)
-    idx_t = idx.contiguous() if idx is not None else torch.zeros(1, dtype=torch.int64, device=dev)
     has_offset = bool((offset != 0).any())
     mode = OFFSET_CODE[offset_mode if has_offset else "none"]
     sums = [torch.empty(P, dtype=dt, device=dev) for _ in range(3)]
     chunk = int(chunk_pixels or (1 << 22))  # launches of ~4M pixels: memory is tiny anyway
-    gluon = cfg.kernel == "gluon"
-    if gluon:
-        n_pad = -(-n // cfg.bn) * cfg.bn  # zero rows past n add nothing (h = r = 0)
-        X = torch.cat([X, X.new_zeros(n_pad - n, X.shape[1])]).contiguous()
-        Y = torch.cat([Y, Y.new_zeros(n_pad - n)]).contiguous()
     const_kw = dict(
-        NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, MB=mb,
-        MB_PAD=max(16, _next_pow2(max(mb, 1))), BLOCK_P=cfg.block_p, BN=cfg.bn,
-        D=engine.WIDTH, TANH=TANH_CODE[tanh], num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages, **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
+        NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, BLOCK_P=cfg.block_p, D=engine.WIDTH,
+        TANH=TANH_CODE[tanh], num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
     )  # fmt: skip
+    if cfg.kernel == "gluon":
+        data, n_pad, mb_pad = _gluon_data(X, Y, idx)
+        const_kw.update(MB_PAD=mb_pad, WARPS=cfg.num_warps)
+    else:
+        idx_t = (
+            idx.contiguous() if idx is not None else torch.zeros(1, dtype=torch.int64, device=dev)
+        )
+        data = (X, Y, W0, W1)
+        const_kw.update(MB=mb, MB_PAD=max(16, _next_pow2(max(mb, 1))), BN=cfg.bn)
     for s in range(0, P, chunk):
         e = min(P, s + chunk)
         grid = (triton.cdiv(e - s, cfg.block_p),)
-        args = (
-            X, Y, W0, W1, lr0c[s:e], lr1c[s:e], offset[s:e], idx_t, const,
-            sums[0][s:e], sums[1][s:e], sums[2][s:e], e - s, n,
-        )  # fmt: skip
-        if gluon:
+        per_pixel = (lr0c[s:e], lr1c[s:e], offset[s:e])
+        outs = (sums[0][s:e], sums[1][s:e], sums[2][s:e], e - s, n)
+        if cfg.kernel == "gluon":
             gluon_kernel[grid](
-                *args, n_pad, steps, min(tail, steps), WARPS=cfg.num_warps, **const_kw
-            )
+                *data, W0, W1, *per_pixel, const, *outs, n_pad, steps, min(tail, steps),
+                *TANH_PADE, **const_kw,
+            )  # fmt: skip
         else:
-            fractal_kernel[grid](*args, steps, min(tail, steps), **const_kw)
+            fractal_kernel[grid](
+                X, Y, W0, W1, *per_pixel, idx_t, const, *outs, steps, min(tail, steps),
+                *TANH_PADE, **const_kw,
+            )  # fmt: skip
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
     return sums
