@@ -21,8 +21,9 @@ so that no tensor ever changes registers between the two products:
 - the sum over a pixel's 16 units runs down the rows: one add in-thread, three butterfly
   levels across lanes, leaving r in every lane that needs it for dz.
 
-SASS (ptxas of Triton 3.6, sm_90): 359 instructions per 16-row chunk and warp, 196 fp64 and
-4 DMMA.16x8x16, against 527 and 200 for the previous layout; see docs/fractal.md.
+SASS (ptxas of Triton 3.6, sm_90, 128 registers): 358 instructions per 16-row chunk and
+warp, 196 fp64 and 4 DMMA.16x8x16, against 527 and 200 for the previous layout (see
+docs/fractal.md).
 CUDA only (no interpreter): the tests compare it with the torch engine on a GPU.
 """
 
