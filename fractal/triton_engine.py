@@ -455,6 +455,7 @@ def train(
         NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, BLOCK_P=cfg.block_p, D=engine.WIDTH,
         TANH=TANH_CODE[tanh], num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
+        enable_fp_fusion=True,  # a - b * c as one FMA (_tanh_fast); Triton 3.10's default is off
     )  # fmt: skip
     if cfg.kernel == "gluon":
         data, n_pad, mb_pad = _gluon_data(X, Y, idx)
