@@ -464,7 +464,6 @@ def train(
         idx_t = (
             idx.contiguous() if idx is not None else torch.zeros(1, dtype=torch.int64, device=dev)
         )
-        data = (X, Y, W0, W1)
         const_kw.update(MB=mb, MB_PAD=max(16, _next_pow2(max(mb, 1))), BN=cfg.bn)
     for s in range(0, P, chunk):
         e = min(P, s + chunk)
