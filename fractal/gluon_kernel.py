@@ -16,8 +16,8 @@ so that no tensor ever changes registers between the two products:
   renaming makes w0^T the A operand of the first product, so nothing moves once per step
   either. (Before: a shuffle-and-select transpose of dz each chunk, 16 SHFL + 32 FSEL.)
 - x^T and x arrive as B operands in fragment order, written once by the host: each thread
-  reads 4 x 128 bits from one address register per chunk (all programs read the same
-  70 KB, L1-resident), instead of 20 loads and ~50 address instructions;
+  reads each operand as 4 x 128 bits from one address register (all programs read the same
+  70 KB, L1-resident), instead of 20 loads and ~50 address instructions a chunk;
 - the sum over a pixel's 16 units runs down the rows: one add in-thread, three butterfly
   levels across lanes, leaving r in every lane that needs it for dz.
 
@@ -32,9 +32,12 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
-from fractal.triton_engine import _label_sums, _tanh
+from fractal.triton_engine import _label_sums, _phi
 
 ROWS = gl.constexpr(16)  # data rows per chunk: the K of dz^T @ x, one DMMA.16x8x16 deep
+# _load_b's permute: the bits of a flat fragment index (high to low: lane 4..0, register
+# 2..0) in the order of [K bits 3..0, N bits 3..0]
+B_ORDER = gl.constexpr((6, 7, 3, 4, 5, 0, 1, 2))
 
 
 def _col_of(K):
@@ -75,22 +78,16 @@ def _load_b(ptr, WARPS: gl.constexpr, op_b: gl.constexpr):
     B layout (the reshape and permute cost nothing: same registers, same lanes)."""
     flat: gl.constexpr = gl.BlockedLayout([8], [32], [WARPS], [0])
     f = gl.load(ptr + gl.arange(0, 256, layout=flat))
-    # flat index bits (high to low): lane 4..0, register 2..0 -> [K bits 3..0, N bits 3..0]
-    f = gl.permute(gl.reshape(f, [2, 2, 2, 2, 2, 2, 2, 2]), [6, 7, 3, 4, 5, 0, 1, 2])
+    f = gl.permute(gl.reshape(f, [2, 2, 2, 2, 2, 2, 2, 2]), B_ORDER.value)
     return gl.convert_layout(gl.reshape(f, [16, 16]), op_b)
 
 
 @gluon.jit
-def _forward(w0a, xtb, y, w1, zero_acc, C, NL: gl.constexpr, TANH: gl.constexpr,
+def _forward(w0a, xtb, y, w1, zero_acc, pade, NL: gl.constexpr, TANH: gl.constexpr,
              BLOCK_P: gl.constexpr, D: gl.constexpr):  # fmt: skip
-    """h^T, (h * w1)^T [C, 16] and the residual r [BLOCK_P, 16] of a chunk."""
+    """h^T, (h * w1)^T [BLOCK_P * D, 16] and the residual r [BLOCK_P, 16] of a chunk."""
     z = mma_v2(w0a, xtb, zero_acc, input_precision="ieee")  # phi's argument (w0 holds s)
-    if NL == 0:
-        h = _tanh(z, TANH, C)
-    elif NL == 1:
-        h = gl.maximum(z, 0.0)
-    else:
-        h = z
+    h = _phi(z, NL, TANH, pade)
     hw = h * w1[:, None]
     out = gl.sum(gl.reshape(hw, [BLOCK_P, D, ROWS]), axis=1)  # [BLOCK_P, ROWS]
     return h, hw, out * 0.0625 - y[None, :]

@@ -33,7 +33,7 @@ it against the PyTorch engine; the interpreter has no libdevice, so "libdevice" 
 there, while "exp" and "fast" run as on CUDA.
 
 This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
-fractal/gluon_kernel.py instead: the same arithmetic (it calls _tanh from here) with
+fractal/gluon_kernel.py instead: the same arithmetic (it calls _phi from here) with
 explicit layouts and the products transposed, 1.3x faster on an H200 (Config.kernel
 picks one).
 """
@@ -54,10 +54,6 @@ try:
     from triton.language.extra import libdevice
 except ImportError:  # older triton
     libdevice = None
-try:
-    from triton.experimental.gluon import language as gl
-except ImportError:  # triton < 3.5: the Gluon kernel is not used
-    gl = None
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 _INTERPRET = tl.constexpr(INTERPRET)
@@ -155,9 +151,9 @@ TANH_PADE = (
 
 
 @triton.jit
-def _tanh_fast(z, C):
+def _tanh_fast(z, pade):
     """tanh(z ln(2) / 2) in float64, i.e. tanh(u) for z = 2 u log2(e) (the caller folds
-    2 log2(e) into the weights), C = TANH_PADE as float64 kernel arguments (a float literal
+    2 log2(e) into the weights), pade = TANH_PADE as float64 kernel arguments (a float literal
     would be rounded to fp32, and a 64-bit immediate costs two instructions per use and
     chunk; arguments are read from the constant bank). Absolute error < 2e-16 on the whole
     real line (1.97e-16 measured: values near 1 carry ~2 ulp, and like any
@@ -173,7 +169,7 @@ def _tanh_fast(z, C):
     passes through the arithmetic: the clamp keeps a high word above inf's (arithmetic
     NaNs are canonical, 0x7FFFFFFF on NVIDIA GPUs, 0x7FF80000 in numpy).
 
-    SASS for sm_90: 17 fp64 instructions (13 DFMA/DMUL, 4 DADD), 2 F2F and an fp32 MUFU.RCP,
+    SASS for sm_90: 17 fp64 instructions (13 DFMA/DMUL, 4 DADD), 2 F2F, MUFU.RCP and FMUL,
     against 19 for a degree-11 polynomial for 2^x and libdevice's 34 in two branches.
     """
     bits = z.to(tl.int64, bitcast=True)
@@ -184,8 +180,8 @@ def _tanh_fast(z, C):
     m = a + 6755399441055744.0  # 1.5 * 2^52: rounds a to an integer n in m's low bits
     x = a - (m - 6755399441055744.0)  # exact, |x| <= 1/2
     x2 = x * x
-    E = tl.fma(tl.fma(tl.fma(x2, C[0], C[1]), x2, C[2]), x2, 1.0)
-    O = tl.fma(tl.fma(x2, C[3], C[4]), x2, C[5])
+    E = tl.fma(tl.fma(tl.fma(x2, pade[0], pade[1]), x2, pade[2]), x2, 1.0)
+    O = tl.fma(tl.fma(x2, pade[3], pade[4]), x2, pade[5])
     P = tl.fma(x, O, E)
     Q = E - x * O  # one DFMA with a negated operand (Triton's -x would be 0 - x, an fp64 add)
     # P * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
@@ -203,14 +199,20 @@ def _tanh_fast(z, C):
 
 
 @triton.jit
-def _tanh(z, TANH: tl.constexpr, C):
-    if TANH == 0:
+def _phi(z, NL: tl.constexpr, TANH: tl.constexpr, pade):
+    """The nonlinearity (NL_CODE) of phi's argument z; tanh by TANH (TANH_CODE). Shared with
+    the Gluon kernel."""
+    if NL == 1:
+        return tl.maximum(z, 0.0)
+    elif NL == 2:
+        return z
+    elif TANH == 0:
         return libdevice.tanh(z)
     elif TANH == 1:
         # exact limits at +-inf (exp overflows to inf -> 1, underflows to 0 -> -1)
         return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
     else:
-        return _tanh_fast(z, C)  # z in base 2: the weights carry 2 log2(e)
+        return _tanh_fast(z, pade)  # z in base 2: the weights carry 2 log2(e)
 
 
 @triton.jit
@@ -224,17 +226,12 @@ def _forward(
     BN: tl.constexpr,
     D: tl.constexpr,
     TANH: tl.constexpr,
-    C,
+    pade,
 ):
     """h [BN, BLOCK_P*D] and the residual r = y_hat - y [BN, BLOCK_P] of a data chunk."""
     # phi's argument for every pixel of the block at once (w0 carries phi's input scale)
     z = tl.dot(x, w0, input_precision="ieee", out_dtype=w0.dtype)
-    if NL == 0:
-        h = _tanh(z, TANH, C)
-    elif NL == 1:
-        h = tl.maximum(z, 0.0)
-    else:
-        h = z
+    h = _phi(z, NL, TANH, pade)
     out = tl.sum(tl.reshape(h * w1[None, :], (BN, BLOCK_P, D)), axis=2) * 0.0625  # / 16
     return h, out - y[:, None]
 
@@ -469,16 +466,16 @@ def train(
         e = min(P, s + chunk)
         grid = (triton.cdiv(e - s, cfg.block_p),)
         per_pixel = (lr0c[s:e], lr1c[s:e], offset[s:e])
-        outs = (sums[0][s:e], sums[1][s:e], sums[2][s:e], e - s, n)
+        out = (sums[0][s:e], sums[1][s:e], sums[2][s:e])
         if cfg.kernel == "gluon":
             gluon_kernel[grid](
-                *data, W0, W1, *per_pixel, const, *outs, n_pad, steps, min(tail, steps),
-                *TANH_PADE, **const_kw,
+                *data, W0, W1, *per_pixel, const, *out, e - s, n, n_pad, steps,
+                min(tail, steps), *TANH_PADE, **const_kw,
             )  # fmt: skip
         else:
             fractal_kernel[grid](
-                X, Y, W0, W1, *per_pixel, idx_t, const, *outs, steps, min(tail, steps),
-                *TANH_PADE, **const_kw,
+                X, Y, W0, W1, *per_pixel, idx_t, const, *out, e - s, n, steps,
+                min(tail, steps), *TANH_PADE, **const_kw,
             )  # fmt: skip
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)

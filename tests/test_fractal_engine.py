@@ -392,14 +392,14 @@ def test_gluon_operand_renaming():
 
     if te._gluon_kernel() is None:
         pytest.skip("this Triton has no Gluon")
-    from fractal.gluon_kernel import b_fragments
+    from fractal.gluon_kernel import B_ORDER, b_fragments
 
     def as_a(t):  # _as_a's reshape and permute
         m, k = t.shape
         return t.reshape(m, k // 8, 4, 2).permute(0, 1, 3, 2).reshape(m, k)
 
     def load_b(flat):  # _load_b's reshape and permute
-        return flat.reshape([2] * 8).permute(6, 7, 3, 4, 5, 0, 1, 2).reshape(16, 16)
+        return flat.reshape([2] * 8).permute(*B_ORDER.value).reshape(16, 16)
 
     g = torch.Generator().manual_seed(0)
     X = torch.randn(32, 16, generator=g, dtype=torch.float64)
