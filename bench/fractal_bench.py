@@ -50,17 +50,42 @@ def run(res, steps, backend, device, config=None):
     }
 
 
-def sweep(device, steps, res=256):
-    from fractal import triton_engine as te
+def _configs():
+    """The sweep list. tl kernel: w0 and g0 are 16 x block_p*16 doubles each and every
+    [bn, block_p*16] temporary as many again, spread over num_warps*32 threads at 2
+    registers per double, so block_p and bn are bounded by num_warps; Triton on sm_90 needs
+    K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16. The kernels are
+    latency-bound at ~200 registers (2 warps per scheduler), so capping registers with
+    maxnreg buys occupancy for a few spills to L1, and wins. Fastest on an H200
+    (results/fractal_bench.json of commit 964f023, 256 x 256, 200 steps): Gluon at 168
+    registers 71.4 M pixel-steps/s (68.2 M at 128, 69.2 M uncapped), the tl kernel at 128
+    registers 55.9 M."""
+    from fractal.triton_engine import Config
 
+    return [
+        Config(2, 16, 2, tanh="fast"),
+        Config(2, 16, 2, tanh="fast", maxnreg=128),
+        Config(4, 16, 4, tanh="fast", maxnreg=128),
+        Config(2, 16, 2, tanh="libdevice", maxnreg=128),
+        Config(1, 16, 1, tanh="fast", kernel="gluon"),
+        Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon"),
+        Config(1, 16, 1, tanh="fast", maxnreg=144, kernel="gluon"),
+        Config(1, 16, 1, tanh="fast", maxnreg=168, kernel="gluon"),
+        Config(1, 16, 1, tanh="libdevice", maxnreg=128, kernel="gluon"),
+        Config(2, 16, 2, tanh="fast", maxnreg=168, kernel="gluon"),
+    ]
+
+
+def sweep(device, steps, res=256):
     rows = []
-    for cfg in te.CONFIGS:
+    configs = _configs()
+    for cfg in configs:
         run(16, 2, "triton", device, cfg)  # compile
         row = run(res, steps, "triton", device, cfg)
         rows.append(row)
         print(f"  {cfg}: {row['pixel_steps_per_s'] / 1e6:8.1f} M pixel-steps/s", flush=True)
     best = max(range(len(rows)), key=lambda i: rows[i]["pixel_steps_per_s"])
-    return te.CONFIGS[best], rows
+    return configs[best], rows
 
 
 def main():

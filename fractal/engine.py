@@ -15,6 +15,12 @@ its trajectory, so images up to 4096 x 4096 fit.
 Two backends: this file's PyTorch one (CPU and CUDA) and a fused Triton kernel
 (fractal/triton_engine.py, CUDA) that keeps a block of pixels' weights in registers across
 all steps. compute_image(backend="auto") picks Triton when it can.
+
+Work that cannot change the image is skipped: a pixel stops training once an output-layer
+weight is inf or NaN (from then on every loss is non-finite, so each later step adds the
+same constant to its value: early_exit="nonfinite", the default), and pixels already
+computed (a zoom frame's inner quarter, shared with the next deeper frame) are passed in
+as `known` and not trained again.
 """
 
 import math
@@ -24,20 +30,8 @@ import time
 import numpy as np
 import torch
 
-WIDTH = 16  # hidden width; the input dimension is the same
-MAX_VAL = 1e6  # normalised losses are clipped here; non-finite ones become this
-TAIL = 20  # converged iff the mean of the last TAIL normalised losses < 1
-N_PARAMS = WIDTH * WIDTH + WIDTH  # 272: the paper uses as many data points as parameters
-
-EXPERIMENTS = {  # the six experiments of the paper
-    "tanh": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="full", n_points=272),
-    "relu": dict(nonlinearity="relu", axes="lr_vs_lr", batch="full", n_points=272),
-    "identity": dict(nonlinearity="identity", axes="lr_vs_lr", batch="full", n_points=16),
-    "minibatch": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="minibatch", n_points=272),
-    "single_datapoint": dict(nonlinearity="tanh", axes="lr_vs_lr", batch="full", n_points=1),
-    "paraminit": dict(nonlinearity="tanh", axes="paraminit_vs_lr", batch="full", n_points=272),
-}
-OPENING_WINDOW = (-3.0, 6.0, -3.0, 6.0)  # log10 ranges (x_min, x_max, y_min, y_max)
+from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, N_PARAMS, OPENING_WINDOW  # noqa: F401
+from fractal.common import PHI_SCALE, TAIL, WIDTH
 
 NONLINEARITIES = ("tanh", "relu", "identity")
 AXES = ("lr_vs_lr", "paraminit_vs_lr")
@@ -47,36 +41,77 @@ BATCHES = ("full", "minibatch")
 # default, as the paper's images were made). "init" adds it once, to the initial W0.
 OFFSET_MODES = ("every_step", "init")
 
-# h = phi(a * PHI_SCALE) with a = x @ W0 (the 1/sqrt(16) folded in), and phi'(z) =
-# PHI_SCALE_GRAD * core(h), where core is (1 - h^2) | [a > 0] | 1.
-PHI_SCALE = {"tanh": math.sqrt(2.0) / 4.0, "relu": math.sqrt(2.0) / 4.0, "identity": 0.25}
-PHI_SCALE_GRAD = {"tanh": math.sqrt(2.0) / 4.0, "relu": math.sqrt(2.0) / 4.0, "identity": 0.25}
-
-
 # ----------------------------------------------------------------------------------------
 # the problem every pixel shares: data, initial weights, minibatch sequence
 
 
 def make_problem(
-    *, n_points, steps, seed=0, batch="full", minibatch_size=16, dtype="float64", device="cpu"
+    *,
+    n_points,
+    steps,
+    seed=0,
+    batch="full",
+    minibatch_size=16,
+    dtype="float64",
+    device="cpu",
+    data=None,
 ):
     """X [n, 16], Y [n], W0 [16, 16], W1 [16] ~ N(0, 1) and the minibatch indices
     [steps, minibatch_size] (or None), drawn on the CPU in float64 so that every device
-    and dtype trains from the same numbers."""
-    g = torch.Generator().manual_seed(seed)
-    W0 = torch.randn(WIDTH, WIDTH, generator=g, dtype=torch.float64)
-    W1 = torch.randn(WIDTH, generator=g, dtype=torch.float64)
-    X = torch.randn(n_points, WIDTH, generator=g, dtype=torch.float64)
-    Y = torch.randn(n_points, generator=g, dtype=torch.float64)
-    idx = None
-    if batch == "minibatch":
-        # one fixed random sequence shared by all pixels (notebook: PRNGKey(42) per step)
-        gi = torch.Generator().manual_seed(seed + 42)
-        idx = torch.randint(0, n_points, (steps, minibatch_size), generator=gi)
-        idx = idx.to(device)
+    and dtype trains from the same numbers. `data` (a dict of arrays X, Y, W0, W1 and, for
+    the minibatch experiment, idx with at least `steps` rows) replaces the draw: the
+    notebook's arrays (fractal/notebook.py) or a file's (load_data)."""
+    if data is not None:
+        check_data(data, batch, steps)
+        as64 = lambda k: torch.as_tensor(np.asarray(data[k], dtype=np.float64))  # noqa: E731
+        X, Y, W0, W1 = (as64(k) for k in ("X", "Y", "W0", "W1"))
+        idx = None
+        if batch == "minibatch":
+            idx = torch.as_tensor(np.asarray(data["idx"], dtype=np.int64)[:steps]).to(device)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        W0 = torch.randn(WIDTH, WIDTH, generator=g, dtype=torch.float64)
+        W1 = torch.randn(WIDTH, generator=g, dtype=torch.float64)
+        X = torch.randn(n_points, WIDTH, generator=g, dtype=torch.float64)
+        Y = torch.randn(n_points, generator=g, dtype=torch.float64)
+        idx = None
+        if batch == "minibatch":
+            # one fixed random sequence shared by all pixels (notebook: PRNGKey(42) per step)
+            gi = torch.Generator().manual_seed(seed + 42)
+            idx = torch.randint(0, n_points, (steps, minibatch_size), generator=gi)
+            idx = idx.to(device)
     dt = getattr(torch, dtype)
     move = lambda t: t.to(device=device, dtype=dt).contiguous()  # noqa: E731
     return dict(X=move(X), Y=move(Y), W0=move(W0), W1=move(W1), idx=idx)
+
+
+def check_data(data, batch, steps):
+    """Raises ValueError naming what is wrong with injected data (shapes, finiteness)."""
+    shapes = {"X": (None, WIDTH), "Y": (None,), "W0": (WIDTH, WIDTH), "W1": (WIDTH,)}
+    for key, shape in shapes.items():
+        if key not in data:
+            raise ValueError(f"the data have no array {key!r} (need X, Y, W0, W1)")
+        a = np.asarray(data[key])
+        if a.ndim != len(shape) or any(w is not None and w != n for w, n in zip(shape, a.shape)):
+            raise ValueError(f"{key} has shape {a.shape}; expected {shape} (None: any)")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{key} holds non-finite values")
+    n = np.shape(data["X"])[0]
+    if np.shape(data["Y"])[0] != n or n < 1:
+        raise ValueError(f"X has {n} rows and Y {np.shape(data['Y'])[0]}: they must match")
+    if batch == "minibatch":
+        idx = data.get("idx")
+        if idx is None or np.ndim(idx) != 2 or np.shape(idx)[0] < steps:
+            have = None if idx is None else np.shape(idx)
+            raise ValueError(f"the minibatch experiment needs idx [>= {steps}, size]; got {have}")
+        if np.min(idx) < 0 or np.max(idx) >= n:
+            raise ValueError(f"idx holds rows outside 0 .. {n - 1}")
+
+
+def load_data(path):
+    """X, Y, W0, W1 (and idx) from an .npz file (see docs/fractal.md, "Data")."""
+    with np.load(path) as f:
+        return {k: f[k] for k in ("X", "Y", "W0", "W1", "idx") if k in f}
 
 
 def axis_values(window, resolution):
@@ -146,7 +181,7 @@ class TorchTrainer:
         self.G0 = torch.empty(WIDTH, P * WIDTH, dtype=dt, device=dev)
         # the gradient's constant factors: d mean(r^2)/d y_hat = 2 r / n, y_hat = h W1 / 16
         c = 2.0 / (n_grad * WIDTH)
-        self.c0, self.c1 = c * PHI_SCALE_GRAD[nonlinearity], c
+        self.c0, self.c1 = c * PHI_SCALE[nonlinearity], c
 
     @staticmethod
     def bytes_per_pixel(n_points, n_grad, itemsize):
@@ -178,49 +213,90 @@ class TorchTrainer:
         torch.mm(X.T, self.D, out=self.G0)
         return self.G0, g1
 
-    def train(self, lr0, lr1, offset, steps, W0_init, W1_init, record=False, tail=TAIL):
-        """Runs `steps` steps for P pixels; returns sum(v), sum(1/v), tail sum of v (each
-        [P]), and the [steps, P] normalised losses when record is True."""
-        P = self.P
-        W0 = W0_init.reshape(WIDTH, 1, WIDTH).repeat(1, P, 1)  # [16, P, 16]
-        W1 = W1_init.reshape(1, WIDTH).repeat(P, 1)  # [P, 16]
-        off = offset.view(1, P, 1)
-        if self.offset_mode == "init":
+    def step(self, W0, W1, off, lr0c, lr1c, step, last):
+        """One step for the P pixels: returns their loss (before the update); updates W0,
+        W1 in place unless `last` (the last update would never be read out)."""
+        if self.offset_mode == "every_step":
             W0.add_(off)
-        lr0c = (lr0 * self.c0).view(1, P, 1)
-        lr1c = (lr1 * self.c1).view(P, 1)
-        sum_v, sum_inv, tail_sum = (
-            torch.zeros(P, dtype=W0.dtype, device=W0.device) for _ in range(3)
-        )
-        n_tail = min(tail, steps)
-        traj = torch.empty(steps, P, dtype=W0.dtype, device=W0.device) if record else None
-        for step in range(steps):
-            if self.offset_mode == "every_step":
-                W0.add_(off)
-            r = self.forward(self.X, self.Y, W0, W1, self.A)
-            loss = r.square().mean(0)
+        r = self.forward(self.X, self.Y, W0, W1, self.A)
+        loss = r.square().mean(0)
+        if last:
+            return loss
+        if self.idx is not None:  # minibatch: the gradient from 16 shared indices
+            Xb, Yb = self.X[self.idx[step]], self.Y[self.idx[step]]
+            r = self.forward(Xb, Yb, W0, W1, self.Ag)
+            X, A = Xb, self.Ag
+        else:
+            X, A = self.X, self.A
+        g0, g1 = self.backward(X, W1, A, r)
+        W0.addcmul_(g0.view(WIDTH, self.P, WIDTH), lr0c, value=-1.0)
+        W1.addcmul_(g1, lr1c, value=-1.0)
+        return loss
+
+
+def _train_chunk(
+    problem, nl, lr0, lr1, offset, steps, offset_mode, record=False, tail=TAIL, early_exit="none"
+):
+    """Trains the pixels of one chunk: sum(v), sum(1/v), tail sum of v, steps trained (each
+    [P]) and the [steps, P] normalised losses when record is True.
+
+    With early_exit, a pixel stops once an output-layer weight is inf or NaN ("threshold":
+    also once v > MAX_VAL); each later step adds v = MAX_VAL to its sums, as it would have
+    (every later loss is non-finite), so the sums are the full computation's. Stopped pixels
+    are dropped from the matrix products once a quarter of those still training has stopped.
+    """
+    P = lr0.numel()
+    W0_init, W1_init = problem["W0"], problem["W1"]
+    tr = TorchTrainer(problem, nl, P, offset_mode)
+    W0 = W0_init.reshape(WIDTH, 1, WIDTH).repeat(1, P, 1)  # [16, P, 16]
+    W1 = W1_init.reshape(1, WIDTH).repeat(P, 1)  # [P, 16]
+    off = offset.view(1, P, 1)
+    if offset_mode == "init":
+        W0.add_(off)
+    lr0c = (lr0 * tr.c0).view(1, P, 1)
+    lr1c = (lr1 * tr.c1).view(P, 1)
+    dt, dev = W0.dtype, W0.device
+    sum_v, sum_inv, tail_sum = (torch.zeros(P, dtype=dt, device=dev) for _ in range(3))
+    steps_run = torch.full((P,), steps, dtype=torch.int32, device=dev)
+    n_tail = min(tail, steps)
+    traj = torch.empty(steps, P, dtype=dt, device=dev) if record else None
+    active = torch.arange(P, device=dev)  # the pixels still in the products
+    stopped = torch.zeros(P, dtype=torch.bool, device=dev)  # of the active ones
+    v = torch.empty(P, dtype=dt, device=dev)
+    for step in range(steps):
+        last = step == steps - 1
+        if len(active):
+            loss = tr.step(W0, W1, off, lr0c, lr1c, step, last)
             if step == 0:
                 L0 = loss
-            v = loss / L0
+            raw = loss / L0
             if record:
-                traj[step] = v
-            sanitise_(v)
-            sum_v += v
-            sum_inv += v.reciprocal()
-            if step >= steps - n_tail:
-                tail_sum += v
-            if step == steps - 1:
-                break  # the last update would never be read out
-            if self.idx is not None:  # minibatch: the gradient from 16 shared indices
-                Xb, Yb = self.X[self.idx[step]], self.Y[self.idx[step]]
-                r = self.forward(Xb, Yb, W0, W1, self.Ag)
-                X, A = Xb, self.Ag
-            else:
-                X, A = self.X, self.A
-            g0, g1 = self.backward(X, W1, A, r)
-            W0.addcmul_(g0.view(WIDTH, P, WIDTH), lr0c, value=-1.0)
-            W1.addcmul_(g1, lr1c, value=-1.0)
-        return sum_v, sum_inv, tail_sum, traj
+                traj[step, active] = raw
+            va = sanitise_(raw.clone()).masked_fill_(stopped, MAX_VAL)
+        v.fill_(MAX_VAL)
+        if len(active):
+            v[active] = va
+        sum_v += v
+        sum_inv += v.reciprocal()
+        if step >= steps - n_tail:
+            tail_sum += v
+        if last or early_exit == "none" or not len(active):
+            continue
+        live = torch.isfinite(W1).all(dim=1)
+        if early_exit == "threshold":
+            live &= raw <= MAX_VAL
+        newly = ~live & ~stopped
+        if newly.any():
+            steps_run[active[newly]] = step + 1
+            stopped |= newly
+        keep = ~stopped
+        if int(keep.sum()) <= 3 * len(active) // 4:  # drop the stopped pixels
+            active, W0, W1 = active[keep], W0[:, keep].contiguous(), W1[keep].contiguous()
+            off, lr0c, lr1c, L0 = off[:, keep], lr0c[:, keep], lr1c[keep], L0[keep]
+            stopped = stopped[keep]
+            if len(active):
+                tr = TorchTrainer(problem, nl, len(active), offset_mode)
+    return (sum_v, sum_inv, tail_sum, steps_run), traj
 
 
 def _torch_chunk_pixels(problem, device, chunk_pixels):
@@ -238,20 +314,20 @@ def _torch_chunk_pixels(problem, device, chunk_pixels):
 
 
 def _train_torch(
-    problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False, tail=TAIL
-):
+    problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False, tail=TAIL,
+    early_exit="none",
+):  # fmt: skip
     outs = []
     for s in range(0, lr0.numel(), chunk):
         sl = slice(s, s + chunk)
-        P = lr0[sl].numel()
-        tr = TorchTrainer(problem, nonlinearity, P, offset_mode)
         outs.append(
-            tr.train(
-                lr0[sl], lr1[sl], offset[sl], steps, problem["W0"], problem["W1"], record, tail
-            )
+            _train_chunk(
+                problem, nonlinearity, lr0[sl], lr1[sl], offset[sl], steps, offset_mode,
+                record, tail, early_exit,
+            )  # fmt: skip
         )
-    sums = [torch.cat([o[i] for o in outs]) for i in range(3)]
-    traj = torch.cat([o[3] for o in outs], dim=1) if record else None
+    sums = [torch.cat([o[0][i] for o in outs]) for i in range(4)]
+    traj = torch.cat([o[1] for o in outs], dim=1) if record else None
     return sums, traj
 
 
@@ -259,13 +335,14 @@ def _train_torch(
 # public API
 
 
-def _check(nonlinearity, axes, batch, dtype, offset_mode):
+def _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit="none"):
     for name, val, allowed in [
         ("nonlinearity", nonlinearity, NONLINEARITIES),
         ("axes", axes, AXES),
         ("batch", batch, BATCHES),
         ("dtype", dtype, ("float64", "float32")),
         ("offset_mode", offset_mode, OFFSET_MODES),
+        ("early_exit", early_exit, tuple(EXIT_CODE)),
     ]:
         if val not in allowed:
             raise ValueError(f"{name}={val!r}; expected one of {allowed}")
@@ -293,9 +370,9 @@ def pick_backend(backend, device):
     return backend
 
 
-def _setup(gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device):
+def _setup(gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device, data=None):
     """The shared problem and the per-pixel (lr0, lr1, offset) of pixels at the axis
-    values gx[p], gy[p] (log10)."""
+    values gx[p], gy[p] (not log10)."""
     problem = make_problem(
         n_points=n_points,
         steps=steps,
@@ -304,6 +381,7 @@ def _setup(gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, de
         minibatch_size=minibatch_size,
         dtype=dtype,
         device=device,
+        data=data,
     )
     dt = getattr(torch, dtype)
     as_tensor = lambda v: torch.tensor(v, dtype=dt, device=device)  # noqa: E731
@@ -316,8 +394,9 @@ def compute_image(
     axes,
     batch,
     n_points,
-    window,
-    resolution,
+    window=None,
+    resolution=None,
+    grid=None,
     steps=1000,
     seed=0,
     device="cpu",
@@ -328,23 +407,43 @@ def compute_image(
     offset_mode="every_step",
     triton_config=None,
     tail=TAIL,
+    data=None,
+    known=None,
+    early_exit="nonfinite",
 ):
-    """Trains one network per pixel of a log10-spaced grid over `window` and returns
-    {"values", "converged"} ([ny, nx], row = y, row 0 = y min) plus timing and provenance.
-    A pixel converged if the mean of its last `tail` normalised losses is below 1.
+    """Trains one network per pixel of a log10-spaced grid and returns {"values",
+    "converged"} ([ny, nx], row = y, row 0 = y min) plus timing and provenance.
+
+    The grid is `window` (log10 x_min, x_max, y_min, y_max) at `resolution` (an int or
+    (nx, ny)), spaced like np.logspace, or `grid` = (gx, gy), the log10 coordinates of the
+    columns and rows (a zoom frame's, fractal.zoom.frame_grid). A pixel converged if the
+    mean of its last `tail` normalised losses is below 1. `data`: arrays that replace the
+    seeded draw of make_problem. `known` = (mask, values), both [ny, nx]: pixels whose
+    values are already known (computed on the same grid points) are copied, not trained.
+    `early_exit`: see common.EXIT_CODE ("nonfinite" leaves the image unchanged).
+    The result's "pixel_steps" counts the steps trained, "steps_run" each pixel's.
     """
-    _check(nonlinearity, axes, batch, dtype, offset_mode)
+    _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit)
     backend = pick_backend(backend, device)
-    xs, ys = axis_values(window, resolution)
+    if grid is not None:
+        xs, ys = (np.power(10.0, np.asarray(g, dtype=np.float64)) for g in grid)
+    else:
+        xs, ys = axis_values(window, resolution)
     nx, ny = len(xs), len(ys)
     t0 = time.perf_counter()
     # pixel p = iy * nx + ix, so a reshape to [ny, nx] puts y on rows
+    todo = np.ones(ny * nx, dtype=bool)
+    if known is not None:
+        todo = ~np.asarray(known[0], dtype=bool).reshape(-1)
+    gx, gy = np.tile(xs, ny)[todo], np.repeat(ys, nx)[todo]
     problem, lr0, lr1, offset = _setup(
-        np.tile(xs, ny), np.repeat(ys, nx), axes, n_points, steps, seed, batch,
-        minibatch_size, dtype, device,
-    )  # fmt: skip
+        gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device, data
+    )
     info = {}
-    if backend == "triton":
+    if not todo.any():
+        sums = [torch.zeros(0, dtype=getattr(torch, dtype)) for _ in range(3)]
+        sums.append(torch.zeros(0, dtype=torch.int32))
+    elif backend == "triton":
         from fractal import triton_engine
 
         sums = triton_engine.train(
@@ -359,6 +458,7 @@ def compute_image(
             chunk_pixels=chunk_pixels,
             info=info,
             tail=tail,
+            early_exit=early_exit,
         )
     else:
         chunk = _torch_chunk_pixels(problem, device, chunk_pixels)
@@ -367,24 +467,36 @@ def compute_image(
         flush = torch.device(device).type == "cpu" and torch.set_flush_denormal(True)
         try:
             sums, _ = _train_torch(
-                problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, tail=tail
-            )
+                problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, tail=tail,
+                early_exit=early_exit,
+            )  # fmt: skip
         finally:
             if flush:
                 torch.set_flush_denormal(False)
         info["chunk_pixels"] = chunk
-    values, converged = finalise(*sums, min(tail, steps))
+    trained, _ = finalise(*sums[:3], min(tail, steps))
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     runtime = time.perf_counter() - t0
+    values = np.empty(ny * nx)
+    values[todo] = trained.double().cpu().numpy()
+    steps_run = np.zeros(ny * nx, dtype=np.int32)
+    steps_run[todo] = sums[3].cpu().numpy()
+    if known is not None:
+        values[~todo] = np.asarray(known[1], dtype=np.float64).reshape(-1)[~todo]
+    values = values.reshape(ny, nx)
     return {
-        "values": values.double().cpu().numpy().reshape(ny, nx),
-        "converged": converged.cpu().numpy().reshape(ny, nx),
+        "values": values,
+        "converged": values < 0,  # -sum(v) <= -1 if converged, sum(1/v) > 0 if not
         "runtime_s": runtime,
         "pixel_steps_per_s": nx * ny * steps / runtime,
+        "pixel_steps": int(steps_run.sum(dtype=np.int64)),
+        "trained_pixels": int(todo.sum()),
+        "steps_run": steps_run.reshape(ny, nx),
         "backend": backend,
         "device": str(device),
         "dtype": dtype,
+        "early_exit": early_exit,
         **info,
     }
 
@@ -403,13 +515,15 @@ def pixel_losses(
     minibatch_size=16,
     offset_mode="every_step",
     device="cpu",
+    data=None,
 ):
     """The full trajectory of losses / first loss (not sanitised) of ONE pixel, through the
     same vectorised code path as compute_image's torch backend (tests, debugging)."""
     _check(nonlinearity, axes, batch, dtype, offset_mode)
     problem, lr0, lr1, offset = _setup(
-        [x_value], [y_value], axes, n_points, steps, seed, batch, minibatch_size, dtype, device
-    )
+        [x_value], [y_value], axes, n_points, steps, seed, batch, minibatch_size, dtype, device,
+        data,
+    )  # fmt: skip
     _, traj = _train_torch(
         problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, 1, record=True
     )

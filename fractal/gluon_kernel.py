@@ -32,7 +32,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
-from fractal.triton_engine import _label_sums, _phi
+from fractal.kernel_lib import _finish_sums, _label_sums, _phi
 
 ROWS = gl.constexpr(16)  # data rows per chunk: the K of dz^T @ x, one DMMA.16x8x16 deep
 # _load_b's permute: the bits of a flat fragment index (high to low: lane 4..0, register
@@ -115,16 +115,18 @@ def _backward(xb, h, hw, r, w1, g0, g1_rows, NL: gl.constexpr, BLOCK_P: gl.const
 
 @gluon.jit
 def fractal_gluon_kernel(
-    XB, Y, XMB, YMB, W0, W1, LR0, LR1, OFF, CONST, SUM_V, SUM_INV, SUM_TAIL,
+    XB, Y, XMB, YMB, W0, W1, LR0, LR1, OFF, CONST, SUM_V, SUM_INV, SUM_TAIL, STEPS_RUN,
     n_pixels, N, N_PAD, steps, n_tail,
     C0: gl.float64, C1: gl.float64, C2: gl.float64, C3: gl.float64, C4: gl.float64,
     C5: gl.float64,
     NL: gl.constexpr, OFFSET_MODE: gl.constexpr, MB_PAD: gl.constexpr,
     BLOCK_P: gl.constexpr, D: gl.constexpr, TANH: gl.constexpr, WARPS: gl.constexpr,
+    EXIT: gl.constexpr,
 ):  # fmt: skip
     """XB: b_fragments of X padded with zero rows to N_PAD (zero rows add nothing), Y padded
     likewise. Minibatch (MB_PAD > 0): XMB, YMB hold each step's rows, gathered and padded to
-    MB_PAD by the host, as b_fragments. C0..C5: TANH_PADE (for the fast tanh)."""
+    MB_PAD by the host, as b_fragments. C0..C5: TANH_PADE (for the fast tanh). EXIT: as in
+    fractal_kernel; with one pixel per program a stopped pixel frees its warp at once."""
     C: gl.constexpr = BLOCK_P * D
     pade = (C0, C1, C2, C3, C4, C5)
     mma: gl.constexpr = gl.NVMMADistributedLayout(
@@ -159,7 +161,10 @@ def fractal_gluon_kernel(
     sum_tail = sum_v
     L0 = sum_v + 1.0
 
-    for step in range(steps):
+    pmask = (pid * BLOCK_P + gl.arange(0, BLOCK_P, layout=sum_v.type.layout)) < n_pixels
+    step = 0
+    go = step < steps
+    while go:
         if OFFSET_MODE == 2:  # the notebook re-adds the offset before every step
             w0 += off[:, None]
         w0a = _as_a(w0, op_a)  # no data movement; XB's x^T rows are renamed to match
@@ -185,15 +190,25 @@ def fractal_gluon_kernel(
         loss = gl.sum(loss_rows, axis=1)
         g1 = gl.sum(g1_rows, axis=1)
 
-        L0, sum_v, sum_inv, sum_tail = _label_sums(
+        L0, sum_v, sum_inv, sum_tail, raw = _label_sums(
             loss / N, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail
         )
 
         w0 -= lr0[:, None] * g0
         w1 -= lr1 * g1
+        step += 1
+        go = step < steps
+        if EXIT > 0:
+            # w1 - w1 is NaN exactly where w1 is inf or NaN (summed per pixel like `out`)
+            bad = gl.reshape((w1 - w1)[:, None] + zero_acc, [BLOCK_P, D, ROWS])
+            live = gl.sum(gl.sum(bad, axis=1), axis=1) == 0.0
+            if EXIT == 2:
+                live = live & (raw <= 1e6)
+            go = go & (gl.sum((live & pmask).to(gl.int32), axis=0) > 0)
 
+    sum_v, sum_inv, sum_tail = _finish_sums(step, steps, n_tail, sum_v, sum_inv, sum_tail)
     pix = pid * BLOCK_P + gl.arange(0, BLOCK_P, layout=sum_v.type.layout)
-    pmask = pix < n_pixels
     gl.store(SUM_V + pix, sum_v, mask=pmask)
     gl.store(SUM_INV + pix, sum_inv, mask=pmask)
     gl.store(SUM_TAIL + pix, sum_tail, mask=pmask)
+    gl.store(STEPS_RUN + pix, (sum_v * 0.0).to(gl.int32) + step, mask=pmask)

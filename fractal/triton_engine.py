@@ -32,10 +32,16 @@ Runs on CUDA, or on the CPU under TRITON_INTERPRET=1 (numpy), which the tests us
 it against the PyTorch engine; the interpreter has no libdevice, so "libdevice" runs "exp"
 there, while "exp" and "fast" run as on CUDA.
 
+Early exit (EXIT, common.EXIT_CODE): after each step's update a pixel whose output-layer
+weights hold an inf or NaN can only have non-finite losses from then on (every output is
+a sum over those weights), so a program whose pixels all stopped leaves the step loop and
+adds the remaining steps' v = 1e6 to the sums one by one (kernel_lib._finish_sums: the
+image is bitwise the same). Its hardware then takes the next program: with one pixel per
+program (the Gluon kernel's default) stopped pixels free their warp at once.
+
 This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
-fractal/gluon_kernel.py instead: the same arithmetic (it calls _phi from here) with
-explicit layouts and the products transposed, 1.3x faster on an H200 (Config.kernel
-picks one).
+fractal/gluon_kernel.py instead: the same arithmetic (both call kernel_lib) with explicit
+layouts and the products transposed, 1.3x faster on an H200 (Config.kernel picks one).
 """
 
 import dataclasses
@@ -48,18 +54,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from fractal import engine
+from fractal.common import EXIT_CODE, NL_CODE, OFFSET_CODE, PHI_SCALE, TAIL, TANH_CODE, TANH_PADE
+from fractal.common import WIDTH
+from fractal.kernel_lib import INTERPRET, _finish_sums, _label_sums, _phi, libdevice
 
-try:
-    from triton.language.extra import libdevice
-except ImportError:  # older triton
-    libdevice = None
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-_INTERPRET = tl.constexpr(INTERPRET)
-NL_CODE = {"tanh": 0, "relu": 1, "identity": 2}
-OFFSET_CODE = {"none": 0, "init": 1, "every_step": 2}
-TANH_CODE = {"libdevice": 0, "exp": 1, "fast": 2}
 KERNELS = ("tl", "gluon")
 
 
@@ -92,26 +90,6 @@ class Config:
             )
 
 
-# The sweep list of bench/fractal_bench.py. tl kernel: w0 and g0 are 16 x block_p*16
-# doubles each and every [bn, block_p*16] temporary as many again, spread over num_warps*32
-# threads at 2 registers per double, so block_p and bn are bounded by num_warps; Triton on
-# sm_90 needs K >= 16 in tl.dot, and bn is the K of the dW0 product: bn >= 16. The kernels
-# are latency-bound at ~200 registers (2 warps per scheduler), so capping registers with
-# maxnreg buys occupancy for a few spills to L1, and wins. Fastest on an H200
-# (bench/results/fractal_bench.json, 256 x 256, 200 steps): Gluon at 168 registers 71.4 M
-# pixel-steps/s (68.2 M at 128, 69.2 M uncapped), the tl kernel at 128 registers 55.9 M.
-CONFIGS = [
-    Config(2, 16, 2, tanh="fast"),
-    Config(2, 16, 2, tanh="fast", maxnreg=128),
-    Config(4, 16, 4, tanh="fast", maxnreg=128),
-    Config(2, 16, 2, tanh="libdevice", maxnreg=128),
-    Config(1, 16, 1, tanh="fast", kernel="gluon"),
-    Config(1, 16, 1, tanh="fast", maxnreg=128, kernel="gluon"),
-    Config(1, 16, 1, tanh="fast", maxnreg=144, kernel="gluon"),
-    Config(1, 16, 1, tanh="fast", maxnreg=168, kernel="gluon"),
-    Config(1, 16, 1, tanh="libdevice", maxnreg=128, kernel="gluon"),
-    Config(2, 16, 2, tanh="fast", maxnreg=168, kernel="gluon"),
-]
 # The Gluon kernel (fractal/gluon_kernel.py, one warp per pixel) is the default on CUDA; the
 # tl kernel runs where Gluon cannot: under the interpreter, where this Triton's Gluon does
 # not import, for float32.
@@ -126,93 +104,6 @@ def config_from_env():
         return DEFAULT_CONFIG
     kw = dict(item.split("=") for item in text.split(","))
     return Config(**{k: (v if k in ("tanh", "kernel") else int(v)) for k, v in kw.items()})
-
-
-@triton.jit
-def _rcp_approx(d):
-    """1 / d in float32 to ~1 ulp: one MUFU.RCP (Triton's '/' is an IEEE division, ~10
-    instructions). The interpreter has no PTX, so it divides."""
-    if _INTERPRET:
-        return 1.0 / d
-    else:
-        return tl.inline_asm_elementwise(
-            "rcp.approx.ftz.f32 $0, $1;", "=f,f", [d], dtype=tl.float32, is_pure=True, pack=1
-        )
-
-
-# The [6/6] Pade approximant of 2^x = P(x) / P(-x), P(x) = E(x^2) + x O(x^2), E(0) = 1:
-# P(t) = sum_k (12 - k)! 6! / (12! k! (6 - k)!) t^k at t = x ln 2, coefficients rounded to
-# float64 (tests/test_fractal_engine.py rebuilds them with mpmath). (e6, e4, e2, o5, o3, o1).
-# Relative error of P(x)/P(-x) on |x| <= 1/2: 1.2e-17, mostly the coefficients' rounding.
-TANH_PADE = (
-    1.6670487438724687e-07, 0.00029145845780692353, 0.054596933399795614,
-    1.0101180413960942e-05, 0.005045828060438326, 0.34657359027997264,
-)  # fmt: skip
-
-
-@triton.jit
-def _tanh_fast(z, pade):
-    """tanh(z ln(2) / 2) in float64, i.e. tanh(u) for z = 2 u log2(e) (the caller folds
-    2 log2(e) into the weights), pade = TANH_PADE as float64 kernel arguments (a float literal
-    would be rounded to fp32, and a 64-bit immediate costs two instructions per use and
-    chunk; arguments are read from the constant bank). Absolute error < 2e-16 on the whole
-    real line (1.97e-16 measured: values near 1 carry ~2 ulp, and like any
-    1 - 2 / (e^2u + 1) form its error near 0 is absolute, not relative); +-inf -> +-1,
-    NaN -> NaN.
-
-    Works on a = |z| clamped to 64 (tanh is +-1.0 in float64 beyond |u| = 19.1) and puts the
-    sign back at the end. 2^a = 2^n 2^x: n = rint(a) by the 1.5 * 2^52 trick, |x| <= 1/2,
-    2^x = P(x) / P(-x) (the Pade approximant above) and 2^n by adding n to P's exponent bits.
-    Then tanh = 1 - 2 / (2^a + 1) = 1 - 2 Q / (2^n P + Q) with Q = P(-x): one reciprocal,
-    seeded in fp32 (MUFU.RCP, ~2^-23) and refined by one cubic Newton step (~2^-69); no IEEE
-    fp64 division. The clamp and the sign are integer operations on the high word. NaN
-    passes through the arithmetic: the clamp keeps a high word above inf's (arithmetic
-    NaNs are canonical, 0x7FFFFFFF on NVIDIA GPUs, 0x7FF80000 in numpy).
-
-    SASS for sm_90: 17 fp64 instructions (13 DFMA/DMUL, 4 DADD), 2 F2F, MUFU.RCP and FMUL,
-    against 19 for a degree-11 polynomial for 2^x and libdevice's 34 in two branches.
-    """
-    bits = z.to(tl.int64, bitcast=True)
-    hi = (bits >> 32).to(tl.int32)
-    ahi = hi & 0x7FFFFFFF
-    ahi = tl.where(ahi > 0x7FF00000, ahi, tl.minimum(ahi, 0x40500000))  # 64.0's high word
-    a = ((ahi.to(tl.int64) << 32) | (bits & 0xFFFFFFFF)).to(tl.float64, bitcast=True)
-    m = a + 6755399441055744.0  # 1.5 * 2^52: rounds a to an integer n in m's low bits
-    x = a - (m - 6755399441055744.0)  # exact, |x| <= 1/2
-    x2 = x * x
-    E = tl.fma(tl.fma(tl.fma(x2, pade[0], pade[1]), x2, pade[2]), x2, 1.0)
-    O = tl.fma(tl.fma(x2, pade[3], pade[4]), x2, pade[5])
-    P = tl.fma(x, O, E)
-    Q = E - x * O  # one DFMA with a negated operand (Triton's -x would be 0 - x, an fp64 add)
-    # P * 2^n: bits(m) << 52 is n << 52, as bits(1.5 * 2^52) << 52 wraps to 0
-    Pn = P.to(tl.int64, bitcast=True) + (m.to(tl.int64, bitcast=True) << 52)
-    den = Pn.to(tl.float64, bitcast=True) + Q  # 2^n P + Q >= 2 Q > 0
-    # w = -2 / den, so that tanh = 1 + Q w is one rounding: seeded to ~2^-23 in fp32 (the
-    # factor -2 is exact there), then w (1 + q + q^2) with q = 1 + den w / 2, i.e.
-    # w + w q2 (1/2 + q2 / 4) with q2 = 2 q = den w + 2 (~2^-69)
-    w = (_rcp_approx(den.to(tl.float32)) * -2.0).to(tl.float64)
-    q2 = tl.fma(den, w, 2.0)
-    w = tl.fma(w, q2 * tl.fma(q2, 0.25, 0.5), w)
-    t = tl.fma(Q, w, 1.0)  # tanh(|u|) = 1 - 2 Q / (2^n P + Q)
-    t = t.to(tl.int64, bitcast=True) | ((hi & -2147483648).to(tl.int64) << 32)  # z's sign
-    return t.to(tl.float64, bitcast=True)
-
-
-@triton.jit
-def _phi(z, NL: tl.constexpr, TANH: tl.constexpr, pade):
-    """The nonlinearity (NL_CODE) of phi's argument z; tanh by TANH (TANH_CODE). Shared with
-    the Gluon kernel."""
-    if NL == 1:
-        return tl.maximum(z, 0.0)
-    elif NL == 2:
-        return z
-    elif TANH == 0:
-        return libdevice.tanh(z)
-    elif TANH == 1:
-        # exact limits at +-inf (exp overflows to inf -> 1, underflows to 0 -> -1)
-        return 1.0 - 2.0 / (tl.exp(2.0 * z) + 1.0)
-    else:
-        return _tanh_fast(z, pade)  # z in base 2: the weights carry 2 log2(e)
 
 
 @triton.jit
@@ -254,19 +145,6 @@ def _backward(
 
 
 @triton.jit
-def _label_sums(loss, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail):
-    """One step of the label formula as running sums (engine.pixel_value): v = loss / first
-    loss, non-finite -> 1e6, clipped at 1e6. Shared with the Gluon kernel."""
-    L0 = tl.where(step == 0, loss, L0)
-    v = loss / L0
-    v = tl.where(v == v, tl.minimum(v, 1e6), 1e6)
-    sum_v += v
-    sum_inv += 1.0 / v
-    sum_tail += tl.where(step >= steps - n_tail, v, 0.0)
-    return L0, sum_v, sum_inv, sum_tail
-
-
-@triton.jit
 def fractal_kernel(
     X,
     Y,
@@ -280,6 +158,7 @@ def fractal_kernel(
     SUM_V,
     SUM_INV,
     SUM_TAIL,
+    STEPS_RUN,
     n_pixels,
     N,
     steps,
@@ -298,6 +177,7 @@ def fractal_kernel(
     BN: tl.constexpr,
     D: tl.constexpr,
     TANH: tl.constexpr,
+    EXIT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     C: tl.constexpr = BLOCK_P * D
@@ -326,7 +206,9 @@ def fractal_kernel(
     sum_tail = tl.zeros([BLOCK_P], dtype=w0.dtype)
     L0 = tl.zeros([BLOCK_P], dtype=w0.dtype) + 1.0
 
-    for step in range(steps):
+    step = 0
+    go = step < steps
+    while go:
         if OFFSET_MODE == 2:  # the notebook re-adds the offset before every step
             w0 += off[None, :]
         g0 = tl.zeros([D, C], dtype=w0.dtype)
@@ -356,16 +238,26 @@ def fractal_kernel(
             g0, hr = _backward(x, h, r, w1, g0, NL, BLOCK_P, MB_PAD, D)
             g1 = tl.sum(hr, axis=0)
 
-        L0, sum_v, sum_inv, sum_tail = _label_sums(
+        L0, sum_v, sum_inv, sum_tail, raw = _label_sums(
             loss / N, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail
         )
 
         w0 -= lr0[None, :] * g0
         w1 -= lr1 * g1
+        step += 1
+        go = step < steps
+        if EXIT > 0:
+            # w1 - w1 is NaN exactly where w1 is inf or NaN; padding pixels count as stopped
+            live = tl.sum(tl.reshape(w1 - w1, (BLOCK_P, D)), axis=1) == 0.0
+            if EXIT == 2:
+                live = live & (raw <= 1e6)
+            go = go & (tl.sum((live & pmask).to(tl.int32), axis=0) > 0)
 
+    sum_v, sum_inv, sum_tail = _finish_sums(step, steps, n_tail, sum_v, sum_inv, sum_tail)
     tl.store(SUM_V + pix, sum_v, mask=pmask)
     tl.store(SUM_INV + pix, sum_inv, mask=pmask)
     tl.store(SUM_TAIL + pix, sum_tail, mask=pmask)
+    tl.store(STEPS_RUN + pix, tl.zeros([BLOCK_P], dtype=tl.int32) + step, mask=pmask)
 
 
 def _gluon_kernel():
@@ -414,9 +306,11 @@ def train(
     config=None,
     chunk_pixels=None,
     info=None,
-    tail=engine.TAIL,
+    tail=TAIL,
+    early_exit="nonfinite",
 ):
-    """Same contract as the torch backend: (sum_v, sum_inv, tail_sum), each [P]."""
+    """Same contract as the torch backend: (sum_v, sum_inv, tail_sum, steps_run), each [P]
+    (steps_run: the steps each pixel trained before it stopped, int32)."""
     cfg = config or config_from_env()
     X, Y, W0, W1, idx = (problem[k] for k in ("X", "Y", "W0", "W1", "idx"))
     dev, dt = X.device, X.dtype
@@ -434,23 +328,25 @@ def train(
     mb = 0 if idx is None else idx.shape[1]
     n_grad = n if idx is None else mb
     # phi's input scale, kept in w0 (the fast tanh works in base 2: tanh(u) = f(2 u log2 e))
-    scale = engine.PHI_SCALE[nonlinearity]
+    scale = PHI_SCALE[nonlinearity]
     if nonlinearity == "tanh" and tanh == "fast":
         scale *= 2.0 / math.log(2.0)
     # the gradient's constant factors, folded into the learning rates as torch does; lr0
     # also carries the scale, since the kernel updates scale * W0
-    c = 2.0 / (n_grad * engine.WIDTH)
-    lr0c = (lr0 * (c * engine.PHI_SCALE_GRAD[nonlinearity] * scale)).contiguous()
+    c = 2.0 / (n_grad * WIDTH)
+    lr0c = (lr0 * (c * PHI_SCALE[nonlinearity] * scale)).contiguous()
     lr1c = (lr1 * c).contiguous()
     offset = offset.contiguous()
     const = torch.tensor([scale], dtype=dt, device=dev)
     has_offset = bool((offset != 0).any())
     mode = OFFSET_CODE[offset_mode if has_offset else "none"]
     sums = [torch.empty(P, dtype=dt, device=dev) for _ in range(3)]
+    steps_run = torch.empty(P, dtype=torch.int32, device=dev)
     chunk = int(chunk_pixels or (1 << 22))  # launches of ~4M pixels: memory is tiny anyway
     const_kw = dict(
-        NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, BLOCK_P=cfg.block_p, D=engine.WIDTH,
-        TANH=TANH_CODE[tanh], num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        NL=NL_CODE[nonlinearity], OFFSET_MODE=mode, BLOCK_P=cfg.block_p, D=WIDTH,
+        TANH=TANH_CODE[tanh], EXIT=EXIT_CODE[early_exit], num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
         **({"maxnreg": cfg.maxnreg} if cfg.maxnreg else {}),
         enable_fp_fusion=True,  # a - b * c as one FMA (_tanh_fast); Triton 3.10's default is off
     )  # fmt: skip
@@ -466,7 +362,7 @@ def train(
         e = min(P, s + chunk)
         grid = (triton.cdiv(e - s, cfg.block_p),)
         per_pixel = (lr0c[s:e], lr1c[s:e], offset[s:e])
-        out = (sums[0][s:e], sums[1][s:e], sums[2][s:e])
+        out = (sums[0][s:e], sums[1][s:e], sums[2][s:e], steps_run[s:e])
         if cfg.kernel == "gluon":
             gluon_kernel[grid](
                 *data, W0, W1, *per_pixel, const, *out, e - s, n, n_pad, steps,
@@ -479,4 +375,4 @@ def train(
             )  # fmt: skip
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
-    return sums
+    return (*sums, steps_run)

@@ -14,9 +14,11 @@ from fractal import engine
 from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, pixel_losses, pixel_value
 
 
-def reference_losses(*, nonlinearity, axes, batch, n_points, x_value, y_value, steps, seed):
+def reference_losses(
+    *, nonlinearity, axes, batch, n_points, x_value, y_value, steps, seed, data=None
+):
     """One network, written as in the notebook and trained with autograd in float64."""
-    p = engine.make_problem(n_points=n_points, steps=steps, seed=seed, batch=batch)
+    p = engine.make_problem(n_points=n_points, steps=steps, seed=seed, batch=batch, data=data)
     X, Y, idx = p["X"], p["Y"], p["idx"]
     W0, W1 = p["W0"].clone(), p["W1"].clone()[:, None]
     act = {
@@ -174,6 +176,88 @@ def test_float32_option_runs():
     assert r["dtype"] == "float32" and np.isfinite(r["values"]).all()
 
 
+def test_notebook_data_trajectory_matches_autograd_reference():
+    # the notebook's arrays go through make_problem unchanged (minibatch: its index table)
+    from fractal import notebook
+
+    for name in ("tanh", "identity", "minibatch", "single_datapoint"):
+        e = EXPERIMENTS[name]
+        data = notebook.problem_arrays(e["n_points"], e["batch"])
+        kw = dict(e, x_value=0.7, y_value=3.0, steps=60, seed=0, data=data)
+        got, want = pixel_losses(**kw), reference_losses(**kw)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    data = notebook.problem_arrays(272, "minibatch")
+    p = engine.make_problem(n_points=272, steps=5, batch="minibatch", data=data)
+    assert p["idx"].tolist() == data["idx"][:5].tolist()
+    assert torch.equal(p["X"], torch.as_tensor(data["X"])) and p["W1"].shape == (16,)
+
+
+def test_injected_data_is_checked():
+    from fractal import notebook
+
+    good = notebook.problem_arrays(272, "minibatch")
+    for change, match in [
+        (dict(X=good["X"][:, :8]), "X has shape"),
+        (dict(Y=good["Y"][:5]), "must match"),
+        (dict(W0=np.full((16, 16), np.nan)), "non-finite"),
+        (dict(idx=good["idx"][:3]), "needs idx"),
+        (dict(idx=good["idx"] + 300), "outside"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            engine.check_data({**good, **change}, "minibatch", 10)
+    with pytest.raises(ValueError, match="no array 'W1'"):
+        engine.check_data({k: v for k, v in good.items() if k != "W1"}, "full", 10)
+
+
+def _exit_window(name):
+    # windows where some pixels' losses turn non-finite within 25 steps, others converge
+    return (0, 9, 1, 9) if name == "paraminit" else (1, 9, 1, 9)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_torch_early_exit_leaves_the_image(name):
+    # pixels stop once an output weight is non-finite; the values are the full
+    # computation's (bitwise where the products keep their shapes: one pixel per chunk;
+    # to rounding otherwise, as dropping stopped pixels reshapes the products)
+    kw = dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=25)
+    full = compute_image(**kw, early_exit="none")
+    fast = compute_image(**kw, early_exit="nonfinite")
+    assert (full["steps_run"] == 25).all() and full["pixel_steps"] == 25 * 12
+    assert (fast["steps_run"] < 25).sum() >= 4  # the exit happened
+    assert fast["pixel_steps"] == fast["steps_run"].sum() < full["pixel_steps"]
+    assert np.array_equal(full["converged"], fast["converged"])
+    np.testing.assert_allclose(fast["values"], full["values"], rtol=1e-12)
+    one = dict(kw, chunk_pixels=1)
+    a, b = compute_image(**one, early_exit="none"), compute_image(**one, early_exit="nonfinite")
+    assert np.array_equal(a["values"], b["values"])
+
+
+def test_threshold_exit_stops_earlier():
+    kw = dict(EXPERIMENTS["tanh"], window=(-1, 7, -1, 7), resolution=(4, 3), steps=25)
+    exact = compute_image(**kw, chunk_pixels=1)
+    thr = compute_image(**kw, chunk_pixels=1, early_exit="threshold")
+    assert (thr["steps_run"] <= exact["steps_run"]).all()
+    assert thr["pixel_steps"] < exact["pixel_steps"]
+    with pytest.raises(ValueError, match="early_exit"):
+        compute_image(**kw, early_exit="sometimes")
+
+
+def test_known_pixels_and_explicit_grid():
+    # an explicit log10 grid equal to the window's gives the same image; known pixels are
+    # copied (not trained) and the others are unchanged
+    kw = dict(EXPERIMENTS["relu"], steps=30, chunk_pixels=1)
+    a = compute_image(**kw, window=(-1, 2, -1, 3), resolution=(6, 5))
+    grid = (np.linspace(-1, 2, 6), np.linspace(-1, 3, 5))
+    b = compute_image(**kw, grid=grid)
+    assert np.array_equal(a["values"], b["values"])
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[1:4, 2:5] = True
+    c = compute_image(**kw, grid=grid, known=(mask, np.where(mask, a["values"], 0.0)))
+    assert np.array_equal(c["values"], a["values"])
+    assert c["trained_pixels"] == 30 - 9 and (c["steps_run"][mask] == 0).all()
+    assert np.array_equal(c["converged"], c["values"] < 0)
+
+
 # ------------------------------------------------------------------------------ triton
 
 
@@ -186,34 +270,69 @@ TRITON_CASES["paraminit"] = dict(
 )
 
 TANH_VARIANTS = ["libdevice", "fast"]  # the interpreter runs "exp" for "libdevice"
+EXIT_CASES = {
+    name: dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=25)
+    for name in EXPERIMENTS
+}
 
-# Both labels in every image, overflow to inf in some (relu, identity).
-# 6 pixels in blocks of 4 (the second block half padding), 272 rows in chunks of 64 (the
-# last one masked). Runs in a fresh Python: TRITON_INTERPRET must be set before triton is
-# first imported.
+
+def triton_checks(device, variants):
+    """Per "variant/experiment": the Triton backend against torch on TRITON_CASES (max
+    relative difference, same labels, backend, config) and its early exit on EXIT_CASES
+    (bitwise equal to no exit, pixels stopped, threshold never later). Variants: a tanh
+    of the default kernel (Gluon on CUDA, the tl kernel in the interpreter), or "tl"."""
+    import dataclasses
+
+    from fractal import triton_engine as te
+
+    out = {}
+    for variant in variants:
+        if variant == "tl":
+            cfg = te.PORTABLE_CONFIG
+        elif device == "cuda":
+            cfg = dataclasses.replace(te.DEFAULT_CONFIG, tanh=variant)
+        else:  # one pixel per program, 64-row chunks (the last one masked)
+            cfg = te.Config(block_p=1, bn=64, num_warps=1, tanh=variant)
+        tri = dict(backend="triton", device=device, triton_config=cfg)
+        for name, kw in TRITON_CASES.items():
+            kw = dict(kw, resolution=tuple(kw["resolution"]))
+            a = compute_image(**kw, backend="torch", device=device)
+            b = compute_image(**kw, **tri)
+            rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
+            same = bool((a["converged"] == b["converged"]).all())
+            row = [float(rel.max()), same, b["backend"], b["triton_config"]]
+            if variant in ("fast", "tl"):
+                kw = dict(EXIT_CASES[name], resolution=tuple(EXIT_CASES[name]["resolution"]))
+                full = compute_image(**kw, **tri, early_exit="none")
+                fast = compute_image(**kw, **tri, early_exit="nonfinite")
+                thr = compute_image(**kw, **tri, early_exit="threshold")
+                row += [
+                    bool(np.array_equal(full["values"], fast["values"])),
+                    int((fast["steps_run"] < kw["steps"]).sum()),
+                    bool((thr["steps_run"] <= fast["steps_run"]).all()),
+                    bool((full["steps_run"] == kw["steps"]).all()),
+                ]
+            out[f"{variant}/{name}"] = row
+    return out
+
+
+# Both labels in every image, overflow to inf in some (relu, identity); some pixels of
+# every exit case stop early. Runs in a fresh Python: TRITON_INTERPRET must be set before
+# triton is first imported.
 TRITON_SCRIPT = """
-import json, sys, numpy as np
-from fractal import triton_engine as te
-from fractal.engine import compute_image
-out = {}
-for tanh in json.loads(sys.argv[2]):
-    cfg = te.Config(block_p=4, bn=64, num_warps=1, tanh=tanh)
-    for name, kw in json.loads(sys.argv[1]).items():
-        kw["resolution"] = tuple(kw["resolution"])
-        a = compute_image(**kw, backend="torch")
-        b = compute_image(**kw, backend="triton", triton_config=cfg)
-        rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
-        out[f"{tanh}/{name}"] = [
-            float(rel.max()), bool((a["converged"] == b["converged"]).all()), b["backend"],
-            b["triton_config"],
-        ]
-print(json.dumps(out))
+import json, sys
+from tests.test_fractal_engine import triton_checks
+print(json.dumps(triton_checks("cpu", json.loads(sys.argv[1]))))
 """
 
 
 def _run_script(tmp_path_factory, script, *args, interpret=True):
     """The last stdout line, as JSON, of `script` run from a file (triton.jit needs the
     source) in a fresh Python, under TRITON_INTERPRET=1 unless interpret=False."""
+    if interpret and np.lib.NumpyVersion(np.__version__) >= "2.4.0":
+        # Triton 3.6's interpreter turns scalar kernel arguments into 1-element arrays and
+        # takes int() of them, an error from numpy 2.4 on
+        pytest.skip("Triton's interpreter needs numpy < 2.4")
     path = tmp_path_factory.mktemp("triton") / "script.py"
     path.write_text(script)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -232,40 +351,35 @@ def _run_script(tmp_path_factory, script, *args, interpret=True):
 def triton_vs_torch(tmp_path_factory):
     pytest.importorskip("triton")
     if torch.cuda.is_available():  # compile for real and compare on the GPU
-        import dataclasses
-
-        from fractal import triton_engine as te
-
-        out = {}
-        for tanh in TANH_VARIANTS + ["tl"]:  # the Gluon kernel, both tanh; the tl kernel
-            if tanh == "tl":
-                cfg = te.PORTABLE_CONFIG
-            else:
-                cfg = dataclasses.replace(te.DEFAULT_CONFIG, tanh=tanh)
-            for name, kw in TRITON_CASES.items():
-                a = compute_image(**kw, backend="torch", device="cuda")
-                b = compute_image(**kw, backend="triton", device="cuda", triton_config=cfg)
-                rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
-                same = (a["converged"] == b["converged"]).all()
-                out[f"{tanh}/{name}"] = [rel.max(), same, b["backend"], b["triton_config"]]
-        return out
-    cases, variants = json.dumps(TRITON_CASES), json.dumps(TANH_VARIANTS)
-    return _run_script(tmp_path_factory, TRITON_SCRIPT, cases, variants)
+        return triton_checks("cuda", TANH_VARIANTS + ["tl"])
+    return _run_script(tmp_path_factory, TRITON_SCRIPT, json.dumps(["fast"]))
 
 
 @pytest.mark.parametrize("variant", TANH_VARIANTS + ["tl"])
 @pytest.mark.parametrize("name", list(TRITON_CASES))
 def test_triton_matches_torch(triton_vs_torch, name, variant):
     if f"{variant}/{name}" not in triton_vs_torch:
-        pytest.skip("the interpreter runs the tl kernel only: the other variants cover it")
-    max_rel, same_labels, backend, cfg = triton_vs_torch[f"{variant}/{name}"]
+        pytest.skip("the interpreter runs the tl kernel only: the fast tanh covers it")
+    max_rel, same_labels, backend, cfg = triton_vs_torch[f"{variant}/{name}"][:4]
     assert backend == "triton"
     if variant == "fast":  # really the fast tanh, under the interpreter too
         assert cfg["tanh"] == "fast"
     if torch.cuda.is_available():  # the Gluon kernel by default, the tl kernel on request
         assert cfg["kernel"] == ("tl" if variant == "tl" else "gluon")
     assert same_labels
-    assert max_rel < 1e-12
+    # the interpreter evaluates tl.fma as a product and a sum (two roundings): its fast
+    # tanh is ~1e-15 off, and 12 chaotic steps amplify that
+    assert max_rel < (1e-12 if torch.cuda.is_available() or variant != "fast" else 1e-8)
+
+
+@pytest.mark.parametrize("variant", ["fast", "tl"])
+@pytest.mark.parametrize("name", list(EXIT_CASES))
+def test_triton_early_exit_leaves_the_image(triton_vs_torch, name, variant):
+    if f"{variant}/{name}" not in triton_vs_torch:
+        pytest.skip("the interpreter runs the tl kernel only: the fast tanh covers it")
+    bitwise, stopped, threshold_sooner, full_runs_all = triton_vs_torch[f"{variant}/{name}"][4:]
+    assert bitwise and full_runs_all and threshold_sooner
+    assert stopped >= (2 if variant == "tl" else 4)  # tl: 2 pixels per program stop together
 
 
 FLOAT32_SCRIPT = """
@@ -298,7 +412,8 @@ def test_triton_float32_falls_back(tmp_path_factory):
 # the host scales u. Dense grid, tiny and huge magnitudes of both signs, inf and NaN.
 TANH_SCRIPT = """
 import json, math, sys, numpy as np, torch, triton, triton.language as tl
-from fractal import triton_engine as te
+from fractal import kernel_lib as te
+from fractal.common import TANH_PADE
 
 @triton.jit
 def tanh_kernel(Z, T, n, C0: tl.float64, C1: tl.float64, C2: tl.float64, C3: tl.float64,
@@ -315,7 +430,7 @@ u = np.concatenate([
 ])
 z = torch.tensor(u * (2.0 / math.log(2.0)), device=device)  # 1e308 * 2.9 -> inf
 t = torch.empty_like(z)
-tanh_kernel[(triton.cdiv(z.numel(), 4096),)](z, t, z.numel(), *te.TANH_PADE, BLOCK=4096)
+tanh_kernel[(triton.cdiv(z.numel(), 4096),)](z, t, z.numel(), *TANH_PADE, BLOCK=4096)
 t = t.cpu().numpy()
 want = torch.tanh(torch.tensor(u)).numpy()
 finite = ~np.isnan(u)
@@ -341,6 +456,11 @@ def fast_tanh(tmp_path_factory):
 
 
 def test_fast_tanh_accuracy(fast_tanh):
+    if not torch.cuda.is_available():
+        # the interpreter evaluates tl.fma unfused: the Newton step's q2 = den w + 2
+        # cancels, leaving ~4e-10; compiled (CUDA) is the tanh whose accuracy counts
+        assert fast_tanh["vs_torch"] < 1e-9 and fast_tanh["nan"] and fast_tanh["same_sign"]
+        return
     # torch.tanh itself is off by up to ~1e-16 and u * 2 log2(e) rounds: 2.5e-16 in all
     assert fast_tanh["vs_torch"] < 2.5e-16
     if "vs_extended" in fast_tanh:  # 1.87e-16 here, 1.97e-16 on a 10x denser grid
@@ -354,14 +474,13 @@ def test_fast_tanh_accuracy(fast_tanh):
 def test_tanh_pade_coefficients():
     # TANH_PADE is the [6/6] Pade approximant of 2^x, rounded to float64
     mp = pytest.importorskip("mpmath")
-    pytest.importorskip("triton")
-    from fractal import triton_engine as te
+    from fractal.common import TANH_PADE
 
     mp.mp.dps = 40
     f = mp.factorial
     c = [f(12 - k) * f(6) / (f(12) * f(k) * f(6 - k)) * mp.log(2) ** k for k in range(7)]
     assert c[0] == 1
-    assert te.TANH_PADE == tuple(float(c[k]) for k in (6, 4, 2, 5, 3, 1))
+    assert TANH_PADE == tuple(float(c[k]) for k in (6, 4, 2, 5, 3, 1))
 
 
 def test_triton_config_tanh_option(monkeypatch):
@@ -372,9 +491,6 @@ def test_triton_config_tanh_option(monkeypatch):
     assert te.config_from_env() == te.Config(2, 16, 2, tanh="fast", maxnreg=96)
     with pytest.raises(ValueError):
         te.Config(tanh="tanh_exp")
-    assert te.DEFAULT_CONFIG in te.CONFIGS and te.PORTABLE_CONFIG in te.CONFIGS
-    assert {"libdevice", "fast"} <= {c.tanh for c in te.CONFIGS}
-    assert {"tl", "gluon"} == {c.kernel for c in te.CONFIGS}
     monkeypatch.setenv("FRACTAL_TRITON_CONFIG", "block_p=2,num_warps=2,kernel=gluon")
     assert te.config_from_env() == te.Config(2, 16, 2, kernel="gluon")
     with pytest.raises(ValueError, match="one pixel per warp"):
