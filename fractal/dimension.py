@@ -1,18 +1,26 @@
 """Box-counting fractal dimension of the trainability boundary.
 
 The boundary is where the sign of the pixel value changes (converged pixels are
-negative, diverged positive). Following the paper's notebook:
+negative, diverged positive). Two estimators, both the median of local log-log slopes
+over all box sizes and all frames of a zoom sequence:
 
-1. edge pixels: 2x2 neighbourhoods that contain both signs;
-2. box counting: N(s) = number of s x s boxes (s a power of two) holding an edge pixel;
-3. the local slope between neighbouring box sizes is -dlog N / dlog s; the estimate is
-   the median of the local slopes over all box sizes and all frames of a zoom sequence.
+- "paper" (the notebook's): edge pixels are 2x2 neighbourhoods whose values change sign
+  (extract_edges: max * min < 0; NaN is never an edge); porespy's
+  `metrics.boxcount(im, bins=10)`: box sizes unique(logspace(1, log10(min side), 10)) as
+  integers, from 10 pixels to the side, tiles from 0 with partial boxes at the border, a
+  box counting when it holds some edge but is not all edge; slopes -gradient(log N,
+  log size) (central differences inside, one-sided at the ends).
+- "pow2" (ours, for small grids such as 16 x 16 LLM maps, where 10-pixel boxes leave no
+  scales): edge pixels as above by sign (> 0); boxes of 1, 2, 4, ... pixels up to a
+  quarter of the side holding an edge pixel; slopes between neighbouring sizes.
 
 The median (rather than one straight-line fit) ignores the few scales where a frame is
 degenerate: a box size close to the pixel size or close to the image size.
 """
 
 import numpy as np
+
+METHODS = ("paper", "pow2")
 
 
 def edge_pixels(values):
@@ -65,20 +73,76 @@ def local_slopes(sizes, counts):
     return (-np.diff(logn) / np.diff(np.log(sizes)))[ok]
 
 
-def box_count(values, min_size=1, max_fraction=0.25):
-    """Box counting of one image: dict(sizes, counts, slopes, edge_pixels)."""
-    edges = edge_pixels(values)
-    sizes = box_sizes(edges.shape, min_size, max_fraction)
-    counts = box_counts(edges, sizes)
+# ----------------------------------------------------------------------------------------
+# the paper's estimator
+
+
+def paper_edges(values):
+    """The notebook's extract_edges: [ny-1, nx-1], True where max * min < 0 over a 2x2
+    neighbourhood (both signs present, no zero; a NaN in it makes it no edge)."""
+    v = np.asarray(values, dtype=np.float64)
+    quad = np.stack((v[1:, 1:], v[:-1, 1:], v[1:, :-1], v[:-1, :-1]), axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.sign(quad.max(axis=-1) * quad.min(axis=-1)) < 0
+
+
+def porespy_sizes(shape, bins=10):
+    """porespy's box sizes: unique(logspace(1, log10(min(shape)), bins).astype(int))."""
+    return np.unique(np.logspace(1, np.log10(min(shape)), bins).astype(int))
+
+
+def porespy_counts(edges, sizes):
+    """For each box size d: boxes (tiles from 0, partial ones at the border) holding some
+    edge minus boxes that are entirely edge, as porespy.metrics.boxcount counts them."""
+    a = np.asarray(edges, dtype=np.int64)
+    counts = []
+    for d in sizes:
+        ri, ci = np.arange(0, a.shape[0], d), np.arange(0, a.shape[1], d)
+        S = np.add.reduceat(np.add.reduceat(a, ri, axis=0), ci, axis=1)
+        full = np.outer(np.diff(np.append(ri, a.shape[0])), np.diff(np.append(ci, a.shape[1])))
+        counts.append(int((S > 0).sum() - (S == full).sum()))
+    return np.array(counts)
+
+
+def porespy_slopes(sizes, counts):
+    """porespy's slopes, -gradient(log N, log size): central differences inside, one-sided
+    at both ends (non-finite where a count is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.gradient(np.log(np.asarray(counts, dtype=float)), np.log(sizes))
+
+
+# ----------------------------------------------------------------------------------------
+# either estimator
+
+
+def box_count(values, min_size=1, max_fraction=0.25, method="pow2"):
+    """Box counting of one image: dict(sizes, counts, slopes, edge_pixels). "paper": the
+    notebook's edges and porespy's boxes (non-finite slopes, from empty counts, dropped);
+    "pow2": powers of two from min_size to max_fraction of the side."""
+    if method == "paper":
+        edges = paper_edges(values)
+        if min(edges.shape) < 2:
+            return {"sizes": [], "counts": [], "slopes": [], "edge_pixels": int(edges.sum())}
+        sizes = porespy_sizes(edges.shape)
+        counts = porespy_counts(edges, sizes)
+        slopes = porespy_slopes(sizes, counts)
+        slopes = slopes[np.isfinite(slopes)]
+    elif method == "pow2":
+        edges = edge_pixels(values)
+        sizes = box_sizes(edges.shape, min_size, max_fraction)
+        counts = box_counts(edges, sizes)
+        slopes = local_slopes(sizes, counts)
+    else:
+        raise ValueError(f"method={method!r}; expected one of {METHODS}")
     return {
-        "sizes": sizes,
-        "counts": counts.tolist(),
-        "slopes": local_slopes(sizes, counts).tolist(),
+        "sizes": [int(s) for s in sizes],
+        "counts": [int(c) for c in counts],
+        "slopes": [float(x) for x in slopes],
         "edge_pixels": int(edges.sum()),
     }
 
 
-def fractal_dimension(frames, min_size=1, max_fraction=0.25):
+def fractal_dimension(frames, min_size=1, max_fraction=0.25, method="pow2"):
     """Median local slope over all box sizes of all frames (one image or a list of them).
 
     Returns NaN when no frame has a boundary (every pixel converged, or every one diverged).
@@ -87,11 +151,42 @@ def fractal_dimension(frames, min_size=1, max_fraction=0.25):
         frames = [frames]
     slopes = []
     for values in frames:
-        slopes += box_count(values, min_size, max_fraction)["slopes"]
+        slopes += box_count(values, min_size, max_fraction, method)["slopes"]
     return float(np.median(slopes)) if slopes else float("nan")
 
 
-def plot_box_counting(frames, path=None, title=None, ax=None):
+def pooled_median(slopes_per_frame):
+    """The estimate from per-frame slope lists: the median of all of them, pooled."""
+    pooled = [s for frame in slopes_per_frame for s in frame]
+    return float(np.median(pooled)) if pooled else float("nan")
+
+
+def bootstrap(slopes_per_frame, samples=1000, seed=0):
+    """Spread of the pooled median over frames: resample the frames with replacement
+    `samples` times; returns (16th, 84th percentile) of the estimates, or (nan, nan)."""
+    frames = [f for f in slopes_per_frame if len(f)]
+    if not frames:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    est = [
+        pooled_median([frames[i] for i in rng.integers(0, len(frames), len(frames))])
+        for _ in range(samples)
+    ]
+    lo, hi = np.percentile(est, [16, 84])
+    return float(lo), float(hi)
+
+
+def stretches(slopes_per_frame, length=8):
+    """The pooled median over consecutive stretches of `length` frames (the last one
+    shorter): how the estimate depends on depth. Returns [(first, last, estimate)]."""
+    out = []
+    for a in range(0, len(slopes_per_frame), length):
+        part = slopes_per_frame[a : a + length]
+        out.append((a, a + len(part) - 1, pooled_median(part)))
+    return out
+
+
+def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     """Log-log plot of N(s) against 1/s for every frame, with the median-slope estimate.
 
     Draws into `ax` if given, else makes a figure and saves it to `path`. Returns the
@@ -107,16 +202,16 @@ def plot_box_counting(frames, path=None, title=None, ax=None):
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(5, 4))
-    estimate = fractal_dimension(frames)
+    estimate = fractal_dimension(frames, method=method)
     for k, values in enumerate(frames):
-        bc = box_count(values)
+        bc = box_count(values, method=method)
         sizes, counts = np.asarray(bc["sizes"], float), np.asarray(bc["counts"], float)
         keep = counts > 0
         ax.loglog(1 / sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=f"frame {k}")
     if np.isfinite(estimate):
         # reference line of the estimated slope through the first frame's smallest box
-        bc = box_count(frames[0])
-        if bc["counts"][0] > 0:
+        bc = box_count(frames[0], method=method)
+        if bc["counts"] and bc["counts"][0] > 0:
             s = np.asarray(bc["sizes"], float)
             ax.loglog(
                 1 / s, bc["counts"][0] * s**-estimate, "k--", lw=1, label=f"slope {estimate:.3f}"
