@@ -167,6 +167,101 @@ def zoom_animation(frames, path, axes="lr_vs_lr", title=None, fps=2, size=5.0):
         return summary_figure(panels, sheet, title)
 
 
+def save_frame_png(values, path):
+    """A zoom frame as a bare image in the paper's colours (one pixel per pixel, row 0 at
+    the bottom): cheap enough for every frame of a sequence."""
+    plt.imsave(path, paper_colors(values)[::-1], cmap="Spectral", vmin=-1, vmax=1, format="png")
+    return path
+
+
+def _decades(width):
+    return f"{width:.3g} decades"
+
+
+def frame_sheet(p, loaded, stats, path, title=None, panels=12):
+    """Up to `panels` frames of one zoom path, evenly spread over its depth, each titled
+    with its index, width and box-counting dimension."""
+    ks = sorted(loaded)
+    if not ks:
+        return None
+    if len(ks) > panels:
+        ks = [ks[int(round(i))] for i in np.linspace(0, len(ks) - 1, panels)]
+    cols = min(4, len(ks))
+    rows = -(-len(ks) // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axs.flat[len(ks) :]:
+        ax.axis("off")
+    dims = stats.get("frame_dimensions") or {}
+    for ax, k in zip(axs.flat, ks):
+        values, window = loaded[k]
+        ax.imshow(paper_colors(values), cmap="Spectral", vmin=-1, vmax=1, origin="lower")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        d = dims.get(k)
+        width = window[1] - window[0]
+        ax.set_title(
+            f"frame {k}: {_decades(width)}, D {d:.2f}" if d else f"frame {k}: {_decades(width)}",
+            fontsize=8,
+        )
+    d, (lo, hi) = stats.get("dimension"), stats.get("spread_16_84") or (None, None)
+    head = f"{p['experiment']} / {p['path']}: centre ({p['centre'][0]:.10f}, {p['centre'][1]:.10f})"
+    if d is not None:
+        head += f", D = {d:.3f} [{lo:.3f}, {hi:.3f}]"
+    return save_figure(fig, path, f"{title}\n{head}" if title else head)
+
+
+def slopes_vs_depth(sheets, path, title=None):
+    """Per experiment, each path's per-frame box-counting dimension against frame index
+    (depth: frame k is 2^k times narrower than frame 0), with its pooled estimate."""
+    experiments = sorted({p["experiment"] for p, _, _ in sheets.values()})
+    if not experiments:
+        return None
+    cols = min(3, len(experiments))
+    rows = -(-len(experiments) // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axs.flat[len(experiments) :]:
+        ax.axis("off")
+    for ax, name in zip(axs.flat, experiments):
+        for key, (p, _, stats) in sorted(sheets.items()):
+            if p["experiment"] != name:
+                continue
+            fd = stats.get("frame_dimensions") or {}
+            ks = sorted(k for k in fd if fd[k] is not None)
+            (line,) = ax.plot(ks, [fd[k] for k in ks], "o-", ms=2.5, lw=1, label=key)
+            if stats.get("dimension") is not None:
+                ax.axhline(stats["dimension"], color=line.get_color(), ls="--", lw=0.8)
+        ax.set_xlabel("frame (width = widest / 2^frame)")
+        ax.set_ylabel("median box-counting slope")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7)
+    return save_figure(fig, path, title)
+
+
+def paper_panels(panels, path, title=None):
+    """Our frame at each paper panel's depth, titled with the panel's coordinates (log10
+    centre and width in decades, from the paper's figure) and the frame's own window."""
+    n = len(panels)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(4.4 * cols, 4.4 * rows), squeeze=False)
+    for ax in axs.flat[n:]:
+        ax.axis("off")
+    for ax, p in zip(axs.flat, panels):
+        x, y, width, frame = p["panel"]
+        head = f"{p['name']}, frame {frame}\npaper: ({x}, {y}), {width:.4g} decades"
+        if p.get("values") is None:
+            ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(head, fontsize=8)
+            continue
+        draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
+        w = p["window"]
+        ax.set_title(
+            f"{head}\nours: ({(w[0] + w[1]) / 2:.10f}, {(w[2] + w[3]) / 2:.10f})", fontsize=8
+        )
+        ax.ticklabel_format(useOffset=True)
+    return save_figure(fig, path, title)
+
+
 # ----------------------------------------------------------------------------------------
 # LLM trainability grids
 

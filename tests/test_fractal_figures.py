@@ -7,7 +7,6 @@ import matplotlib
 
 from fractal import figures
 from fractal.labels import label_run
-from fractal.zoom import boundary_point, next_window
 
 
 def luminance(v):
@@ -44,6 +43,29 @@ def test_paper_image_and_summary(tmp_path):
     for name in ("a.png", "s.png"):
         assert (tmp_path / name).stat().st_size > 1000
     assert str(out).endswith(".gif") and (tmp_path / "z.gif").stat().st_size > 1000
+
+
+def test_zoom_figures(tmp_path):
+    # a frame PNG has one pixel per pixel, row 0 (the smallest y) at the bottom
+    y, x = np.mgrid[0:9, 0:9]
+    v = np.where(y < 3, -1.0, 1.0)
+    figures.save_frame_png(v, tmp_path / "f.png")
+    img = matplotlib.image.imread(tmp_path / "f.png")
+    assert img.shape[:2] == (9, 9)
+    assert img[-1, 0, 2] > img[0, 0, 2]  # converged (blue) at the bottom row
+    p = dict(experiment="tanh", path="paper", centre=[1.0, 2.0], frames=3)
+    loaded = {k: (v * (k + 1), [0, 2.0**-k, 0, 2.0**-k]) for k in range(3)}
+    stats = dict(dimension=1.3, spread_16_84=[1.2, 1.4], frame_dimensions={0: 1.1, 1: None})
+    figures.frame_sheet(p, loaded, stats, tmp_path / "sheet.png", "t [paper_repro]")
+    sheets = {"tanh/paper": (p, loaded, stats), "tanh/auto": ({**p, "path": "auto"}, {}, {})}
+    figures.slopes_vs_depth(sheets, tmp_path / "depth.png")
+    panels = [
+        dict(name="tanh", values=v, window=[0, 1, 0, 1], panel=(1.1, 2.3, 7.7e-7, 23)),
+        dict(name="relu", values=None, window=None, panel=(0.1, 0.2, 1e-6, 22)),
+    ]
+    figures.paper_panels(panels, tmp_path / "panels.png")
+    for name in ("sheet.png", "depth.png", "panels.png"):
+        assert (tmp_path / name).stat().st_size > 1000
 
 
 def test_trainability_values():
@@ -102,14 +124,3 @@ def test_labels_on_synthetic_curves():
     # the threshold and window are parameters
     assert not label_run([2.0, 1.5], threshold=0.5)["trainable"]
     assert label_run([2.0, 0.1, 5.0], window=1, threshold=3.0)["trainable"]
-
-
-def test_zoom_windows_nest_and_find_the_boundary():
-    w = (-3.0, 6.0, -3.0, 6.0)
-    n = next_window(w, (5.9, 0.0), 3.0)  # shifted to stay inside
-    assert n == (3.0, 6.0, -1.5, 1.5)
-    y, x = np.mgrid[0:9, 0:9]
-    v = np.where(x < 6, -1.0, 1.0)  # boundary between columns 5 and 6
-    px, py = boundary_point(v, (0.0, 8.0, 0.0, 8.0))
-    assert px == 5.5 and abs(py - 4.0) <= 0.5
-    assert boundary_point(-np.ones((4, 4)), w) is None

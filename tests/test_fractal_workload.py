@@ -1,47 +1,156 @@
-"""The paper-mode fractal workload end to end on the CPU: plan, run, dry run, summary."""
+"""The paper-mode fractal workload on the CPU: zoom geometry, the centre descent, the
+staged plan (centres, then frames), runs with pixel reuse, dry runs and the summary."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 
-from fractal import workload
+from fractal import workload, zoom
 from kmatrix.cell import Cell, RunContext
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
+from kmatrix.plan import plan
+from kmatrix.results import write_json_atomic
 
 BASE = dict(
     name="t",
+    workload="fractal",
     profile="paper_repro",
     seeds=[0],
     fractal_engine="mlp",
     fractal_experiments=["tanh", "paraminit"],
     fractal_resolution=8,
     fractal_steps=50,
+    fractal_steps_per_experiment=False,
     fractal_dtype="float64",
     fractal_backend="torch",
+    fractal_data="seeded",
     fractal_x_min=-3.0,
     fractal_x_max=6.0,
     fractal_y_min=-3.0,
     fractal_y_max=6.0,
-    fractal_zoom_frames=2,
-    fractal_zoom_factor=2.0,
+    fractal_zoom_frames=1,
+    fractal_paths=["paper", "auto"],
+    fractal_zoom_outer_width=6.0,
+    fractal_descent_resolution=9,
     fractal_zoom_point_x=None,
     fractal_zoom_point_y=None,
+    fractal_zoom_point_width=None,
+    fractal_dimension="pow2",
+    fractal_exit="nonfinite",
+    fractal_exit_verify=False,
+    fractal_reuse_pixels=True,
     fractal_minibatch_size=16,
     fractal_tail=20,
 )
+ZOOM = dict(fractal_zoom_frames=3, fractal_resolution=9, fractal_steps=40)
 
 
 def make_cell(cfg, point, index=0):
     return Cell(
-        f"{point['experiment']}",
-        index,
-        "fractal.workload",
-        point,
-        0,
-        workload.cell_params(cfg, point),
+        point["experiment"], index, "fractal.workload", point, 0, workload.cell_params(cfg, point)
     )
+
+
+def run_stages(cfg, tmp_path):
+    """What the driver does with a staged plan: run every cell of a stage, then ask for the
+    next stage, until there is none. Returns (cells, results)."""
+    cells, results, stage, todo = [], {}, 0, plan(cfg)
+    while todo:
+        cells += todo
+        for cell in todo:
+            ctx = RunContext("cpu", tmp_path / "cells" / cell.id, {}, "paper_repro")
+            results[cell.id] = json.loads(json.dumps(workload.run(cell, ctx)))
+            write_json_atomic(ctx.out_dir / "result.json", results[cell.id])
+        stage += 1
+        todo = workload.next_stage(cfg, stage, cells, results)
+    return cells, results
+
+
+# ------------------------------------------------------------------------------ geometry
+
+
+def test_ladder_puts_the_paper_panels_at_their_frames():
+    for name, (_, _, width, frame) in zoom.PAPER_PANELS.items():
+        w0, j = zoom.ladder(width)
+        assert j == frame, name
+        assert 6.0 <= w0 < 12.0 and w0 == math.ldexp(width, frame)
+    assert zoom.ladder(9.0) == (9.0, 0)
+    assert zoom.ladder(13.0) == (6.5, -1)
+
+
+@pytest.mark.parametrize("n", [9, 257, 1025])
+def test_frames_share_pixels_bitwise(n):
+    # frame k's inner quarter is every other point of frame k + 1: the same float64
+    # log10 coordinates and learning rates, bit for bit, at any depth
+    inner, deeper = zoom.shared_pixels(n)
+    assert len(inner) == (n + 1) // 2 and inner[0] == (n - 1) // 4
+    for name, (x, y, width, _) in zoom.PAPER_PANELS.items():
+        w0, _ = zoom.ladder(width)
+        for k in (0, 7, 23, 42):
+            gx, gy = zoom.frame_grid((x, y), w0, k, n)
+            hx, hy = zoom.frame_grid((x, y), w0, k + 1, n)
+            assert np.array_equal(gx[inner], hx[deeper]) and np.array_equal(gy[inner], hy[deeper])
+            assert np.array_equal(10.0 ** gx[inner], 10.0 ** hx[deeper])
+            assert gx[(n - 1) // 2] == x  # the centre is a pixel
+            assert np.isclose(gx[-1] - gx[0], math.ldexp(w0, -k), rtol=1e-9)
+    assert len(zoom.shared_pixels(8)[0]) == 0  # even sizes share nothing
+
+
+def test_known_from_deeper():
+    deeper = np.arange(81.0).reshape(9, 9)
+    mask, values = zoom.known_from_deeper(deeper)
+    assert mask.sum() == 25 and mask[2:7, 2:7].all()
+    assert values[2, 2] == deeper[0, 0] and values[4, 4] == deeper[4, 4]
+    assert values[6, 3] == deeper[8, 2]
+
+
+# ------------------------------------------------------------------------------ descent
+
+
+def disc(n, cx, cy, r):
+    y, x = np.mgrid[0:n, 0:n]
+    return np.where((x - cx) ** 2 + (y - cy) ** 2 < r * r, -1.0, 1.0)
+
+
+def test_choose_point_moves_onto_the_boundary():
+    v = disc(33, 16, 16, 10)  # the boundary is a ring 10 px from the centre
+    (dx, dy), info = zoom.choose_point(v, "near")
+    assert info["status"] == "ok" and 9 <= math.hypot(dx, dy) <= 11
+    assert max(abs(dx), abs(dy)) <= 8  # within the middle half: the next window nests
+    assert zoom.choose_point(-np.ones((9, 9)))[1]["status"] == "blank"
+
+
+def test_choose_point_prefers_dense_boundary_and_avoids_speckle():
+    rng = np.random.default_rng(0)
+    v = np.where(np.arange(65)[None, :] < 40, -1.0, 1.0) * np.ones((65, 1))  # a line at x=40
+    v[:, 12:30] = np.where(rng.random((65, 18)) < 0.5, -1.0, 1.0)  # sign noise left of it
+    (dx, _), info = zoom.choose_point(v, "dense")
+    assert info["status"] == "ok" and 39 <= dx + 32 <= 40  # the line, not the noise
+    stats = zoom.frame_stats(v)
+    assert stats["speckled"] and not stats["blank"]
+    assert not zoom.frame_stats(disc(65, 30, 30, 20))["speckled"]
+
+
+def test_descent_follows_a_boundary_and_is_deterministic():
+    # a circle of radius 0.3 decades around (1, 1): the descent from a point 0.2 away
+    # ends on it, and the same inputs give the same centre
+    def compute(c, w, n=33):
+        g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
+        y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
+        return np.where((x - 1) ** 2 + (y - 1) ** 2 < 0.09, -1.0, 1.0)
+
+    a = zoom.descend(compute, (1.2, 1.0), 1.0, 1e-6, 33, "near")
+    b = zoom.descend(compute, (1.2, 1.0), 1.0, 1e-6, 33, "near")
+    assert a == b and len(a["levels"]) == 20  # widths 1, 1/2, ..., 2^-19 >= 2e-6
+    r = math.hypot(a["centre"][0] - 1, a["centre"][1] - 1)
+    assert abs(r - 0.3) < 1e-5
+    assert all(lv["status"] == "ok" for lv in a["levels"])
+
+
+# ------------------------------------------------------------------------------ planning
 
 
 def test_plan_and_validate():
@@ -51,19 +160,36 @@ def test_plan_and_validate():
     assert workload.axes(cfg.replace(seeds=[0, 1]))[1] == ("seed", [0, 1])
     p = workload.cell_params(cfg, {"experiment": "paraminit"})
     assert p["axes"] == "paraminit_vs_lr" and p["window"] == [-3.0, 6.0, -3.0, 6.0]
+    assert p["kind"] == "image"
     json.dumps(p)  # params must be JSON
+    z = cfg.replace(**ZOOM)
+    assert workload.axes(z)[1] == ("path", ["paper", "auto"])
+    p = workload.cell_params(z, {"experiment": "tanh", "path": "paper"})
+    assert p["kind"] == "centre" and p["anchor_frame"] == 23 and p["prefer"] == "near"
+    assert p["deepest_width"] == p["width0"] / 4
+    assert [c.id for c in plan(z)][:2] == ["tanh-paper", "tanh-auto"]
+    steps = z.replace(fractal_steps_per_experiment=True, fractal_steps_tanh=500)
+    assert workload.cell_params(steps, {"experiment": "tanh", "path": "auto"})["steps"] == 500
     for bad, symbol in [
         (dict(fractal_x_min=7.0), "FRACTAL_X_MIN"),
         (dict(fractal_experiments=[]), "FRACTAL_EXPERIMENT_TANH"),
-        (dict(fractal_zoom_factor=1.0), "FRACTAL_ZOOM_FACTOR"),
-        (dict(fractal_zoom_point_x=1.0), "FRACTAL_ZOOM_POINT_X"),
-    ]:
+        (dict(fractal_steps=10), "FRACTAL_STEPS"),
+        (dict(fractal_dimension="paper"), "FRACTAL_DIMENSION_PAPER"),
+        (dict(**ZOOM, fractal_paths=[]), "FRACTAL_PATH_PAPER"),
+        (dict(**ZOOM, fractal_paths=["given"]), "FRACTAL_ZOOM_POINT_X"),
+        (dict(fractal_data="file", fractal_data_file_path="/nonexistent/{experiment}.npz"),
+         "FRACTAL_DATA_FILE_PATH"),
+        (dict(fractal_data="notebook", fractal_experiments=["minibatch"]), "FRACTAL_STEPS"),
+    ]:  # fmt: skip
         with pytest.raises(ConfigError) as e:
             workload.validate(cfg.replace(**bad))
         assert e.value.symbol == symbol
 
 
-def test_run_end_to_end_and_summary(tmp_path):
+# ------------------------------------------------------------------------------ running
+
+
+def test_image_run_and_summary(tmp_path):
     cfg = Config(BASE)
     cells = [make_cell(cfg, {"experiment": "tanh"}), make_cell(cfg, {"experiment": "paraminit"}, 1)]
     cell = cells[0]
@@ -72,31 +198,71 @@ def test_run_end_to_end_and_summary(tmp_path):
     assert result["status"] == "ok"
     m = result["metrics"]
     assert 0 <= m["converged_fraction"] <= 1 and m["pixel_steps_per_s"] > 0
-    assert len(result["frames"]) == 2
-    for k in range(2):
-        v = np.load(out / f"frame_{k:02d}.npy")
-        assert v.shape == (8, 8)
-        assert (out / f"frame_{k:02d}.png").stat().st_size > 0
-    assert (out / "zoom.gif").exists() and result["animation"] == "zoom.gif"
+    v = np.load(out / "frame_00.npy")
+    assert v.shape == (8, 8) and (out / "frame_00.png").stat().st_size > 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["steps"] == 50 and meta["dtype"] == "float64" and meta["device"] == "cpu"
-    w0, w1 = meta["frames"][0]["window"], meta["frames"][1]["window"]
-    assert w0[0] <= w1[0] < w1[1] <= w0[1] and np.isclose(w1[1] - w1[0], 4.5)
     assert not list(out.glob(".*tmp*"))  # atomic writes leave no temp files
     json.dumps(result)
-
-    # summary with the second cell missing
-    summary = (
-        workload.summarize(
-            tmp_path / "summary_dir", cells, {cell.id: result, cells[1].id: None}, cfg
-        )
-        if (tmp_path / "summary_dir").mkdir() is None
-        else None
+    (tmp_path / "summary").mkdir()
+    summary = workload.summarize(
+        tmp_path / "summary", cells, {cell.id: result, cells[1].id: None}, cfg
     )
-    assert set(summary) == {"tanh"} and summary["tanh"]["frames"] == 2
+    assert set(summary) == {"tanh"} and summary["tanh"]["frames"] == 1
+
+
+def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
+    cfg = Config({**BASE, **ZOOM, "fractal_experiments": ["tanh"], "fractal_data": "notebook"})
+    cells, results = run_stages(cfg, tmp_path)
+    ids = [c.id for c in cells]
+    assert ids[:2] == ["tanh-paper", "tanh-auto"]
+    # frames deepest first, interleaved across paths
+    assert ids[2:] == [f"tanh-{p}-f{k}" for k in (2, 1, 0) for p in ("paper", "auto")]
+    paper = results["tanh-paper"]
+    # three frames down to 1.6 decades, shallower than the panel: the centre is the panel's
+    assert paper["centre"] == list(zoom.PAPER_PANELS["tanh"][:2]) and paper["descent"] == []
+    auto = results["tanh-auto"]
+    assert len(auto["descent"]) == 2 and auto["width0"] == 9.0  # images 9 and 4.5 wide
+    for k in (0, 1):  # every shallower frame copied a quarter from the deeper one
+        r = results[f"tanh-paper-f{k}"]
+        assert r["metrics"]["reused_pixels"] == 25
+    assert results["tanh-paper-f2"]["metrics"]["reused_pixels"] == 0
+    # the copied pixels are those the frame would have computed (torch: to rounding,
+    # since the products change shape; the kernels: bitwise, tested on the GPU)
+    c = next(c for c in cells if c.id == "tanh-auto-f0")
+    from fractal import paper as paper_mode
+
+    fresh, _, _ = paper_mode.frame_values({**c.params, "reuse": False}, "cpu")
+    saved = np.load(tmp_path / "cells" / c.id / "frame.npy")
+    assert np.array_equal(fresh["values"] < 0, saved < 0)
+    np.testing.assert_allclose(saved, fresh["values"], rtol=1e-10)
+    meta = json.loads((tmp_path / "cells" / c.id / "meta.json").read_text())
+    assert meta["width"] == 9.0 and meta["data_digest"] and len(meta["slopes"]) >= 1
+    # the summary: from all cells, or from stage 0 alone (frames rebuilt, read from disk)
+    for given in (cells, cells[:2]):
+        (tmp_path / "summary").mkdir(exist_ok=True)
+        s = workload.summarize(tmp_path / "summary", given, {k: results[k] for k in ids[:2]}, cfg)
+        assert set(s) == {"tanh/paper", "tanh/auto"}
+        assert s["tanh/paper"]["frames_done"] == 3 and s["tanh/paper"]["reused_pixels"] == 50
+        lo, hi = s["tanh/auto"]["spread_16_84"]
+        assert lo is None or lo <= s["tanh/auto"]["dimension"] <= hi
+    for name in ("fractal_summary.png", "slopes_vs_depth.png", "frames-tanh-paper.png"):
+        assert (tmp_path / "summary" / name).stat().st_size > 1000
+    assert workload.next_stage(cfg, 2, cells, results) == []
+
+
+def test_threshold_verification_reports_changes(tmp_path):
+    cfg = Config({**BASE, **ZOOM, "fractal_experiments": ["relu"], "fractal_paths": ["auto"],
+                  "fractal_exit": "threshold", "fractal_exit_verify": True})  # fmt: skip
+    cells, results = run_stages(cfg, tmp_path)
+    r = results["relu-auto-f0"]
+    assert set(r["verify"]) == {"sign_changed", "value_changed", "pixel_steps_saved"}
+    assert r["verify"]["pixel_steps_saved"] >= 0
 
 
 def test_dry_run(tmp_path):
-    cfg = Config(BASE)
-    for name in ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]:
-        workload.dry_run(make_cell(cfg, {"experiment": name}), RunContext("cpu", tmp_path))
+    for extra in ({}, ZOOM):
+        cfg = Config({**BASE, **extra})
+        for name in ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]:
+            point = {"experiment": name, **({"path": "auto"} if extra else {})}
+            workload.dry_run(make_cell(cfg, point), RunContext("cpu", tmp_path))
