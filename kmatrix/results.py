@@ -29,15 +29,30 @@ def cell_dir(root, cell_id):
     return Path(root) / "cells" / cell_id
 
 
-def _json_safe(value):
-    """NaN/inf are not JSON: write them as strings so result files stay valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+def json_safe(value):
+    """The one encoding of numbers in every file we write: a float that is not finite
+    (NaN, +-inf) becomes JSON null, like a value that was never measured. JSON has no
+    NaN, and a string such as "nan" would make every reader cope with strings. Whether
+    a number was non-finite is said by the cell's status (`diverged`) and labels, never
+    by the number itself. numpy scalars become Python numbers."""
+    if isinstance(value, float) or hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        value = value.item() if hasattr(value, "item") else value
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
+
+
+def as_float(value):
+    """A number read from a result as a float for arithmetic and plots: null (not finite,
+    or never measured), a bool or anything that is not a number gives NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
 
 
 def write_json_atomic(path, data):
@@ -46,7 +61,7 @@ def write_json_atomic(path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump(_json_safe(data), f, indent=1, allow_nan=False)
+        json.dump(json_safe(data), f, indent=1, allow_nan=False)
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())

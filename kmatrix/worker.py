@@ -95,7 +95,7 @@ def run_job(job, cache, workloads):
                     manifest.add_knobs(out_dir, extra["knobs"])
         except Diverged as e:
             reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
-            extra = {"losses": list(getattr(e, "losses", None) or [])}
+            extra = {"losses": e.losses, "val_losses": e.val_losses}
             print(f"diverged: {e}", flush=True)
         except KeyboardInterrupt:
             raise
