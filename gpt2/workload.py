@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from kmatrix.errors import ConfigError, Diverged
+from kmatrix.results import as_float
 from kmatrix.seeding import seed_everything
 
 from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab
@@ -553,8 +554,10 @@ def _get(obj, key):
 
 
 def _ema(values, alpha=0.1):
+    """Exponential moving average for the loss plot; it restarts after a non-finite value
+    (None or NaN in a result), which stays NaN in the curve."""
     out, m = [], None
-    for v in values:
+    for v in map(as_float, values):
         m = v if m is None or not math.isfinite(m) else (1 - alpha) * m + alpha * v
         out.append(m)
     return out
@@ -580,9 +583,11 @@ def summarize(summary_dir, cells, results, cfg):
         pt = _get(c, "point")
         if not r:
             continue
-        losses = [v if v is not None else float("nan") for v in r.get("losses") or []]
+        losses = r.get("losses") or []
         m = r.get("metrics") or {}
         label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
+        if r.get("status") != "ok":
+            label += f" ({r.get('status')})"
         if losses:
             ax.plot(
                 _ema(losses),
@@ -614,30 +619,45 @@ def summarize(summary_dir, cells, results, cfg):
     fig.savefig(summary_dir / "loss_curves.png", dpi=120)
     plt.close(fig)
 
-    # final validation loss, mean over seeds (error bar: min..max)
-    groups = {}
+    # final validation loss per optimizer / precision: one dot per seed and the mean
+    # (a dot plot: loss differences are small next to the loss, and bars would hide them)
+    groups, diverged = {}, {}
     for r in rows:
-        v = r["final_val_loss"]
-        if r["status"] == "ok" and v is not None and math.isfinite(v):
-            groups.setdefault(f"{r['optimizer']}\n{r['precision']}", []).append(v)
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) + 2), 4.5))
-    names = sorted(groups)
-    means = [sum(groups[n]) / len(groups[n]) for n in names]
-    errs = [
-        [m - min(groups[n]) for n, m in zip(names, means)],
-        [max(groups[n]) - m for n, m in zip(names, means)],
-    ]
-    bar_colors = [colors[n.split("\n")[0]] for n in names]
-    ax.bar(names, means, yerr=errs if names else None, color=bar_colors, capsize=4)
-    for i, m in enumerate(means):
-        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+        name = f"{r['optimizer']}\n{r['precision']}"
+        v = as_float(r["final_val_loss"])
+        if r["status"] == "ok" and math.isfinite(v):
+            groups.setdefault(name, []).append(v)
+        else:
+            diverged[name] = diverged.get(name, 0) + 1
+    names = sorted(set(groups) | set(diverged))
+    means = [sum(groups[n]) / len(groups[n]) if n in groups else None for n in names]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 4.5))
+    for i, n in enumerate(names):
+        color = colors[n.split("\n")[0]]
+        values = groups.get(n, [])
+        ax.plot([i] * len(values), values, "o", color=color, alpha=0.6, ms=6)
+        if means[i] is not None:
+            ax.plot([i - 0.25, i + 0.25], [means[i]] * 2, color=color, lw=2)
+            ax.annotate(f"{means[i]:.3f}", (i + 0.28, means[i]), va="center", fontsize=8)
+        if diverged.get(n):
+            ax.annotate(
+                f"{diverged[n]} not ok",
+                (i, 0.02),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize=8,
+                color="#8B0000",
+            )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("final validation loss")
-    ax.set_title(f"final validation loss [{profile}]")
-    if means:
-        ax.set_ylim(min(means) * 0.9, max(means) * 1.05)
+    ax.set_title(f"final validation loss: seeds (dots), mean (line) [{profile}]", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(summary_dir / "final_val_loss.png", dpi=120)
     plt.close(fig)
+    names = [n for n, m in zip(names, means) if m is not None]
+    means = [m for m in means if m is not None]
 
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     lines = [
@@ -647,17 +667,16 @@ def summarize(summary_dir, cells, results, cfg):
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        mfu = None if r["mfu"] is None else 100 * r["mfu"]
         lines.append(
             f"| {r['cell']} | {r['status']} | {fmt(r['final_val_loss'], '.4f')} | "
-            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(mfu, '.1f')}% | {fmt(r['peak_mem_mb'], '.0f')} |"
+            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} |"
         )
     tmp = summary_dir / ".throughput.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, summary_dir / "throughput.md")
 
     best = min(
-        (r for r in rows if r["cell"] and _finite(r["final_val_loss"])),
+        (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
         key=lambda r: r["final_val_loss"],
         default=None,
     )
@@ -673,4 +692,4 @@ def summarize(summary_dir, cells, results, cfg):
 
 
 def _finite(v):
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+    return math.isfinite(as_float(v))
