@@ -13,20 +13,30 @@ Q := @
 endif
 
 # Set-up: with no PYTHON given, .venv is (re)built whenever pyproject.toml changes.
+# `make test` also installs the ray extra, so the Ray tests run as they do in CI.
 TORCH_VERSION ?= 2.13.0
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
 SETUP := .venv/.installed
+TEST_SETUP := .venv/.installed-ray
 else
 SETUP :=
+TEST_SETUP :=
 endif
 
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   .venv (torch==$(TORCH_VERSION), then this project with its dev extra)"
+	@echo "  SETUP   first run: building .venv (about a minute; later runs skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
 	$(Q).venv/bin/python -m pip install -q --upgrade pip
+	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
 	$(Q).venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	@echo "  SETUP   installing kmatrix with kconfiglib, wandb, datasets, tiktoken, matplotlib..."
 	$(Q).venv/bin/python -m pip install -q -e ".[dev]"
+	$(Q)touch $@
+
+.venv/.installed-ray: .venv/.installed
+	@echo "  SETUP   installing the ray extra for the Ray executor's tests"
+	$(Q).venv/bin/python -m pip install -q -e ".[dev,ray]"
 	$(Q)touch $@
 
 # Configuration: .config (Kconfig) -> config.py + config.json (typed values).
@@ -45,6 +55,10 @@ config.py: config.json
 
 .PHONY: $(DEFCONFIG_TARGETS)
 $(DEFCONFIG_TARGETS): defconfig-%: | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py defconfig $*
+
+# Any other name: the same command, which lists the defconfigs and the closest name.
+defconfig-%: | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py defconfig $*
 
 .PHONY: list-defconfigs lint-defconfigs menuconfig olddefconfig savedefconfig setconfig
@@ -75,7 +89,7 @@ run: config.json
 	$(Q)$(MATRIX) run
 
 plan: config.json
-	$(Q)$(MATRIX) plan
+	$(Q)$(MATRIX) plan $(if $(filter 1,$(FULL)),--full)
 
 check: config.json
 	$(Q)$(MATRIX) check
@@ -94,7 +108,7 @@ clean-results: config.json
 
 # Development.
 .PHONY: test format clean distclean help
-test: | $(SETUP)
+test: | $(TEST_SETUP)
 	$(Q)$(PYTHON) -m pytest
 
 format: | $(SETUP)

@@ -178,7 +178,8 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 "tracking": tracking.settings(cfg, root),
             }
             executor = executor or _executor(cfg, max_cells=len(todo))
-            with executor, Progress(len(cells), len(done), cfg.name, live=live) as progress:
+            progress = Progress(len(cells), len(done), cfg.name, live, len(executor.slots))
+            with executor, progress:
                 out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                 final = schedule(cfg, todo, executor, root, job_base, progress)
         summary = summarize(cfg, cells, root)
@@ -220,22 +221,50 @@ def check_matrix(cfg, out=print, live=False):
     return 1 if failed else 0
 
 
-def print_plan(cfg, out=print):
-    from rich.console import Console
-    from rich.table import Table
-
-    cells = plan(cfg)
+def _axis_names(cfg, cells):
+    """Column names of a plan: the matrix axes, with x/y named after the swept knobs."""
     names = list(cells[0].point) if cells else []
-    table = Table(title=f"{cfg.name}: {len(cells)} cells ({cfg.workload}, {cfg.get('profile')})")
-    table.add_column("#", justify="right")
-    table.add_column("cell id")
-    for name in names:
-        table.add_column(name)
-    table.add_column("run_seed", justify="right")
-    for cell in cells:
-        values = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in cell.point.values()]
-        table.add_row(str(cell.index), cell.id, *values, str(cell.run_seed))
-    Console().print(table)
+    swept = {"x": cfg.get("sweep_x_param") or "x", "y": cfg.get("sweep_y_param") or "y"}
+    return names, [swept.get(n, n) for n in names]
+
+
+def plan_table(cfg, cells, full=False, head=20, tail=5):
+    """The lines of `make plan`: a header, then one row per cell (the first `head` and
+    last `tail` unless `full`), as plain text sized to its contents."""
+    names, titles = _axis_names(cfg, cells)
+    lines = [f"{cfg.name}: {len(cells)} cells ({cfg.workload}, profile {cfg.get('profile')})"]
+    for name, title in zip(names, titles):
+        if name in ("i", "j"):
+            continue  # grid indices: the swept values below say it all
+        values = list(dict.fromkeys(c.point[name] for c in cells))
+        shown = ", ".join(_fmt(v) for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        lines.append(f"  {title}: {len(values)} value(s): {shown}")
+    rows = cells if full or len(cells) <= head + tail else cells[:head] + [None] + cells[-tail:]
+    header = ["#", "cell id", *titles, "run_seed"]
+    table = [
+        (
+            ["...", f"{len(cells) - head - tail} more (make plan FULL=1 lists all)"]
+            if c is None
+            else [str(c.index), c.id, *(_fmt(c.point[n]) for n in names), str(c.run_seed)]
+        )
+        for c in rows
+    ]
+    cols = [r for r in table if len(r) == len(header)]
+    widths = [max([len(h)] + [len(r[k]) for r in cols]) for k, h in enumerate(header)]
+    fmt_row = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    lines += ["", fmt_row(header)] + [
+        fmt_row(r) if len(r) == len(header) else "  ".join(r) for r in table
+    ]
+    return lines
+
+
+def _fmt(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_plan(cfg, out=print, full=False):
+    for line in plan_table(cfg, plan(cfg), full=full):
+        out(line)
     return 0
 
 

@@ -155,13 +155,14 @@ def lint_defconfig(path, kconf=None):
 
 def defconfig_path(name, root=ROOT):
     path = Path(root) / "defconfigs" / name
-    if not path.is_file():
+    if not path.is_file() or not path.resolve().is_relative_to(Path(root) / "defconfigs"):
         names = sorted(p.name for p in (Path(root) / "defconfigs").iterdir())
-        hint = difflib.get_close_matches(name, names, n=1)
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        suggestion = f"did you mean `make defconfig-{hint[0]}`? " if hint else ""
         raise ConfigError(
             f"defconfig-{name}",
-            f"no file defconfigs/{name}",
-            f"did you mean defconfig-{hint[0]}?" if hint else "run `make list-defconfigs`",
+            f"no file defconfigs/{name}; the defconfigs are: {' '.join(names)}",
+            suggestion + "`make list-defconfigs` lists them",
         )
     return path
 

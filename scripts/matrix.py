@@ -15,7 +15,7 @@ from kmatrix.errors import ConfigError  # noqa: E402
 
 COMMANDS = {
     "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
-    "plan": lambda cfg, a: driver.print_plan(cfg),
+    "plan": lambda cfg, a: driver.print_plan(cfg, full=a.full),
     "check": lambda cfg, a: driver.check_matrix(cfg),
     "estimate": lambda cfg, a: driver.estimate(cfg),
     "summary": lambda cfg, a: driver.summary_only(cfg),
@@ -30,6 +30,7 @@ def main(argv):
     parser.add_argument("--force", action="store_true", help="reuse a results dir (FORCE=1)")
     parser.add_argument("--config", default="config.json", help="typed configuration to use")
     parser.add_argument("--cell", default=None, help="repro-check this cell (default: first)")
+    parser.add_argument("--full", action="store_true", help="plan: list every cell (FULL=1)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](config.load(args.config), args)
