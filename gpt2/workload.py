@@ -26,7 +26,7 @@ from kmatrix.seeding import seed_everything
 
 from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab
 from .optim import GROUPS, OPTIMIZERS, build_optimizers
-from .train import TrainSettings, configure_runtime, load_checkpoint, train
+from .train import TrainSettings, configure_runtime, evaluate, load_checkpoint, train
 
 # CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS under paper_repro) must be set before CUDA
 # initialises: the executors put kmatrix.seeding.PROFILE_ENV into every worker's
@@ -494,14 +494,19 @@ def run(cell, ctx):
 
 
 def probe(cell, ctx, steps=5):
-    """`make estimate`: a few real training steps of the cell on this device, scaled up
-    to the cell's budget (the first step, with any compilation, is left out)."""
+    """`make estimate`: this cell's run time on this device, from a few real training
+    steps and one evaluation, scaled to its budget. Data preparation (a one-time
+    download and tokenisation) happens before the clock starts; the model build (and
+    compile) is timed, as in run(): a worker's first cell pays for it, later ones reuse it.
+    """
     p, device = cell.params, ctx.device
-    started = time.perf_counter()
     td = _token_data(p, ctx)
-    model, runner, optimizers = _build(p, device, cell.run_seed)
+    started = time.perf_counter()
+    seed_everything(cell.run_seed)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
+    val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
     stamps = []
 
     def batch():
@@ -509,11 +514,20 @@ def probe(cell, ctx, steps=5):
         return td.get_batch("train", B, T, gen, device)
 
     s = _settings(p, max_steps=steps + 1, max_tokens=0, max_seconds=0)
-    s.warmup_steps, s.eval_interval, s.checkpoint_interval = 0, 0, 0
-    train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval, s.log_interval = 0, 0, 0, 0
+    try:
+        train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    except Diverged:
+        pass  # a diverging cell still took this long per step
     setup = stamps[0] - started
-    per_step = (stamps[-1] - stamps[p["grad_accum"]]) / (steps - 1) if steps > 1 else 0.0
-    tokens_per_step = B * T * p["grad_accum"]
+    ga = p["grad_accum"]
+    m = len(stamps) // ga  # steps begun; step k ran from stamps[(k-1)*ga] to stamps[k*ga]
+    per_step = (stamps[(m - 1) * ga] - stamps[ga]) / (m - 2) if m > 2 else 0.0  # not step 1
+    eval_started = time.perf_counter()
+    if val:
+        evaluate(model, val, p["precision"], device)
+    per_eval = time.perf_counter() - eval_started
+    tokens_per_step = B * T * ga
     budget = [p["max_steps"]] if p["max_steps"] else []
     if p["max_tokens"]:
         budget.append(math.ceil(p["max_tokens"] / tokens_per_step))
@@ -521,10 +535,13 @@ def probe(cell, ctx, steps=5):
     seconds = min(n * per_step, p["max_seconds"] or math.inf)
     if not math.isfinite(n):
         n = int(seconds / per_step) if per_step else 0
+    evals = 1 + (
+        n // p["eval_interval"] - (n % p["eval_interval"] == 0) if p["eval_interval"] else 0
+    )
     return {
         "unit": "steps",
         "per_cell": int(n),
-        "seconds_per_cell": setup + seconds,
+        "seconds_per_cell": setup + seconds + evals * per_eval,
         "probe_seconds": time.perf_counter() - started,
     }
 

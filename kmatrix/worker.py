@@ -59,13 +59,17 @@ def _device():
 
 
 def run_job(job, cache, workloads):
-    """Run one cell (or its dry run); write result.json for real runs; return a reply."""
+    """Run one cell; return a reply. job["kind"]: "run" writes result.json; "dry_run"
+    calls the workload's dry_run; "probe" (`make estimate`) goes through a run's every
+    step (manifest, tracking) but calls the workload's probe, whose answer is the reply's
+    "probe"."""
     from kmatrix import manifest, seeding, tracking
 
     cell = Cell.from_dict(job["cell"])
     out_dir = Path(job["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     dry = job.get("kind") == "dry_run"
+    probing = job.get("kind") == "probe"
     start = time.time()
     reply = {"id": cell.id, "status": "ok", "error": None}
     metrics, extra, tracker = {}, {}, None
@@ -88,7 +92,9 @@ def run_job(job, cache, workloads):
                     manifest.write(out_dir, cell, job, knobs, ctx.device)
                 tracker = tracking.Tracker.for_cell(job.get("tracking"), cell)
                 ctx.tracker = tracker
-                extra = dict(wl.run(cell, ctx) or {})
+                if probing:
+                    reply["probe"] = wl.probe(cell, ctx)
+                extra = {} if probing else dict(wl.run(cell, ctx) or {})
                 reply["status"] = extra.pop("status", "ok")
                 metrics = extra.pop("metrics", {})
                 if job.get("manifest", True) and extra.get("knobs"):
@@ -107,7 +113,7 @@ def run_job(job, cache, workloads):
             if tracker is not None:
                 tracker.finish(reply["status"], metrics)
     reply["runtime_s"] = round(time.time() - start, 3)
-    if not dry:
+    if not dry and not probing:
         result = {
             "id": cell.id,
             "status": reply["status"],

@@ -31,6 +31,8 @@ def cell_params(cfg, point):
         "sleep": cfg.get("sleep", 0.0),
         "counter_dir": cfg.get("counter_dir"),
         "broken_dry_run": cfg.get("broken_dry_run", False),
+        "prepare": cfg.get("prepare", 0.0),
+        "seconds": cfg.get("seconds", 1.0) * (1 + point["seed"]),
     }
 
 
@@ -73,6 +75,22 @@ def run(cell, ctx):
         "losses": losses,
         "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "knobs": {"fake_knob": "resolved at run time"},
+    }
+
+
+def probe(cell, ctx):
+    """`make estimate`: a one-time preparation per worker (like a data download), then
+    "seconds" per cell as this cell's own run-time estimate."""
+    if "prepared" not in ctx.cache:
+        time.sleep(cell.params.get("prepare", 0.0))
+        ctx.cache["prepared"] = True
+    started = time.perf_counter()
+    time.sleep(0.05)
+    return {
+        "unit": "steps",
+        "per_cell": cell.params["steps"],
+        "seconds_per_cell": cell.params["seconds"],
+        "probe_seconds": time.perf_counter() - started,
     }
 
 
