@@ -53,13 +53,18 @@ config.json: .config $(KCONFIGS) | $(SETUP)
 
 config.py: config.json
 
+# What a user types (a defconfig name, SET, DEFCONFIG, CELL) reaches Python through the
+# environment, unexpanded: neither make nor the shell ever evaluates it. (make would
+# expand a command-line variable to export it, hence the unexport.)
+unexport SET DEFCONFIG CELL
 .PHONY: $(DEFCONFIG_TARGETS)
 $(DEFCONFIG_TARGETS): defconfig-%: | $(SETUP)
-	$(Q)$(PYTHON) scripts/config.py defconfig $*
+	$(Q)$(PYTHON) scripts/config.py defconfig
 
 # Any other name: the same command, which lists the defconfigs and the closest name.
+defconfig-%: export KMATRIX_ARG = $*
 defconfig-%: | $(SETUP)
-	$(Q)$(PYTHON) scripts/config.py defconfig $*
+	$(Q)$(PYTHON) scripts/config.py defconfig
 
 .PHONY: list-defconfigs lint-defconfigs menuconfig olddefconfig savedefconfig setconfig
 list-defconfigs:
@@ -75,12 +80,13 @@ menuconfig: .config | $(SETUP)
 olddefconfig: .config | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py genconfig
 
-DEFCONFIG ?= defconfig
+savedefconfig: export KMATRIX_ARG := $(if $(value DEFCONFIG),$(value DEFCONFIG),defconfig)
 savedefconfig: config.json
-	$(Q)$(PYTHON) scripts/config.py savedefconfig $(DEFCONFIG)
+	$(Q)$(PYTHON) scripts/config.py savedefconfig
 
+setconfig: export KMATRIX_ARG := $(value SET)
 setconfig: .config | $(SETUP)
-	$(Q)$(PYTHON) scripts/config.py setconfig "$(SET)"
+	$(Q)$(PYTHON) scripts/config.py setconfig
 
 # The matrix.
 MATRIX = $(PYTHON) scripts/matrix.py $(if $(filter 1,$(FORCE)),--force)
@@ -92,7 +98,7 @@ plan: config.json
 	$(Q)$(MATRIX) plan $(if $(filter 1,$(FULL)),--full)
 
 check: config.json
-	$(Q)$(MATRIX) check
+	$(Q)$(MATRIX) check $(if $(filter 1,$(FULL)),--full)
 
 estimate: config.json
 	$(Q)$(MATRIX) estimate
@@ -100,8 +106,9 @@ estimate: config.json
 summary: config.json
 	$(Q)$(MATRIX) summary
 
+repro-check: export KMATRIX_ARG := $(value CELL)
 repro-check: config.json
-	$(Q)$(MATRIX) repro-check $(if $(CELL),--cell $(CELL))
+	$(Q)$(MATRIX) repro-check
 
 clean-results: config.json
 	$(Q)$(MATRIX) clean-results
