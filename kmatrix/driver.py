@@ -4,6 +4,8 @@ Resume is by result files alone: a cell with an ok/diverged result.json never ru
 again; failed or missing cells do. Transient failures are retried with backoff.
 """
 
+import contextlib
+import errno
 import math
 import os
 import random
@@ -19,6 +21,8 @@ from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
 from kmatrix.summary import summarize
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _log_tail(root, cell_id, lines=60):
@@ -38,13 +42,23 @@ def is_transient(cfg, root, reply):
 
 
 def _record_lost(root, cell, job, reply):
-    """A worker died or timed out: write the failed result unless it had finished."""
-    if results.is_done(results.read_result(root, cell.id)):
-        existing = results.read_result(root, cell.id)
+    """A worker died or timed out: write the failed result unless it had finished. If
+    even that cannot be written (a full disk, a read-only directory), the reply says so
+    and the cell simply has no result: it runs again next time."""
+    existing = results.read_result(root, cell.id)
+    if results.is_done(existing):
         return {**reply, "status": existing["status"], "error": None}
-    log = results.cell_dir(root, cell.id) / "log.txt"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
+    try:
+        _write_lost(root, cell, job, reply)
+    except OSError as e:
+        return {**reply, "error": f"{reply['error']} (not recorded: {e.strerror or e})"}
+    return reply
+
+
+def _write_lost(root, cell, job, reply):
+    directory = results.make_cell_dir(root, cell.id)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    with os.fdopen(os.open(directory / "log.txt", flags, 0o644), "a") as f:
         f.write(f"\n== driver: {reply['error']}\n")
     results.write_json_atomic(
         results.cell_dir(root, cell.id) / "result.json",
@@ -61,7 +75,11 @@ def _record_lost(root, cell, job, reply):
             "params": cell.params,
         },
     )
-    return reply
+
+
+def full_disk(final):
+    """The reply that found the disk full (or over quota), if any."""
+    return next((r for r in final.values() if r.get("errno") in DISK_FULL), None)
 
 
 def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
@@ -79,6 +97,9 @@ def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
     scratch = None if kind == "run" else tempfile.TemporaryDirectory(prefix="kmatrix-check-")
     try:
         while pending or delayed or executor.busy():
+            if full_disk(final):  # nothing more can be written: let running cells end
+                pending.clear()
+                delayed.clear()
             now = time.time()
             for item in [d for d in delayed if d[0] <= now]:
                 delayed.remove(item)
@@ -138,9 +159,15 @@ def _executor(cfg, cpu_only=False, gpus=None, max_cells=None):
             timeout=cfg.get("exec_cell_timeout"),
             env=env,
             cpu_only=cfg.get("exec_gpus") == ["none"],
+            start_timeout=cfg.get("exec_start_timeout"),
         )
     slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only, max_cells=max_cells)
-    return LocalExecutor(slots, timeout=0 if cpu_only else cfg.get("exec_cell_timeout"), env=env)
+    return LocalExecutor(
+        slots,
+        timeout=0 if cpu_only else cfg.get("exec_cell_timeout"),
+        env=env,
+        start_timeout=cfg.get("exec_start_timeout"),
+    )
 
 
 def failure_table(root, cells, final):
@@ -162,11 +189,14 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
     from kmatrix import preflight
 
     preflight.check(cfg, cells, root)
-    with results.Lock(root):
+    with results.Lock(root), contextlib.ExitStack() as stack:
+        early = executor is None and cfg.get("exec_executor") != "ray"
+        if early:  # local workers start now, importing torch while results are read
+            executor = stack.enter_context(_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
         write_plan(cells, root / "plan.json")
-        done = [c for c in cells if results.is_done(results.read_result(root, c.id))]
-        todo = [c for c in cells if c not in done]
+        done = {c.id for c in cells if results.is_done(results.read_result(root, c.id))}
+        todo = [c for c in cells if c.id not in done]
         out(
             f"  RUN     {cfg.name}: {len(cells)} cells, {len(done)} already done, "
             f"{len(todo)} to run -> {root}"
@@ -180,13 +210,21 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 "git": manifest.git_info(),
                 "tracking": tracking.settings(cfg, root),
             }
-            executor = executor or _executor(cfg, max_cells=len(todo))
+            cpu = all(s.name.startswith("cpu") for s in getattr(executor, "slots", []))
+            if executor is None or early and cpu and len(todo) < len(executor.slots):
+                if executor is not None:  # fewer cells than CPU workers: fewer workers,
+                    executor.close()  # each with more threads
+                executor = stack.enter_context(_executor(cfg, max_cells=len(todo)))
             progress = Progress(len(cells), len(done), cfg.name, live, len(executor.slots))
-            with executor, progress:
+            with progress:
                 out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                 final = schedule(cfg, todo, executor, root, job_base, progress)
-        summary = summarize(cfg, cells, root)
-        out(f"  SUMMARY {root / 'summary'}  {summary['counts']}")
+        full = full_disk(final)
+        if full:
+            out(f"\nerror: the disk is full: {full['error']}")
+            out("  finished cells are kept; free some space and run `make` again")
+            return 1
+        _summary(cfg, cells, root, out)
         failed = failure_table(root, cells, final)
         if failed:
             out(f"\n{len(failed)} cell(s) failed (rerun `make` to retry them):")
@@ -196,10 +234,38 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         return 0
 
 
-def check_matrix(cfg, out=print, live=False):
-    """`make check`: every planned cell's dry run on CPU workers; 0 iff all pass."""
+def covering_cells(cells):
+    """Cells that between them hold every value of every axis: all of them, except that of
+    each X x Y grid only the diagonal and the two other corners are kept. Grid points
+    differ only in the two swept numbers, so these exercise every value each takes
+    (a structural knob such as n_embd included) in linear, not quadratic, time."""
+    grids, chosen = {}, []
+    for cell in cells:
+        if "i" not in cell.point:
+            chosen.append(cell)
+            continue
+        key = tuple((k, v) for k, v in cell.point.items() if k not in ("i", "j", "x", "y"))
+        grids.setdefault(key, []).append(cell)
+    for grid in grids.values():
+        at = {(c.point["i"], c.point["j"]): c for c in grid}
+        nx, ny = max(i for i, _ in at) + 1, max(j for _, j in at) + 1
+        keep = {(min(k, nx - 1), min(k, ny - 1)) for k in range(max(nx, ny))}
+        keep |= {(0, ny - 1), (nx - 1, 0)}
+        chosen += [at[p] for p in sorted(keep) if p in at]
+    return sorted(chosen, key=lambda c: c.index)
+
+
+def check_matrix(cfg, out=print, live=False, full=False):
+    """`make check`: the dry run of every planned cell (of a grid's covering cells unless
+    `full`) on CPU workers; 0 iff all pass."""
     started = time.time()
-    cells = plan(cfg)
+    planned = plan(cfg)
+    cells = planned if full else covering_cells(planned)
+    if len(cells) < len(planned):
+        out(
+            f"  CHECK   {len(cells)} of {len(planned)} cells hold every value of every axis "
+            "(the grid's diagonal and corners); FULL=1 dry-runs all"
+        )
     executor = _executor(cfg, cpu_only=True, max_cells=len(cells))
     lines = []
 
@@ -271,18 +337,20 @@ def print_plan(cfg, out=print, full=False):
     return 0
 
 
-def summary_only(cfg, out=print):
-    root = results.results_dir(cfg)
-    cells = plan(cfg)
+def _summary(cfg, cells, root, out):
     summary = summarize(cfg, cells, root)
     out(f"  SUMMARY {root / 'summary'}  {summary['counts']}")
+
+
+def summary_only(cfg, out=print):
+    _summary(cfg, plan(cfg), results.results_dir(cfg), out)
     return 0
 
 
 def clean_results(cfg, out=print):
     root = results.results_dir(cfg)
-    results.remove(root)
-    out(f"  CLEAN   {root}")
+    removed = results.remove(root, results.results_root(cfg))
+    out(f"  CLEAN   {root}" + ("" if removed else " (nothing there)"))
     return 0
 
 

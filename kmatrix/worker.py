@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
-from kmatrix.results import write_json_atomic
+from kmatrix.results import make_cell_dir, write_json_atomic
 
 
 def _die_with_parent():
@@ -33,14 +33,14 @@ def _die_with_parent():
 
 
 @contextlib.contextmanager
-def _output_to(path):
-    """Point fds 1 and 2 (Python and C output alike) at `path` for the block."""
+def _output_to(log_fd):
+    """Point fds 1 and 2 (Python and C output alike) at the open log for the block."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "a") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     try:
         yield
     finally:
@@ -67,13 +67,19 @@ def run_job(job, cache, workloads):
 
     cell = Cell.from_dict(job["cell"])
     out_dir = Path(job["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # the results tree can be read-only, full or hold planted symlinks: fail the cell
+        make_cell_dir(out_dir.parent.parent, out_dir.name)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        log_fd = os.open(out_dir / "log.txt", flags, 0o644)
+    except OSError as e:
+        error = f"cannot write the cell's directory {out_dir}: {e.strerror or e}"
+        return {"id": cell.id, "status": "failed", "error": error, "errno": e.errno}
     dry = job.get("kind") == "dry_run"
     probing = job.get("kind") == "probe"
     start = time.time()
     reply = {"id": cell.id, "status": "ok", "error": None}
     metrics, extra, tracker = {}, {}, None
-    with _output_to(out_dir / "log.txt"):
+    with _output_to(log_fd):
         try:
             if cell.workload not in workloads:
                 workloads[cell.workload] = importlib.import_module(cell.workload)
@@ -128,7 +134,11 @@ def run_job(job, cache, workloads):
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
-        write_json_atomic(out_dir / "result.json", result)
+        try:
+            write_json_atomic(out_dir / "result.json", result)
+        except OSError as e:  # a full disk: the cell has no result, and says why
+            reply.update(status="failed", errno=e.errno)
+            reply["error"] = f"could not write {out_dir / 'result.json'}: {e.strerror or e}"
     return reply
 
 

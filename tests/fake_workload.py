@@ -1,9 +1,11 @@
 """A fake workload for the driver's tests: each cell does what its params say.
 
 params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "segfault"
-| "die_once" (the worker process dies on the cell's first run only)
+| "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
+its result fails with ENOSPC); any other name behaves like "ok".
 """
 
+import errno
 import json
 import os
 import time
@@ -27,6 +29,7 @@ def cell_params(cfg, point):
     return {
         "behaviour": point["behaviour"],
         "lr": 0.1,
+        "momentum": 0.9,
         "steps": 3,
         "sleep": cfg.get("sleep", 0.0),
         "counter_dir": cfg.get("counter_dir"),
@@ -63,6 +66,13 @@ def run(cell, ctx):
         time.sleep(3600)
     if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
         os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
+    if behaviour == "disk_full":  # the disk fills up while the cell writes its result
+        import kmatrix.results
+
+        def full(path, write):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        kmatrix.results.write_atomic = full
     if behaviour == "segfault":
         import ctypes
 
@@ -95,6 +105,8 @@ def probe(cell, ctx):
 
 
 def dry_run(cell, ctx):
+    if cell.point["behaviour"] == "hang":
+        time.sleep(3600)
     if cell.params["broken_dry_run"] and cell.point["behaviour"] == "ok":
         raise RuntimeError("broken option caught by the dry run")
 

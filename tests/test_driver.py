@@ -15,7 +15,7 @@ from kmatrix import driver, results
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
-from kmatrix.plan import plan
+from kmatrix.plan import plan, read_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,8 @@ def test_statuses_exit_code_and_resume(tmp_path, capsys):
     root = results.results_dir(cfg)
     assert (root / "summary" / "results.csv").exists()
     assert json.loads((root / "summary" / "summary.json").read_text())["counts"]["failed"] == 2
-    assert len(json.loads((root / "plan.json").read_text())) == 6
+    assert len(json.loads((root / "plan.json").read_text())["cells"]) == 6
+    assert read_plan(root / "plan.json") == plan(cfg)  # fully resolved, compactly written
 
     # Rerun: ok and diverged cells are skipped, failed ones run again.
     assert driver.run_matrix(cfg, live=False) == 1
