@@ -13,20 +13,30 @@ Q := @
 endif
 
 # Set-up: with no PYTHON given, .venv is (re)built whenever pyproject.toml changes.
+# `make test` also installs the ray extra, so the Ray tests run as they do in CI.
 TORCH_VERSION ?= 2.13.0
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
 SETUP := .venv/.installed
+TEST_SETUP := .venv/.installed-ray
 else
 SETUP :=
+TEST_SETUP :=
 endif
 
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   .venv (torch==$(TORCH_VERSION), then this project with its dev extra)"
+	@echo "  SETUP   first run: building .venv (about a minute; later runs skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
 	$(Q).venv/bin/python -m pip install -q --upgrade pip
+	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
 	$(Q).venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	@echo "  SETUP   installing kmatrix with kconfiglib, wandb, datasets, tiktoken, matplotlib..."
 	$(Q).venv/bin/python -m pip install -q -e ".[dev]"
+	$(Q)touch $@
+
+.venv/.installed-ray: .venv/.installed
+	@echo "  SETUP   installing the ray extra for the Ray executor's tests"
+	$(Q).venv/bin/python -m pip install -q -e ".[dev,ray]"
 	$(Q)touch $@
 
 # Configuration: .config (Kconfig) -> config.py + config.json (typed values).
@@ -43,9 +53,18 @@ config.json: .config $(KCONFIGS) | $(SETUP)
 
 config.py: config.json
 
+# What a user types (a defconfig name, SET, DEFCONFIG, CELL) reaches Python through the
+# environment, unexpanded: neither make nor the shell ever evaluates it. (make would
+# expand a command-line variable to export it, hence the unexport.)
+unexport SET DEFCONFIG CELL
 .PHONY: $(DEFCONFIG_TARGETS)
 $(DEFCONFIG_TARGETS): defconfig-%: | $(SETUP)
-	$(Q)$(PYTHON) scripts/config.py defconfig $*
+	$(Q)$(PYTHON) scripts/config.py defconfig
+
+# Any other name: the same command, which lists the defconfigs and the closest name.
+defconfig-%: export KMATRIX_ARG = $*
+defconfig-%: | $(SETUP)
+	$(Q)$(PYTHON) scripts/config.py defconfig
 
 .PHONY: list-defconfigs lint-defconfigs menuconfig olddefconfig savedefconfig setconfig
 list-defconfigs:
@@ -61,12 +80,13 @@ menuconfig: .config | $(SETUP)
 olddefconfig: .config | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py genconfig
 
-DEFCONFIG ?= defconfig
+savedefconfig: export KMATRIX_ARG := $(if $(value DEFCONFIG),$(value DEFCONFIG),defconfig)
 savedefconfig: config.json
-	$(Q)$(PYTHON) scripts/config.py savedefconfig $(DEFCONFIG)
+	$(Q)$(PYTHON) scripts/config.py savedefconfig
 
+setconfig: export KMATRIX_ARG := $(value SET)
 setconfig: .config | $(SETUP)
-	$(Q)$(PYTHON) scripts/config.py setconfig "$(SET)"
+	$(Q)$(PYTHON) scripts/config.py setconfig
 
 # The matrix.
 MATRIX = $(PYTHON) scripts/matrix.py $(if $(filter 1,$(FORCE)),--force)
@@ -75,10 +95,10 @@ run: config.json
 	$(Q)$(MATRIX) run
 
 plan: config.json
-	$(Q)$(MATRIX) plan
+	$(Q)$(MATRIX) plan $(if $(filter 1,$(FULL)),--full)
 
 check: config.json
-	$(Q)$(MATRIX) check
+	$(Q)$(MATRIX) check $(if $(filter 1,$(FULL)),--full)
 
 estimate: config.json
 	$(Q)$(MATRIX) estimate
@@ -86,15 +106,16 @@ estimate: config.json
 summary: config.json
 	$(Q)$(MATRIX) summary
 
+repro-check: export KMATRIX_ARG := $(value CELL)
 repro-check: config.json
-	$(Q)$(MATRIX) repro-check $(if $(CELL),--cell $(CELL))
+	$(Q)$(MATRIX) repro-check
 
 clean-results: config.json
 	$(Q)$(MATRIX) clean-results
 
 # Development.
 .PHONY: test format clean distclean help
-test: | $(SETUP)
+test: | $(TEST_SETUP)
 	$(Q)$(PYTHON) -m pytest
 
 format: | $(SETUP)

@@ -1,9 +1,7 @@
 """Figures of the fractal workload.
 
 Paper mode (one image per experiment): the notebook's colour scheme, per-image PNGs with
-log10 axes, the summary figure and the zoom animation.
-LLM grids (DESIGN.md section 6): the 3-panel trainability figure and the stability map,
-where cells without a result are drawn hatched grey, never as "not trainable".
+log10 axes, the summary figure and the zoom animation. (LLM grids: fractal/grid_figures.py.)
 
 Every figure takes a `title` that callers prefix with the run profile, so paper_repro and
 maxout_speed images are never mistaken for each other.
@@ -14,8 +12,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import LinearSegmentedColormap, ListedColormap  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
 
 # x and y labels of the paper's two kinds of image (engine: paraminit_vs_lr puts the
 # weight offset on x and the one shared learning rate on y)
@@ -23,17 +19,6 @@ AXIS_LABELS = {
     "lr_vs_lr": ("input-layer lr (log10)", "output-layer lr (log10)"),
     "paraminit_vs_lr": ("input-layer weight offset (log10)", "learning rate (log10)"),
 }
-
-NOT_TRAINABLE = "#8B0000"
-TRAINABLE_LIGHT = "#ADD8E6"  # highest loss among trainable runs
-TRAINABLE_DARK = "#00008B"  # lowest loss
-MISSING = "#d9d9d9"
-# red-white-blue scale over [-1, 1]: -1 not trainable, 0.3..1.0 trainable (light..dark)
-TRAINABILITY_CMAP = LinearSegmentedColormap.from_list(
-    "trainability",
-    [(0.0, NOT_TRAINABLE), (0.5, "#ffffff"), (0.65, TRAINABLE_LIGHT), (1.0, TRAINABLE_DARK)],
-)
-BINARY_CMAP = ListedColormap([NOT_TRAINABLE, TRAINABLE_DARK])
 
 
 # ----------------------------------------------------------------------------------------
@@ -259,108 +244,4 @@ def paper_panels(panels, path, title=None):
             f"{head}\nours: ({(w[0] + w[1]) / 2:.10f}, {(w[2] + w[3]) / 2:.10f})", fontsize=8
         )
         ax.ticklabel_format(useOffset=True)
-    return save_figure(fig, path, title)
-
-
-# ----------------------------------------------------------------------------------------
-# LLM trainability grids
-
-
-def _edges(values):
-    """Cell edges in log10 for grid points `values` (midpoints, half a step at the ends)."""
-    c = np.log10(np.asarray(values, dtype=np.float64))
-    if len(c) == 1:
-        return np.array([c[0] - 0.5, c[0] + 0.5])
-    mid = (c[1:] + c[:-1]) / 2
-    return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
-
-
-def _missing_background(ax, xe, ye):
-    """Hatched grey under the grid: cells left transparent (no result) show it."""
-    ax.add_patch(
-        Rectangle(
-            (xe[0], ye[0]),
-            xe[-1] - xe[0],
-            ye[-1] - ye[0],
-            facecolor=MISSING,
-            edgecolor="#9a9a9a",
-            hatch="//",
-            lw=0,
-            zorder=0,
-        )
-    )
-    ax.set_xlim(xe[0], xe[-1])
-    ax.set_ylim(ye[0], ye[-1])
-
-
-def _grid_axes(ax, xe, ye, x_name, y_name, title):
-    _missing_background(ax, xe, ye)
-    ax.set_xlabel(f"{x_name} (log10)")
-    ax.set_ylabel(f"{y_name} (log10)")
-    ax.set_title(title, fontsize=9)
-
-
-def trainability_values(loss, trainable):
-    """Panel-1 values in [-1, 1]: -1 not trainable, trainable runs 0.3 (highest loss) ..
-    1.0 (lowest loss), NaN where the cell has no result (trainable is NaN)."""
-    loss = np.asarray(loss, dtype=np.float64)
-    t = np.asarray(trainable, dtype=np.float64)
-    out = np.full(t.shape, np.nan)
-    out[t == 0] = -1.0
-    ok = (t == 1) & np.isfinite(loss)
-    if ok.any():
-        lo, hi = loss[ok].min(), loss[ok].max()
-        frac = (hi - loss[ok]) / (hi - lo) if hi > lo else np.ones(ok.sum())
-        out[ok] = 0.3 + 0.7 * frac
-    out[(t == 1) & ~np.isfinite(loss)] = 0.3
-    return out
-
-
-def trainability_figure(xs, ys, loss, trainable, path, x_name, y_name, title=None):
-    """The 3-panel figure of an LLM grid.
-
-    xs [nx], ys [ny]: the swept hyperparameter values (log-spaced); loss, trainable
-    [ny, nx] with row = y index. trainable is 1 / 0, or NaN where the cell has no result
-    yet (running, failed to start): such cells are drawn hatched grey in every panel.
-    """
-    xe, ye = _edges(xs), _edges(ys)
-    t = np.asarray(trainable, dtype=np.float64)
-    loss = np.asarray(loss, dtype=np.float64)
-    n_missing = int(np.isnan(t).sum())
-    fig, axs = plt.subplots(1, 3, figsize=(15, 4.6))
-
-    ax = axs[0]
-    v = trainability_values(loss, t)
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(v), cmap=TRAINABILITY_CMAP, vmin=-1, vmax=1)
-    _grid_axes(ax, xe, ye, x_name, y_name, "trainability boundary (red: not trainable)")
-
-    ax = axs[1]
-    present = np.where(np.isnan(t), np.nan, 0.0)  # not trainable: plain white
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(present), cmap=ListedColormap(["#ffffff"]))
-    trained = np.where(t == 1, loss, np.nan)
-    if np.isfinite(trained).any():
-        m = ax.pcolormesh(xe, ye, np.ma.masked_invalid(trained), cmap="viridis_r")
-        fig.colorbar(m, ax=ax, label="final loss")
-    _grid_axes(ax, xe, ye, x_name, y_name, "final loss of trainable runs")
-
-    ax = axs[2]
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(t), cmap=BINARY_CMAP, vmin=0, vmax=1)
-    n_ok = int((t == 1).sum())
-    n_cells = int(np.isfinite(t).sum())
-    _grid_axes(ax, xe, ye, x_name, y_name, f"trainable: {n_ok} of {n_cells} runs")
-
-    sup = title or "trainability"
-    if n_missing:
-        sup += f"  ({n_missing} cells missing: hatched grey)"
-    return save_figure(fig, path, sup)
-
-
-def stability_figure(xs, ys, stable, path, x_name, y_name, title=None):
-    """Stable (blue) / unstable (red) map; NaN = no result, hatched grey."""
-    xe, ye = _edges(xs), _edges(ys)
-    s = np.asarray(stable, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(5.5, 4.6))
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(s), cmap=BINARY_CMAP, vmin=0, vmax=1)
-    n = int(np.isfinite(s).sum())
-    _grid_axes(ax, xe, ye, x_name, y_name, f"stable: {int((s == 1).sum())} of {n} runs")
     return save_figure(fig, path, title)

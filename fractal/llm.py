@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fractal import figures
+from fractal import grid_figures
 from fractal.dimension import box_counts, box_sizes, local_slopes
 from fractal.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
+from kmatrix.results import as_float
 
 GRID_AXES = ("i", "j", "x", "y")
 
@@ -46,9 +47,14 @@ def cell_params(cfg, point):
     return params
 
 
-def _labels(cell, losses):
+def _labels(cell, losses, val_losses):
     p = cell.params
-    return label_run(losses, window=p["trainable_window"], threshold=p["trainable_threshold"])
+    return label_run(
+        losses,
+        window=p["trainable_window"],
+        threshold=p["trainable_threshold"],
+        val_losses=val_losses,
+    )
 
 
 def run(cell, ctx):
@@ -56,9 +62,9 @@ def run(cell, ctx):
     try:
         out = gpt2.run(cell, ctx)
     except Diverged as e:
-        losses = list(getattr(e, "losses", None) or [])
-        raise Diverged(str(e), {**e.metrics, **_labels(cell, losses)}, losses=losses) from None
-    labels = _labels(cell, out["losses"])
+        e.metrics.update(_labels(cell, e.losses, e.val_losses))
+        raise
+    labels = _labels(cell, out["losses"], out.get("val_losses"))
     out["metrics"].update(labels)
     ctx.log(f"labels: {json.dumps(labels)}")
     return out
@@ -96,8 +102,7 @@ def grid_arrays(cells, results):
             at = (cell.point["j"], cell.point["i"])
             stable[at] = float(bool(m.get("stable")))
             trainable[at] = float(bool(m.get("trainable")))
-            value = m.get("final_train_loss")
-            loss[at] = float(value) if isinstance(value, (int, float)) else np.nan
+            loss[at] = as_float(m.get("final_train_loss"))
         g.update(
             xs=np.array([v for _, v in xs]),
             ys=np.array([v for _, v in ys]),
@@ -118,6 +123,12 @@ def boundary(trainable):
     return full & (a | b | c | d) & ~(a & b & c & d)
 
 
+def _window_missing(missing):
+    """[ny-1, nx-1]: 2x2 neighbourhoods of grid points that lack a result."""
+    m = np.asarray(missing, dtype=bool)
+    return m[:-1, :-1] | m[:-1, 1:] | m[1:, :-1] | m[1:, 1:]
+
+
 def boundary_dimension(trainable):
     """Box-counting dimension (median of local slopes) of the boundary; None if too small."""
     edges = boundary(trainable)
@@ -130,47 +141,6 @@ def boundary_dimension(trainable):
     return (float(np.median(slopes)) if slopes.size else None), int(edges.sum())
 
 
-def _boundary_figure(g, path, x_name, y_name, title):
-    import matplotlib.pyplot as plt
-
-    xe, ye = figures._edges(g["xs"]), figures._edges(g["ys"])
-    edges = boundary(g["trainable"]).astype(float)
-    fig, ax = plt.subplots(figsize=(5.5, 4.6))
-    # Edge pixel (k, l) sits between grid points: draw it on the inner cell edges.
-    ax.pcolormesh(xe[1:-1], ye[1:-1], np.ma.masked_equal(edges, 0), cmap="Greys", vmin=0, vmax=1)
-    figures._grid_axes(ax, xe, ye, x_name, y_name, f"boundary: {int(edges.sum())} pixels")
-    figures.save_figure(fig, path, title)
-
-
-def _zoom_figure(g, parent, path, x_name, y_name, title):
-    """The zoomed grid drawn inside its parent grid's axes, its window outlined."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for grid, alpha in ((parent, 0.55), (g, 1.0)):
-        xe, ye = figures._edges(grid["xs"]), figures._edges(grid["ys"])
-        v = figures.trainability_values(grid["loss"], grid["trainable"])
-        ax.pcolormesh(
-            xe,
-            ye,
-            np.ma.masked_invalid(v),
-            cmap=figures.TRAINABILITY_CMAP,
-            vmin=-1,
-            vmax=1,
-            alpha=alpha,
-        )
-    pxe, pye = figures._edges(parent["xs"]), figures._edges(parent["ys"])
-    xe, ye = figures._edges(g["xs"]), figures._edges(g["ys"])
-    ax.add_patch(Rectangle((xe[0], ye[0]), xe[-1] - xe[0], ye[-1] - ye[0], fill=False, lw=1.5))
-    ax.set_xlim(pxe[0], pxe[-1])
-    ax.set_ylim(pye[0], pye[-1])
-    ax.set_xlabel(f"{x_name} (log10)")
-    ax.set_ylabel(f"{y_name} (log10)")
-    ax.set_title(title, fontsize=10)
-    figures.save_figure(fig, path)
-
-
 def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     x_name, y_name = cfg.sweep_x_param, cfg.sweep_y_param
@@ -178,7 +148,8 @@ def summarize(summary_dir, cells, results, cfg):
     out = {}
     for name, g in grid_arrays(cells, results).items():
         title = f"{cfg.name} {name} [{profile}]"
-        figures.trainability_figure(
+        missing = ~np.isfinite(g["trainable"])
+        grid_figures.trainability_figure(
             g["xs"],
             g["ys"],
             g["loss"],
@@ -188,16 +159,27 @@ def summarize(summary_dir, cells, results, cfg):
             y_name,
             title,
         )
-        figures.stability_figure(
+        grid_figures.stability_figure(
             g["xs"],
             g["ys"],
             g["stable"],
+            g["loss"],
             summary_dir / f"stability-{name}.png",
             x_name,
             y_name,
             title,
         )
-        _boundary_figure(g, summary_dir / f"boundary-{name}.png", x_name, y_name, title)
+        edges = boundary(g["trainable"])
+        grid_figures.boundary_figure(
+            g["xs"],
+            g["ys"],
+            edges,
+            _window_missing(missing),
+            summary_dir / f"boundary-{name}.png",
+            x_name,
+            y_name,
+            title,
+        )
         np.savez(
             summary_dir / f"grid-{name}.npz",
             xs=g["xs"],
@@ -231,7 +213,7 @@ def summarize(summary_dir, cells, results, cfg):
             )
             if parent_file.exists():
                 parent = dict(np.load(parent_file))
-                _zoom_figure(
+                grid_figures.zoom_figure(
                     g,
                     parent,
                     summary_dir / f"zoom-{name}.png",

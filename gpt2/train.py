@@ -343,16 +343,22 @@ def train(
             "steps": at_step + 1,
             "tokens": tokens,
             "final_train_loss": loss_value,
+            "final_val_loss": val_losses[-1][1] if val_losses else None,
             "train_seconds": elapsed,
         }
-        err = Diverged(message, metrics, losses=losses)
-        err.val_losses = list(val_losses)
-        raise err
+        raise Diverged(message, metrics, losses=losses, val_losses=val_losses)
 
     def record_loss(loss_value, at_step):
         losses.append(loss_value)
         if not math.isfinite(loss_value):
             diverge(f"non-finite loss {loss_value} at step {at_step}", loss_value, at_step)
+
+    def record_val(at_step):
+        """A validation loss; a non-finite one means the run diverged, like a train loss."""
+        value = evaluate(model, val_batches, s.precision, device)
+        val_losses.append([at_step, value])
+        if not math.isfinite(value):
+            diverge(f"non-finite validation loss {value} at step {at_step}", losses[-1], step - 1)
 
     def done():
         if s.max_steps and step >= s.max_steps:
@@ -411,7 +417,7 @@ def train(
             pending = None
         dt = time.perf_counter() - t0  # this step, before any evaluation
         if evaluating and not last:  # the last evaluation happens after the loop
-            val_losses.append([step, evaluate(model, val_batches, s.precision, device)])
+            record_val(step)
         if printing:
             tps = s.tokens_per_step / dt
             row = {
@@ -433,7 +439,7 @@ def train(
             checkpoint()
 
     if val_batches:
-        val_losses.append([step, evaluate(model, val_batches, s.precision, device)])
+        record_val(step)
     tps_avg = tokens / elapsed if elapsed else 0.0
     metrics = {
         "final_train_loss": losses[-1] if losses else float("nan"),

@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 
 from kmatrix.errors import ConfigError, Diverged
+from kmatrix.results import as_float
 from kmatrix.seeding import seed_everything
 
 from .model import GPT, GPT2_VOCAB, PRESETS, config_from_preset, pad_vocab
 from .optim import GROUPS, OPTIMIZERS, build_optimizers
-from .train import TrainSettings, configure_runtime, load_checkpoint, train
+from .train import TrainSettings, configure_runtime, evaluate, load_checkpoint, train
 
 # CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS under paper_repro) must be set before CUDA
 # initialises: the executors put kmatrix.seeding.PROFILE_ENV into every worker's
@@ -493,14 +494,19 @@ def run(cell, ctx):
 
 
 def probe(cell, ctx, steps=5):
-    """`make estimate`: a few real training steps of the cell on this device, scaled up
-    to the cell's budget (the first step, with any compilation, is left out)."""
+    """`make estimate`: this cell's run time on this device, from a few real training
+    steps and one evaluation, scaled to its budget. Data preparation (a one-time
+    download and tokenisation) happens before the clock starts; the model build (and
+    compile) is timed, as in run(): a worker's first cell pays for it, later ones reuse it.
+    """
     p, device = cell.params, ctx.device
-    started = time.perf_counter()
     td = _token_data(p, ctx)
-    model, runner, optimizers = _build(p, device, cell.run_seed)
+    started = time.perf_counter()
+    seed_everything(cell.run_seed)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
+    val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
     stamps = []
 
     def batch():
@@ -508,11 +514,20 @@ def probe(cell, ctx, steps=5):
         return td.get_batch("train", B, T, gen, device)
 
     s = _settings(p, max_steps=steps + 1, max_tokens=0, max_seconds=0)
-    s.warmup_steps, s.eval_interval, s.checkpoint_interval = 0, 0, 0
-    train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval, s.log_interval = 0, 0, 0, 0
+    try:
+        train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    except Diverged:
+        pass  # a diverging cell still took this long per step
     setup = stamps[0] - started
-    per_step = (stamps[-1] - stamps[p["grad_accum"]]) / (steps - 1) if steps > 1 else 0.0
-    tokens_per_step = B * T * p["grad_accum"]
+    ga = p["grad_accum"]
+    m = len(stamps) // ga  # steps begun; step k ran from stamps[(k-1)*ga] to stamps[k*ga]
+    per_step = (stamps[(m - 1) * ga] - stamps[ga]) / (m - 2) if m > 2 else 0.0  # not step 1
+    eval_started = time.perf_counter()
+    if val:
+        evaluate(model, val, p["precision"], device)
+    per_eval = time.perf_counter() - eval_started
+    tokens_per_step = B * T * ga
     budget = [p["max_steps"]] if p["max_steps"] else []
     if p["max_tokens"]:
         budget.append(math.ceil(p["max_tokens"] / tokens_per_step))
@@ -520,10 +535,13 @@ def probe(cell, ctx, steps=5):
     seconds = min(n * per_step, p["max_seconds"] or math.inf)
     if not math.isfinite(n):
         n = int(seconds / per_step) if per_step else 0
+    evals = 1 + (
+        n // p["eval_interval"] - (n % p["eval_interval"] == 0) if p["eval_interval"] else 0
+    )
     return {
         "unit": "steps",
         "per_cell": int(n),
-        "seconds_per_cell": setup + seconds,
+        "seconds_per_cell": setup + seconds + evals * per_eval,
         "probe_seconds": time.perf_counter() - started,
     }
 
@@ -553,8 +571,10 @@ def _get(obj, key):
 
 
 def _ema(values, alpha=0.1):
+    """Exponential moving average for the loss plot; it restarts after a non-finite value
+    (None or NaN in a result), which stays NaN in the curve."""
     out, m = [], None
-    for v in values:
+    for v in map(as_float, values):
         m = v if m is None or not math.isfinite(m) else (1 - alpha) * m + alpha * v
         out.append(m)
     return out
@@ -580,9 +600,11 @@ def summarize(summary_dir, cells, results, cfg):
         pt = _get(c, "point")
         if not r:
             continue
-        losses = [v if v is not None else float("nan") for v in r.get("losses") or []]
+        losses = r.get("losses") or []
         m = r.get("metrics") or {}
         label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
+        if r.get("status") != "ok":
+            label += f" ({r.get('status')})"
         if losses:
             ax.plot(
                 _ema(losses),
@@ -614,30 +636,45 @@ def summarize(summary_dir, cells, results, cfg):
     fig.savefig(summary_dir / "loss_curves.png", dpi=120)
     plt.close(fig)
 
-    # final validation loss, mean over seeds (error bar: min..max)
-    groups = {}
+    # final validation loss per optimizer / precision: one dot per seed and the mean
+    # (a dot plot: loss differences are small next to the loss, and bars would hide them)
+    groups, diverged = {}, {}
     for r in rows:
-        v = r["final_val_loss"]
-        if r["status"] == "ok" and v is not None and math.isfinite(v):
-            groups.setdefault(f"{r['optimizer']}\n{r['precision']}", []).append(v)
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(groups) + 2), 4.5))
-    names = sorted(groups)
-    means = [sum(groups[n]) / len(groups[n]) for n in names]
-    errs = [
-        [m - min(groups[n]) for n, m in zip(names, means)],
-        [max(groups[n]) - m for n, m in zip(names, means)],
-    ]
-    bar_colors = [colors[n.split("\n")[0]] for n in names]
-    ax.bar(names, means, yerr=errs if names else None, color=bar_colors, capsize=4)
-    for i, m in enumerate(means):
-        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+        name = f"{r['optimizer']}\n{r['precision']}"
+        v = as_float(r["final_val_loss"])
+        if r["status"] == "ok" and math.isfinite(v):
+            groups.setdefault(name, []).append(v)
+        else:
+            diverged[name] = diverged.get(name, 0) + 1
+    names = sorted(set(groups) | set(diverged))
+    means = [sum(groups[n]) / len(groups[n]) if n in groups else None for n in names]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 4.5))
+    for i, n in enumerate(names):
+        color = colors[n.split("\n")[0]]
+        values = groups.get(n, [])
+        ax.plot([i] * len(values), values, "o", color=color, alpha=0.6, ms=6)
+        if means[i] is not None:
+            ax.plot([i - 0.25, i + 0.25], [means[i]] * 2, color=color, lw=2)
+            ax.annotate(f"{means[i]:.3f}", (i + 0.28, means[i]), va="center", fontsize=8)
+        if diverged.get(n):
+            ax.annotate(
+                f"{diverged[n]} not ok",
+                (i, 0.02),
+                xycoords=("data", "axes fraction"),
+                ha="center",
+                fontsize=8,
+                color="#8B0000",
+            )
+    ax.set_xticks(range(len(names)), names)
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("final validation loss")
-    ax.set_title(f"final validation loss [{profile}]")
-    if means:
-        ax.set_ylim(min(means) * 0.9, max(means) * 1.05)
+    ax.set_title(f"final validation loss: seeds (dots), mean (line) [{profile}]", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(summary_dir / "final_val_loss.png", dpi=120)
     plt.close(fig)
+    names = [n for n, m in zip(names, means) if m is not None]
+    means = [m for m in means if m is not None]
 
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     lines = [
@@ -647,17 +684,16 @@ def summarize(summary_dir, cells, results, cfg):
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        mfu = None if r["mfu"] is None else 100 * r["mfu"]
         lines.append(
             f"| {r['cell']} | {r['status']} | {fmt(r['final_val_loss'], '.4f')} | "
-            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(mfu, '.1f')}% | {fmt(r['peak_mem_mb'], '.0f')} |"
+            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} |"
         )
     tmp = summary_dir / ".throughput.md.tmp"
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, summary_dir / "throughput.md")
 
     best = min(
-        (r for r in rows if r["cell"] and _finite(r["final_val_loss"])),
+        (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
         key=lambda r: r["final_val_loss"],
         default=None,
     )
@@ -673,4 +709,4 @@ def summarize(summary_dir, cells, results, cfg):
 
 
 def _finite(v):
-    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+    return math.isfinite(as_float(v))

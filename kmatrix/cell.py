@@ -1,7 +1,7 @@
 """A cell is one fully resolved training job of the matrix, and what it runs with."""
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 # How each matrix axis appears in a cell id. Axes not listed here print their value.
@@ -43,7 +43,8 @@ class Cell:
     params: dict = field(default_factory=dict)  # everything the workload needs
 
     def to_dict(self):
-        return asdict(self)
+        """Plain data for JSON (shallow: params are not copied)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, d):

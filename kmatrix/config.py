@@ -12,18 +12,42 @@ downstream reads a `Config`, never `.config`. Rules (see the top of Kconfig):
 
 import hashlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 
 import kconfiglib
 
 from kmatrix.errors import ConfigError
 
-TYPE_TAGS = {"(float)": float, "(floats)": float, "(ints)": int, "(words)": str}
-LIST_TAGS = ("(floats)", "(ints)", "(words)")
+# The tag that ends a string symbol's prompt says what its value is (see Kconfig's
+# header): (float), (floats), (ints), (words), with an optional domain such as
+# "(float > 0)", "(floats >= 0)" or "(float in [0, 1))"; (name) is a safe file name (a
+# matrix name; "(name or empty)" may be empty); (regex) a Python regular expression.
+# Untagged strings are text. Every string: one line, no control characters.
+TAG = re.compile(
+    r"\((?P<kind>floats?|ints|words|name|regex)(?P<optional> or empty)?"
+    r"(?:\s*(?P<op>>=|>|<=|<)\s*(?P<bound>[-+.\deE]+)"
+    r"|\s+in\s+(?P<lo_br>[\[(])\s*(?P<lo>[-+.\deE]+)\s*,\s*(?P<hi>[-+.\deE]+)\s*(?P<hi_br>[\])]))?\)$"
+)
+LIST_KINDS = ("floats", "ints", "words")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MULTI_SELECT = "(multi-select)"
 # Symbols that say where and how cells run, not what they compute (see Kconfig).
 RUNTIME_PREFIXES = ("exec_", "track_")
+OPS = {
+    ">": lambda v, b: v > b,
+    ">=": lambda v, b: v >= b,
+    "<": lambda v, b: v < b,
+    "<=": lambda v, b: v <= b,
+}
+
+
+def shorten(text, limit=60):
+    """A user's value for a message: repr'd, cut to `limit` characters."""
+    text = str(text)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text):,} characters)"
 
 
 class Config:
@@ -73,32 +97,83 @@ def _prompt(sym):
     return ""
 
 
-def _type_tag(sym):
-    prompt = _prompt(sym)
-    for tag in TYPE_TAGS:
-        if prompt.endswith(tag):
-            return tag
-    return None
+def _tag(sym):
+    """The prompt's type tag as a match (kind, op/bound or interval), or None."""
+    return TAG.search(_prompt(sym))
+
+
+def _domain(tag):
+    """(check(value) -> bool, text) for the tag's domain; (None, "") if it has none."""
+    if tag["op"]:
+        bound = float(tag["bound"])
+        return (lambda v: OPS[tag["op"]](v, bound)), f"{tag['op']} {tag['bound']}"
+    if tag["lo"]:
+        lo, hi = float(tag["lo"]), float(tag["hi"])
+        low_ok = OPS[">=" if tag["lo_br"] == "[" else ">"]
+        high_ok = OPS["<=" if tag["hi_br"] == "]" else "<"]
+        text = f"in {tag['lo_br']}{tag['lo']}, {tag['hi']}{tag['hi_br']}"
+        return (lambda v: low_ok(v, lo) and high_ok(v, hi)), text
+    return None, ""
+
+
+def _number(sym, item, kind, check, domain):
+    example = "1e-3" if kind is float else "0"
+    fix = f'set it like CONFIG_{sym.name}="{example}"'
+    try:
+        value = kind(item)
+    except ValueError:
+        name = "a number" if kind is float else "an integer"
+        raise ConfigError(sym.name, f"{shorten(item)} is not {name}", fix) from None
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(sym.name, f"{shorten(item)} is not a finite number", fix)
+    if check and not check(value):
+        raise ConfigError(sym.name, f"{shorten(item)} is not {domain}", f"use a number {domain}")
+    return value
 
 
 def _parse_string(sym, text):
-    tag = _type_tag(sym)
+    """A string symbol's value, typed and checked by its prompt's tag."""
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise ConfigError(
+            sym.name,
+            f"{shorten(text)} holds a newline or another control character",
+            "write the value on one line, without control characters",
+        )
+    tag = _tag(sym)
     if tag is None:
         return text
-    kind = TYPE_TAGS[tag]
-    items = text.split() if tag in LIST_TAGS else ([text.strip()] if text.strip() else [])
-    values = []
-    for item in items:
-        try:
-            values.append(kind(item))
-        except ValueError:
-            name = {float: "a number", int: "an integer"}.get(kind, kind.__name__)
+    kind = tag["kind"]
+    if kind == "name":
+        if (text or not tag["optional"]) and not NAME.match(text):
             raise ConfigError(
                 sym.name,
-                f"{item!r} is not {name}",
-                f'set it like CONFIG_{sym.name}="{"1e-3" if kind is float else "0 1"}"',
+                f"{shorten(text)} is not a safe name (it names a directory)",
+                "use 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            )
+        return text
+    if kind == "regex":
+        try:
+            re.compile(text)
+        except re.error as e:
+            raise ConfigError(
+                sym.name, f"{shorten(text)} is not a regular expression: {e}", "fix the pattern"
             ) from None
-    if tag in LIST_TAGS:
+        return text
+    items = text.split() if kind in LIST_KINDS else ([text.strip()] if text.strip() else [])
+    if kind == "words":
+        values = items
+    else:
+        check, domain = _domain(tag)
+        number = float if kind.startswith("float") else int
+        values = [_number(sym, item, number, check, domain) for item in items]
+    if kind in LIST_KINDS:
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:
+            raise ConfigError(
+                sym.name,
+                f"{' '.join(map(str, repeated))} listed more than once",
+                "list each value once",
+            )
         return values
     return values[0] if values else None
 
@@ -197,4 +272,15 @@ def load(path="config.json"):
         raise FileNotFoundError(
             f"{path} not found: run `make defconfig-<name>` or `make olddefconfig`"
         )
-    return Config(json.loads(path.read_text()))
+    try:
+        values = json.loads(path.read_bytes())
+    except (ValueError, OSError) as e:
+        values = e
+    if not isinstance(values, dict) or not isinstance(values.get("name"), str):
+        problem = values if isinstance(values, Exception) else "not a configuration object"
+        raise ConfigError(
+            str(path),
+            f"cannot be read ({shorten(problem, 120)})",
+            "`make olddefconfig` writes it again from .config",
+        )
+    return Config(values)

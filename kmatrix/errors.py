@@ -20,10 +20,12 @@ class Diverged(Exception):
     """Raised by a workload when training produced a non-finite loss.
 
     A divergence is a result, not a failure: the driver records status "diverged"
-    together with the metrics and the per-step losses the exception carries.
+    together with the metrics, the per-step losses and the [step, loss] validation
+    losses the exception carries.
     """
 
-    def __init__(self, message, metrics=None, losses=None):
+    def __init__(self, message, metrics=None, losses=None, val_losses=None):
         super().__init__(message)
         self.metrics = metrics or {}
         self.losses = list(losses or [])
+        self.val_losses = list(val_losses or [])

@@ -63,6 +63,7 @@ class Slot:
         self.name, self.env = name, env
         self.proc = self.reply = None
         self.job = None  # the job running now
+        self.submitted = None  # when the job was handed over
         self.started = None  # when the worker began the current cell
         self.buffer = b""
 
@@ -98,12 +99,17 @@ class Slot:
 class LocalExecutor:
     """Runs jobs on persistent local workers; `poll` returns finished (job, reply)."""
 
-    def __init__(self, slots, timeout=0, env=None):
+    def __init__(self, slots, timeout=0, env=None, start_timeout=0):
         self.slots = [Slot(name, slot_env) for name, slot_env in slots]
         self.timeout = timeout or 0
+        self.start_timeout = start_timeout or 0  # submit -> "started", a hung start-up
         self.env = env or {}
 
     def __enter__(self):
+        """Start every worker now: they import torch while the driver reads results."""
+        for slot in self.slots:
+            if slot.proc is None:
+                slot.spawn(self.env)
         return self
 
     def __exit__(self, *exc):
@@ -124,6 +130,7 @@ class LocalExecutor:
             slot.spawn(self.env)
         job = {**job, "slot": slot.name}
         slot.job, slot.started = job, None  # the clock starts when the worker says so
+        slot.submitted = time.time()
         try:
             slot.proc.stdin.write((json.dumps(job) + "\n").encode())
             slot.proc.stdin.flush()
@@ -160,8 +167,13 @@ class LocalExecutor:
                 slot.job = None
         now = time.time()
         for slot in self.slots:
-            running = slot.job is not None and slot.started is not None
-            if running and self.timeout and now - slot.started > self.timeout:
+            if slot.job is None:
+                continue
+            if slot.started is None:
+                if self.start_timeout and now - slot.submitted > self.start_timeout:
+                    reason = f"worker did not start the cell within {self.start_timeout} s"
+                    done.append(self._fail(slot, reason))
+            elif self.timeout and now - slot.started > self.timeout:
                 done.append(self._fail(slot, f"timeout: cell ran longer than {self.timeout} s"))
         return done
 

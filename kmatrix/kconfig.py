@@ -9,6 +9,7 @@ import difflib
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import kconfiglib
@@ -32,6 +33,10 @@ def _close_names(kconf, name):
     return difflib.get_close_matches(name, list(kconf.syms), n=1, cutoff=0.75)
 
 
+def _clip(value, limit=40):
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
 def why_not(kconf, sym, wanted):
     """Why `sym` did not end up with the value `wanted` (a Kconfig string)."""
     if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE) and sym.choice is not None:
@@ -45,17 +50,21 @@ def why_not(kconf, sym, wanted):
         return "has no prompt: it is set automatically and cannot be assigned"
     if sym.visibility == 0:
         return f"unmet dependencies ({kconfiglib.expr_str(sym.direct_dep)})"
-    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.ranges:
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
+        kind = kconfiglib.TYPE_TO_STR[sym.orig_type]
+        try:
+            int(wanted, 16 if sym.orig_type == kconfiglib.HEX else 10)
+        except ValueError:
+            return f"{typed.shorten(wanted)} is not an {kind} value"
         for low, high, cond in sym.ranges:
             if kconfiglib.expr_value(cond):
-                return f"value {wanted} out of range [{low.str_value}, {high.str_value}]"
-    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
-        return f"{wanted!r} is not a valid {kconfiglib.TYPE_TO_STR[sym.orig_type]} value"
+                return f"value {typed.shorten(wanted)} out of range [{low.str_value}, {high.str_value}]"
+        return f"{typed.shorten(wanted)} is not a valid {kind} value"
     if sym.orig_type == kconfiglib.BOOL and wanted not in ("y", "n"):
-        return f"{wanted!r} is not a bool value (use y, or '# CONFIG_{sym.name} is not set')"
+        return f"{typed.shorten(wanted)} is not a bool value (use y, or '# CONFIG_{sym.name} is not set')"
     if sym.rev_dep is not kconf.n and wanted == "n":
         return f"forced on by select ({kconfiglib.expr_str(sym.rev_dep)})"
-    return f"did not take effect (value is {sym.str_value!r})"
+    return f"did not take effect (value is {typed.shorten(sym.str_value)})"
 
 
 def _parse_value(sym, raw):
@@ -72,15 +81,26 @@ def _parse_value(sym, raw):
     return raw, None
 
 
-def lint_defconfig(path, kconf=None):
-    """Every problem of one defconfig file as 'file:line: problem' (empty list = clean)."""
+def lint_defconfig(path, kconf=None, warnings=None):
+    """Every problem of one defconfig file as 'file:line: problem' (empty list = clean).
+
+    With a `warnings` list, unknown symbols (a .config written before a Kconfig change)
+    go there instead and are dropped, as kconfiglib drops them; the rest still counts."""
     kconf = kconf or load_kconfig()
     path = Path(path)
     shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, raw_line in enumerate(path.read_bytes().splitlines(), 1):
         where = f"{shown}:{lineno}"
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append(
+                f"{where}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column "
+                f"{e.start + 1}); save the file as UTF-8"
+            )
+            continue
         stripped = line.strip()
         if not stripped:
             continue
@@ -120,7 +140,9 @@ def lint_defconfig(path, kconf=None):
         if sym is None or not sym.nodes:
             hint = _close_names(kconf, name)
             fix = f" (did you mean CONFIG_{hint[0]}?)" if hint else ""
-            problems.append(f"{where}: unknown symbol CONFIG_{name}{fix}")
+            (problems if warnings is None else warnings).append(
+                f"{where}: unknown symbol CONFIG_{name}{fix}"
+            )
             continue
         if name in wanted:
             problems.append(
@@ -140,9 +162,8 @@ def lint_defconfig(path, kconf=None):
     for name, (lineno, value) in wanted.items():
         sym = kconf.syms[name]
         if sym.str_value != value:
-            problems.append(
-                f"{shown}:{lineno}: CONFIG_{name}={value}: {why_not(kconf, sym, value)}"
-            )
+            why = why_not(kconf, sym, value)
+            problems.append(f"{shown}:{lineno}: CONFIG_{name}={_clip(value)}: {why}")
     if not problems:
         try:
             typed.typed_values(kconf)
@@ -155,13 +176,14 @@ def lint_defconfig(path, kconf=None):
 
 def defconfig_path(name, root=ROOT):
     path = Path(root) / "defconfigs" / name
-    if not path.is_file():
+    if not path.is_file() or not path.resolve().is_relative_to(Path(root) / "defconfigs"):
         names = sorted(p.name for p in (Path(root) / "defconfigs").iterdir())
-        hint = difflib.get_close_matches(name, names, n=1)
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.5)
+        suggestion = f"did you mean `make defconfig-{hint[0]}`? " if hint else ""
         raise ConfigError(
             f"defconfig-{name}",
-            f"no file defconfigs/{name}",
-            f"did you mean defconfig-{hint[0]}?" if hint else "run `make list-defconfigs`",
+            f"no file defconfigs/{name}; the defconfigs are: {' '.join(names)}",
+            suggestion + "`make list-defconfigs` lists them",
         )
     return path
 
@@ -186,12 +208,26 @@ def _save(kconf, root, dotconfig=None):
     return values
 
 
-def load_dotconfig(root=ROOT, dotconfig=None):
+def load_dotconfig(root=ROOT, dotconfig=None, warn=None):
+    """Load .config, checked like a defconfig: a value Kconfig would reject or silently
+    reset (a hand edit out of range, an unmet dependency, a bad float) is an error that
+    names the line; symbols Kconfig no longer knows are dropped with a warning."""
     dotconfig = Path(dotconfig or Path(root) / ".config")
     kconf = load_kconfig(root)
     if not dotconfig.exists():
         raise ConfigError(".config", "not found", "run `make defconfig-<name>` first")
-    kconf.load_config(str(dotconfig), replace=True)
+    warnings = []
+    problems = lint_defconfig(dotconfig, kconf, warnings)
+    for warning in warnings:
+        (warn or (lambda text: print(text, file=sys.stderr)))(f"warning: {warning} (dropped)")
+    if problems:
+        raise ConfigError(
+            str(dotconfig),
+            "holds values Kconfig would not take:\n  " + "\n  ".join(problems),
+            "correct those lines (`make menuconfig`), or start again from `make defconfig-<name>`",
+        )
+    if warnings:
+        kconf.load_config(str(dotconfig), replace=True)
     return kconf
 
 
@@ -203,7 +239,13 @@ def genconfig(root=ROOT, dotconfig=None):
 def parse_assignments(text):
     """'SWEEP_X_POINTS=32 SEEDS="0 1"' -> [("SWEEP_X_POINTS", "32"), ("SEEDS", "0 1")]."""
     pairs = []
-    for item in shlex.split(text):
+    try:
+        items = shlex.split(text)
+    except ValueError as e:  # an unbalanced quote
+        raise ConfigError(
+            "SET", f"cannot split {typed.shorten(text)}: {e}", "balance the quotes"
+        ) from None
+    for item in items:
         if "=" not in item:
             raise ConfigError(item, "not an assignment", "write SYMBOL=value")
         name, value = item.split("=", 1)
@@ -229,7 +271,9 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
         if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
             value = {"1": "y", "true": "y", "0": "n", "false": "n"}.get(value.lower(), value)
         if sym.str_value != value:
-            raise ConfigError(name, f"cannot be set to {value!r}: {why_not(kconf, sym, value)}")
+            raise ConfigError(
+                name, f"cannot be set to {typed.shorten(value)}: {why_not(kconf, sym, value)}"
+            )
     return _save(kconf, root, dotconfig)
 
 

@@ -120,13 +120,19 @@ def add_knobs(out_dir, knobs):
 
 
 def write_environment_snapshot(root):
-    """pip freeze, python, platform and nvidia-smi once per matrix; returns its hash."""
-    try:
-        freeze = subprocess.run(
-            [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, timeout=60
-        ).stdout.splitlines()
-    except (OSError, subprocess.SubprocessError):
-        freeze = []
+    """Installed packages (what `pip freeze` lists, read from their metadata in ~50 ms
+    rather than pip's seconds), python, platform and nvidia-smi, once per run of a
+    matrix; returns its hash."""
+    from importlib import metadata
+
+    freeze = sorted(
+        {
+            f"{d.metadata['Name']}=={d.version}"
+            for d in metadata.distributions()
+            if d.metadata["Name"]
+        },
+        key=str.lower,
+    )
     snapshot = {
         "python": sys.version,
         "platform": platform.platform(),

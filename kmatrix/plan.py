@@ -4,6 +4,7 @@ import importlib
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -77,13 +78,16 @@ def plan(cfg, module_path=None):
     counts = {"i": len(xs), "j": len(ys)}
     cells = []
     for combo in itertools.product(*(values for _, values in axes)):
+        base_point = dict(zip((name for name, _ in axes), combo))
+        base = wl.cell_params(cfg, base_point)  # once per combination, not per grid point
+        seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
+        if grid:
+            _check_int_sweep(cfg, "x", base, xs)
+            _check_int_sweep(cfg, "y", base, ys)
         for (i, x), (j, y) in itertools.product(enumerate(xs), enumerate(ys)):
-            point = dict(zip((name for name, _ in axes), combo))
+            point, params = dict(base_point), dict(base)
             if grid:
                 point.update(i=i, j=j, x=x, y=y)
-            seed = int(point.get("seed", (cfg.get("seeds") or [0])[0]))
-            params = wl.cell_params(cfg, point)
-            if grid:
                 _apply_sweep(cfg, params, "x", x)
                 _apply_sweep(cfg, params, "y", y)
             cells.append(
@@ -96,10 +100,13 @@ def plan(cfg, module_path=None):
                     params=params,
                 )
             )
-    ids = [c.id for c in cells]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise ConfigError("WORKLOAD", f"two cells share the id {dup!r}", "axis values must differ")
+    seen = set()
+    for cell in cells:
+        if cell.id in seen:
+            raise ConfigError(
+                "WORKLOAD", f"two cells share the id {cell.id!r}", "axis values must differ"
+            )
+        seen.add(cell.id)
     return cells
 
 
@@ -118,11 +125,48 @@ def _apply_sweep(cfg, params, axis, value):
     params[name] = int(round(value)) if isinstance(current, int) else value
 
 
+def _check_int_sweep(cfg, axis, params, values):
+    """An integer knob swept over points that round to the same integer would run the
+    same cell twice under two ids: refuse it."""
+    name = cfg.get(f"sweep_{axis}_param")
+    if isinstance(params.get(name), int) and not isinstance(params.get(name), bool):
+        rounded = [int(round(v)) for v in values]
+        if len(set(rounded)) != len(rounded):
+            sym = f"SWEEP_{axis.upper()}"
+            raise ConfigError(
+                f"{sym}_POINTS",
+                f"{name} is an integer, and {len(values)} points from {values[0]:g} to "
+                f"{values[-1]:g} round to repeated values {' '.join(map(str, rounded[:12]))}",
+                f"fewer points ({len(set(rounded))} at most) or a wider {sym}_MIN..{sym}_MAX",
+            )
+
+
 def write_plan(cells, path):
+    """plan.json: every cell fully resolved. Parameters shared by all cells are written
+    once ("params"); each cell lists only the ones it sets differently ("params_diff"),
+    so a 512 x 512 grid takes tens of MB, not a GB."""
     from kmatrix.results import write_json_atomic
 
-    write_json_atomic(path, [c.to_dict() for c in cells])
+    common = dict(cells[0].params) if cells else {}
+    for cell in cells[1:]:
+        for key in [k for k, v in common.items() if cell.params.get(k, _MISSING) != v]:
+            del common[key]
+    entries = []
+    for cell in cells:
+        entry = cell.to_dict()
+        entry["params_diff"] = {k: v for k, v in entry.pop("params").items() if k not in common}
+        entries.append(entry)
+    write_json_atomic(path, {"params": common, "cells": entries}, compact=True)
+
+
+_MISSING = object()
 
 
 def read_plan(path):
-    return [Cell.from_dict(d) for d in json.loads(path.read_text())]
+    data = json.loads(Path(path).read_text())
+    cells = []
+    for entry in data["cells"]:
+        entry = dict(entry)
+        entry["params"] = {**data["params"], **entry.pop("params_diff")}
+        cells.append(Cell.from_dict(entry))
+    return cells

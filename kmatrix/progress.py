@@ -12,21 +12,27 @@ def _fmt_eta(seconds):
 
 
 class Progress:
-    """done/total, failures, the cell running on each slot and an ETA."""
+    """done/total, failures, the cell running on each slot and an ETA.
 
-    def __init__(self, total, already_done=0, title="matrix", live=None):
+    The ETA counts only cells finished in this run (not those a resume found done) and
+    only their own run time (not the workers' start-up): the mean run time of this run's
+    cells, times the cells left, shared among the slots.
+    """
+
+    def __init__(self, total, already_done=0, title="matrix", live=None, slots=1):
         self.total, self.done, self.failed = total, already_done, 0
-        self.start_done, self.title = already_done, title
+        self.title, self.slots = title, max(1, slots)
         self.start = time.time()
+        self.runtimes = []  # run time of each cell finished in this run
         self.running = {}
         self.live = sys.stdout.isatty() if live is None else live
         self._rich = None
 
     def eta(self):
-        finished = self.done - self.start_done
-        if finished <= 0:
+        if not self.runtimes:
             return None
-        return (time.time() - self.start) / finished * (self.total - self.done)
+        mean = sum(self.runtimes) / len(self.runtimes)
+        return mean * (self.total - self.done) / min(self.slots, max(1, self.total - self.done))
 
     def __enter__(self):
         if self.live:
@@ -64,6 +70,7 @@ class Progress:
             self._rich.update(self._render())
 
     def finished(self, cell_id, status, runtime_s, slot, note=""):
+        self.runtimes.append(runtime_s)
         if status != "retry":
             self.done += 1
         self.failed += status == "failed"

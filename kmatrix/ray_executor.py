@@ -93,6 +93,7 @@ class RaySlot:
     def __init__(self, name, actor, ready):
         self.name, self.actor, self.ready = name, actor, ready
         self.up = False  # the actor has started and answered where()
+        self.created = time.time()
         self.job = self.ref = None
         self.started = 0.0
 
@@ -108,7 +109,9 @@ def _death_reason(error):
 class RayExecutor:
     """Runs jobs on Ray actors; `poll` returns finished (job, reply) like LocalExecutor."""
 
-    def __init__(self, address=None, jobs_per_gpu=1, timeout=0, env=None, cpu_only=False):
+    def __init__(
+        self, address=None, jobs_per_gpu=1, timeout=0, env=None, cpu_only=False, start_timeout=0
+    ):
         ray = self.ray = import_ray()
         self.owns_ray = not ray.is_initialized()
         if self.owns_ray:
@@ -121,6 +124,7 @@ class RayExecutor:
             )
         self.jobs_per_gpu = max(1, jobs_per_gpu or 1)
         self.timeout = timeout or 0
+        self.start_timeout = start_timeout or 0  # an actor that never comes up is replaced
         self.cpu_only = cpu_only
         # Workers import the project from the same path as here (a shared filesystem).
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -186,6 +190,13 @@ class RayExecutor:
         if not pending:
             return
         ready, _ = self.ray.wait(list(pending), num_returns=len(pending), timeout=timeout)
+        now = time.time()
+        for ref in set(pending) - set(ready):
+            slot = pending[ref]
+            if self.start_timeout and now - slot.created > self.start_timeout:
+                self.start_error = f"a worker did not start within {self.start_timeout} s"
+                self.start_failures += 1
+                self._drop(slot)
         for ref in ready:
             slot = pending[ref]
             try:
@@ -196,9 +207,10 @@ class RayExecutor:
                 self.start_failures += 1
                 self._drop(slot)
         if not self.slots and self.start_error is not None:
-            raise RuntimeError(
-                f"Ray workers could not start ({self.start_error}); every node needs this "
-                f"project at {ROOT} and the same Python environment"
+            raise ConfigError(
+                "EXEC_EXECUTOR_RAY",
+                f"Ray workers could not start ({str(self.start_error)[:300]})",
+                f"every node needs this project at {ROOT} and the same Python environment",
             )
 
     # -- the executor interface the driver uses

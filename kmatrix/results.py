@@ -8,61 +8,172 @@ results/<name>/
   summary/                                               figures, summary.json, results.csv
 """
 
+import contextlib
+import errno
 import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 from kmatrix.errors import ConfigError
 
+SAFE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}$")  # a file name, no path
 DONE = ("ok", "diverged")  # a cell with one of these results never runs again
 STATUSES = ("ok", "diverged", "failed")
 
 
+def results_root(cfg):
+    return Path(cfg.get("exec_results_root") or "results")
+
+
 def results_dir(cfg):
-    return Path(cfg.get("exec_results_root") or "results") / cfg.name
+    """<results root>/<matrix name>. The name is checked again here (config.json may have
+    been edited by hand): it must be one safe path component, never '..' or empty."""
+    from kmatrix.config import NAME
+
+    name = cfg.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(
+            "NAME",
+            f"{name!r} is not a safe matrix name",
+            "use letters, digits, '.', '_' or '-' (`make setconfig SET=NAME=...`)",
+        )
+    return results_root(cfg) / name
 
 
 def cell_dir(root, cell_id):
     return Path(root) / "cells" / cell_id
 
 
-def _json_safe(value):
-    """NaN/inf are not JSON: write them as strings so result files stay valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+def cell_file(root, cell_id, name):
+    """A file a result names inside its cell directory, or None: a name read from a
+    result file is untrusted, and never leads out of the cell's directory."""
+    if not isinstance(name, str) or not SAFE_FILE.match(name):
+        return None
+    path = cell_dir(root, cell_id) / name
+    return None if path.is_symlink() else path
+
+
+def make_cell_dir(root, cell_id):
+    """The cell's directory, created if needed; refused if it (or cells/) is a symlink, so
+    nothing is ever written through a link planted in the results tree."""
+    cells = Path(root) / "cells"
+    path = cells / cell_id
+    for p in (cells, path):
+        if p.is_symlink():
+            raise OSError(errno.ELOOP, "a symlink in the results tree; refusing to follow it", str(p))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def json_safe(value):
+    """The one encoding of numbers in every file we write: a float that is not finite
+    (NaN, +-inf) becomes JSON null, like a value that was never measured. JSON has no
+    NaN, and a string such as "nan" would make every reader cope with strings. Whether
+    a number was non-finite is said by the cell's status (`diverged`) and labels, never
+    by the number itself. numpy scalars become Python numbers."""
+    if isinstance(value, float) or hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        value = value.item() if hasattr(value, "item") else value
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
-def write_json_atomic(path, data):
-    """Write JSON via a temp file in the same directory + rename: never half-written."""
+def as_float(value):
+    """A number read from a result as a float for arithmetic and plots: null (not finite,
+    or never measured), a bool or anything that is not a number gives NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value)
+
+
+def write_json_atomic(path, data, compact=False):
+    """Write JSON (non-finite numbers as null) through write_atomic: never half-written.
+    compact: no indentation, for large machine-read files such as plan.json."""
+    layout = dict(separators=(",", ":")) if compact else dict(indent=1)
+    text = json.dumps(json_safe(data), allow_nan=False, **layout) + "\n"
+    return write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def write_atomic(path, write):
+    """The one way files are written: `write(f)` fills a temp file in the same directory
+    (opened binary, never through a symlink), which is synced and renamed over `path`.
+    A reader never sees half a file; on any error (a full disk) the temp file is removed
+    and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_json_safe(data), f, indent=1, allow_nan=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_result(root, cell_id):
-    """The cell's result dict, or None when there is no valid one."""
-    path = cell_dir(root, cell_id) / "result.json"
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(result, dict) or result.get("status") not in STATUSES:
-        return None
-    return result
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _malformed(result, cell_id):
+    """What is wrong with a parsed result.json, or None. Result files are untrusted: a
+    hand edit or a crafted file must never crash the driver or a summary."""
+    if not isinstance(result, dict):
+        return "not a JSON object"
+    if result.get("status") not in STATUSES:
+        return f"status {result.get('status')!r} is none of {', '.join(STATUSES)}"
+    if result.get("id", cell_id) != cell_id:
+        return f"id {result.get('id')!r} is not this cell's"
+    metrics = result.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        v is None or isinstance(v, (int, float, str, bool)) for v in metrics.values()
+    ):
+        return "metrics is not a flat object of numbers, strings, booleans or null"
+    for key in ("losses",):
+        value = result.get(key, [])
+        if not isinstance(value, list) or not all(
+            v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            return f"{key} is not a list of numbers or null"
+    return None
+
+
+_warned = set()
+
+
+def read_result(root, cell_id, warn=None):
+    """The cell's result dict, or None when there is no valid one. A file that exists
+    but is malformed counts as missing (the cell runs again), with one warning naming it."""
+    path = cell_dir(root, cell_id) / "result.json"
+    if path.is_symlink():
+        problem = "is a symlink"
+    else:
+        try:
+            result = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            problem = f"cannot be read as JSON ({e})"
+        else:
+            problem = _malformed(result, cell_id)
+            if problem is None:
+                return result
+    if str(path) not in _warned:
+        _warned.add(str(path))
+        text = f"warning: {path} {problem}; the cell counts as not run"
+        (warn or (lambda t: print(t, file=sys.stderr, flush=True)))(text)
+    return None
 
 
 def is_done(result):
@@ -70,36 +181,56 @@ def is_done(result):
 
 
 class Lock:
-    """One driver per results directory. flock is released by the kernel when the
-    process dies, even after kill -9, so a stale lock can never block a rerun."""
+    """One driver per results directory: an flock on the directory itself, released by
+    the kernel when the process dies (even after kill -9), so a stale lock can never
+    block a rerun, and deleting a file by hand cannot break it. `.lock` only tells who
+    holds it."""
 
     def __init__(self, root):
-        self.path = Path(root) / ".lock"
-        self.file = None
+        self.root = Path(root)
+        self.fd = None
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip() or "unknown"
-            self.file.close()
+        if self.root.is_symlink():
             raise ConfigError(
-                str(self.path.parent),
-                f"another driver is running on this results directory ({holder})",
+                str(self.root), "is a symlink", "point EXEC_RESULTS_ROOT at the real directory"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            try:
+                holder = (self.root / ".lock").read_text(errors="replace").strip()[:200]
+            except OSError:
+                holder = ""
+            raise ConfigError(
+                str(self.root),
+                f"another driver is running on this results directory ({holder or 'unknown'})",
                 "wait for it to finish, or stop it; its finished cells are kept",
             ) from None
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
-        self.file.flush()
+        with contextlib.suppress(OSError):  # information only: a full disk must not stop us
+            write_atomic(
+                self.root / ".lock",
+                lambda f: f.write(f"pid {os.getpid()} on {os.uname().nodename}\n".encode()),
+            )
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def read_hash(root):
+    """The config hash a results directory was made with, or None (no file). A file that
+    is not a hash (a hand edit, a crafted file) reads as "unknown", which never matches."""
+    path = Path(root) / "config_hash"
+    try:
+        text = path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{16}", text) else "unknown"
 
 
 def claim(root, cfg, force=False, config_files=(".config", "config.py", "config.json")):
@@ -109,33 +240,47 @@ def claim(root, cfg, force=False, config_files=(".config", "config.py", "config.
     mixing cells of two configurations in one matrix would make its summary a lie.
     """
     root = Path(root)
-    hash_file = root / "config_hash"
-    if hash_file.exists():
-        old = hash_file.read_text().strip()
-        if old != cfg.hash and not force:
-            raise ConfigError(
-                str(root),
-                f"was made with another configuration (hash {old}, now {cfg.hash})",
-                "`make clean-results`, a new CONFIG_NAME, or FORCE=1 to keep its results",
-            )
-    root.mkdir(parents=True, exist_ok=True)
+    old = read_hash(root)
+    if old is not None and old != cfg.hash and not force:
+        raise ConfigError(
+            str(root),
+            f"was made with another configuration (hash {old}, now {cfg.hash})",
+            "`make clean-results`, a new CONFIG_NAME, or FORCE=1 to keep its results",
+        )
     snapshot = root / "config"
-    snapshot.mkdir(exist_ok=True)
+    if snapshot.is_symlink():
+        raise ConfigError(str(snapshot), "is a symlink", "remove it; it is written by make")
+    snapshot.mkdir(parents=True, exist_ok=True)
     for name in config_files:
-        if Path(name).exists():
-            shutil.copyfile(name, snapshot / Path(name).name)
+        if Path(name).is_file():
+            data = Path(name).read_bytes()
+            write_atomic(snapshot / Path(name).name, lambda f: f.write(data))
     write_json_atomic(snapshot / "config.json", cfg.as_dict())
-    tmp = hash_file.with_suffix(".tmp")
-    tmp.write_text(cfg.hash + "\n")
-    os.replace(tmp, hash_file)
+    write_atomic(root / "config_hash", lambda f: f.write(f"{cfg.hash}\n".encode()))
 
 
-def remove(root):
-    root = Path(root)
-    if root.exists():
-        with Lock(root):
-            shutil.rmtree(root / "cells", ignore_errors=True)
-            for path in root.iterdir():
-                if path.name != ".lock":
-                    shutil.rmtree(path) if path.is_dir() else path.unlink()
-        shutil.rmtree(root, ignore_errors=True)
+def remove(root, results_root):
+    """`make clean-results`: delete one matrix's results directory, and only that. It must
+    be a real directory directly inside the results root holding the config_hash that
+    `make` writes; anything else (a typo'd root, a symlink, a directory we did not make)
+    is refused and left alone."""
+    root, parent = Path(root), Path(results_root)
+    if not root.exists() and not root.is_symlink():
+        return False
+    problem = None
+    if root.is_symlink() or not root.is_dir():
+        problem = "is a symlink or not a directory"
+    elif root.resolve().parent != parent.resolve() or root.name in ("", ".", ".."):
+        problem = f"is not directly inside the results root {parent}"
+    elif not (root / "config_hash").is_file():
+        problem = "has no config_hash: not a results directory made by make"
+    if problem:
+        raise ConfigError(str(root), f"not deleted: it {problem}", "delete it yourself if you mean to")
+    with Lock(root):
+        for path in root.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    root.rmdir()
+    return True

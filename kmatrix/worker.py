@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
-from kmatrix.results import write_json_atomic
+from kmatrix.results import make_cell_dir, write_json_atomic
 
 
 def _die_with_parent():
@@ -33,14 +33,14 @@ def _die_with_parent():
 
 
 @contextlib.contextmanager
-def _output_to(path):
-    """Point fds 1 and 2 (Python and C output alike) at `path` for the block."""
+def _output_to(log_fd):
+    """Point fds 1 and 2 (Python and C output alike) at the open log for the block."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    with open(path, "a") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
     try:
         yield
     finally:
@@ -59,17 +59,27 @@ def _device():
 
 
 def run_job(job, cache, workloads):
-    """Run one cell (or its dry run); write result.json for real runs; return a reply."""
+    """Run one cell; return a reply. job["kind"]: "run" writes result.json; "dry_run"
+    calls the workload's dry_run; "probe" (`make estimate`) goes through a run's every
+    step (manifest, tracking) but calls the workload's probe, whose answer is the reply's
+    "probe"."""
     from kmatrix import manifest, seeding, tracking
 
     cell = Cell.from_dict(job["cell"])
     out_dir = Path(job["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:  # the results tree can be read-only, full or hold planted symlinks: fail the cell
+        make_cell_dir(out_dir.parent.parent, out_dir.name)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        log_fd = os.open(out_dir / "log.txt", flags, 0o644)
+    except OSError as e:
+        error = f"cannot write the cell's directory {out_dir}: {e.strerror or e}"
+        return {"id": cell.id, "status": "failed", "error": error, "errno": e.errno}
     dry = job.get("kind") == "dry_run"
+    probing = job.get("kind") == "probe"
     start = time.time()
     reply = {"id": cell.id, "status": "ok", "error": None}
     metrics, extra, tracker = {}, {}, None
-    with _output_to(out_dir / "log.txt"):
+    with _output_to(log_fd):
         try:
             if cell.workload not in workloads:
                 workloads[cell.workload] = importlib.import_module(cell.workload)
@@ -88,14 +98,16 @@ def run_job(job, cache, workloads):
                     manifest.write(out_dir, cell, job, knobs, ctx.device)
                 tracker = tracking.Tracker.for_cell(job.get("tracking"), cell)
                 ctx.tracker = tracker
-                extra = dict(wl.run(cell, ctx) or {})
+                if probing:
+                    reply["probe"] = wl.probe(cell, ctx)
+                extra = {} if probing else dict(wl.run(cell, ctx) or {})
                 reply["status"] = extra.pop("status", "ok")
                 metrics = extra.pop("metrics", {})
                 if job.get("manifest", True) and extra.get("knobs"):
                     manifest.add_knobs(out_dir, extra["knobs"])
         except Diverged as e:
             reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
-            extra = {"losses": list(getattr(e, "losses", None) or [])}
+            extra = {"losses": e.losses, "val_losses": e.val_losses}
             print(f"diverged: {e}", flush=True)
         except KeyboardInterrupt:
             raise
@@ -107,7 +119,7 @@ def run_job(job, cache, workloads):
             if tracker is not None:
                 tracker.finish(reply["status"], metrics)
     reply["runtime_s"] = round(time.time() - start, 3)
-    if not dry:
+    if not dry and not probing:
         result = {
             "id": cell.id,
             "status": reply["status"],
@@ -122,7 +134,11 @@ def run_job(job, cache, workloads):
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **extra,
         }
-        write_json_atomic(out_dir / "result.json", result)
+        try:
+            write_json_atomic(out_dir / "result.json", result)
+        except OSError as e:  # a full disk: the cell has no result, and says why
+            reply.update(status="failed", errno=e.errno)
+            reply["error"] = f"could not write {out_dir / 'result.json'}: {e.strerror or e}"
     return reply
 
 

@@ -2,8 +2,10 @@
 
 Usage: python scripts/config.py {defconfig NAME | lint [FILE...] | genconfig |
         setconfig 'SYM=value ...' | savedefconfig OUT | list}
+The Makefile passes NAME, SET and OUT in $KMATRIX_ARG, so no shell ever parses them.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +20,8 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     command, args = argv[0], argv[1:]
+    if not args and "KMATRIX_ARG" in os.environ:  # from make: never through a shell
+        args = [os.environ["KMATRIX_ARG"]]
     try:
         if command == "defconfig":
             values = kconfig.apply_defconfig(args[0])
@@ -35,10 +39,11 @@ def main(argv):
             kconfig.genconfig()
             print("  GEN     config.py config.json")
         elif command == "setconfig":
-            if not args or not args[0].strip():
+            text = " ".join(args)
+            if not text.strip():
                 raise ConfigError("SET", "nothing to set", 'make setconfig SET="SYM=value ..."')
-            kconfig.setconfig(" ".join(args))
-            print(f"  SET     {' '.join(args)}")
+            kconfig.setconfig(text)
+            print(f"  SET     {text if len(text) <= 200 else text[:200] + '...'}")
         elif command == "savedefconfig":
             out = kconfig.savedefconfig(args[0] if args else "defconfig")
             print(f"  SAVE    {out} (minimal: only values that differ from the defaults)")

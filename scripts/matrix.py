@@ -5,6 +5,8 @@ Usage: python scripts/matrix.py {run|plan|check|estimate|summary|repro-check|cle
 """
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,13 +17,18 @@ from kmatrix.errors import ConfigError  # noqa: E402
 
 COMMANDS = {
     "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
-    "plan": lambda cfg, a: driver.print_plan(cfg),
-    "check": lambda cfg, a: driver.check_matrix(cfg),
+    "plan": lambda cfg, a: driver.print_plan(cfg, full=a.full),
+    "check": lambda cfg, a: driver.check_matrix(cfg, full=a.full),
     "estimate": lambda cfg, a: driver.estimate(cfg),
     "summary": lambda cfg, a: driver.summary_only(cfg),
     "repro-check": lambda cfg, a: repro.repro_check(cfg, cell_id=a.cell),
     "clean-results": lambda cfg, a: driver.clean_results(cfg),
 }
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C: workers stop, temp dirs go."""
+    raise KeyboardInterrupt
 
 
 def main(argv):
@@ -30,12 +37,20 @@ def main(argv):
     parser.add_argument("--force", action="store_true", help="reuse a results dir (FORCE=1)")
     parser.add_argument("--config", default="config.json", help="typed configuration to use")
     parser.add_argument("--cell", default=None, help="repro-check this cell (default: first)")
+    parser.add_argument("--full", action="store_true", help="plan, check: every cell (FULL=1)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    args.cell = args.cell or os.environ.get("KMATRIX_ARG") or None  # make repro-check CELL=
     try:
         return COMMANDS[args.command](config.load(args.config), args)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only directory: say where, keep what is done
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print("  finished cells are kept; fix this and run the command again", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted: finished cells are kept; `make` resumes the rest", file=sys.stderr)
         return 130

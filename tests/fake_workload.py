@@ -1,9 +1,11 @@
 """A fake workload for the driver's tests: each cell does what its params say.
 
 params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "segfault"
-| "die_once" (the worker process dies on the cell's first run only)
+| "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
+its result fails with ENOSPC); any other name behaves like "ok".
 """
 
+import errno
 import json
 import os
 import time
@@ -27,10 +29,13 @@ def cell_params(cfg, point):
     return {
         "behaviour": point["behaviour"],
         "lr": 0.1,
+        "momentum": 0.9,
         "steps": 3,
         "sleep": cfg.get("sleep", 0.0),
         "counter_dir": cfg.get("counter_dir"),
         "broken_dry_run": cfg.get("broken_dry_run", False),
+        "prepare": cfg.get("prepare", 0.0),
+        "seconds": cfg.get("seconds", 1.0) * (1 + point["seed"]),
     }
 
 
@@ -61,6 +66,13 @@ def run(cell, ctx):
         time.sleep(3600)
     if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
         os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
+    if behaviour == "disk_full":  # the disk fills up while the cell writes its result
+        import kmatrix.results
+
+        def full(path, write):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+        kmatrix.results.write_atomic = full
     if behaviour == "segfault":
         import ctypes
 
@@ -76,7 +88,25 @@ def run(cell, ctx):
     }
 
 
+def probe(cell, ctx):
+    """`make estimate`: a one-time preparation per worker (like a data download), then
+    "seconds" per cell as this cell's own run-time estimate."""
+    if "prepared" not in ctx.cache:
+        time.sleep(cell.params.get("prepare", 0.0))
+        ctx.cache["prepared"] = True
+    started = time.perf_counter()
+    time.sleep(0.05)
+    return {
+        "unit": "steps",
+        "per_cell": cell.params["steps"],
+        "seconds_per_cell": cell.params["seconds"],
+        "probe_seconds": time.perf_counter() - started,
+    }
+
+
 def dry_run(cell, ctx):
+    if cell.point["behaviour"] == "hang":
+        time.sleep(3600)
     if cell.params["broken_dry_run"] and cell.point["behaviour"] == "ok":
         raise RuntimeError("broken option caught by the dry run")
 

@@ -56,12 +56,15 @@ def test_generated_output_is_deterministic(dotconfig):
 
 
 def test_injection_string_round_trips_and_never_runs(dotconfig):
-    kconfig.setconfig([("NAME", INJECTION)], dotconfig=dotconfig)
-    assert values_of(dotconfig)["name"] == INJECTION
+    kconfig.setconfig([("TRACK_WANDB_PROJECT", INJECTION)], dotconfig=dotconfig)
+    assert values_of(dotconfig)["track_wandb_project"] == INJECTION
     # Import the generated config.py in a fresh interpreter: it must not exit with 7.
     probe = f"import sys; sys.path.insert(0, {str(dotconfig.parent)!r}); import config; print(config.NAME)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+    assert out.stdout.rstrip("\n") == "default"
+    probe = probe.replace("config.NAME", "config.TRACK_WANDB_PROJECT")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.stdout.rstrip("\n") == INJECTION
     # And it survives .config -> savedefconfig -> lint -> load.
     saved = dotconfig.parent / "saved"

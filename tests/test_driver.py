@@ -15,7 +15,7 @@ from kmatrix import driver, results
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
-from kmatrix.plan import plan
+from kmatrix.plan import plan, read_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,8 @@ def test_statuses_exit_code_and_resume(tmp_path, capsys):
     root = results.results_dir(cfg)
     assert (root / "summary" / "results.csv").exists()
     assert json.loads((root / "summary" / "summary.json").read_text())["counts"]["failed"] == 2
-    assert len(json.loads((root / "plan.json").read_text())) == 6
+    assert len(json.loads((root / "plan.json").read_text())["cells"]) == 6
+    assert read_plan(root / "plan.json") == plan(cfg)  # fully resolved, compactly written
 
     # Rerun: ok and diverged cells are skipped, failed ones run again.
     assert driver.run_matrix(cfg, live=False) == 1
@@ -217,3 +218,21 @@ def test_repro_check_passes_and_reports_a_difference(tmp_path, capsys):
     # With (fake) GPUs: twice on the first, once on each other one.
     assert repro_check(cfg, gpus=[0, 1]) == 0
     assert "3 runs" in capsys.readouterr().out
+
+
+def test_estimate_counts_one_time_preparation_once(tmp_path, capsys):
+    # 8 cells on 2 workers; seed 0 cells take 1 s, seed 1 cells 2 s. Each worker first
+    # prepares for 1.5 s (a download, say), which must not be counted per cell.
+    cfg = make_cfg(tmp_path, seeds=[0, 1], behaviours=["a", "b", "c", "d"], prepare=1.5)
+    assert driver.estimate(cfg) == 0
+    out = capsys.readouterr().out
+    assert "CELLS   8" in out and "8 to run" in out
+    probe = next(line for line in out.splitlines() if "PROBE" in line)
+    low, high = (float(v) for v in probe.split("cells: ")[1].split(" s per cell")[0].split(".."))
+    assert 1.0 <= low < 1.5 and 2.0 <= high < 2.5  # the spread of the sampled cells
+    total = next(line for line in out.splitlines() if "TOTAL" in line)
+    seconds = float(total.split("about ")[1].split(" s")[0])
+    assert 4 * 1.0 < seconds < 4 * 2.5 + 5  # 4 rounds of 1-2 s cells plus start-up
+    # finished cells are not estimated again
+    assert driver.run_matrix(cfg, live=False) == 0
+    assert driver.estimate(cfg) == 0 and "0 to run" in capsys.readouterr().out

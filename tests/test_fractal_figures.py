@@ -68,35 +68,6 @@ def test_zoom_figures(tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
 
 
-def test_trainability_values():
-    loss = np.array([[1.0, 2.0], [3.0, np.nan]])
-    trainable = np.array([[1, 1], [0, np.nan]])
-    v = figures.trainability_values(loss, trainable)
-    assert v[0, 0] == 1.0 and math.isclose(v[0, 1], 0.3)  # lowest loss darkest blue
-    assert v[1, 0] == -1.0  # not trainable: dark red
-    assert np.isnan(v[1, 1])  # missing stays missing, never "not trainable"
-    cmap = figures.TRAINABILITY_CMAP
-    for t, want in ((-1.0, "#8B0000"), (0.3, "#ADD8E6"), (1.0, "#00008B")):
-        got = cmap((t + 1) / 2)[:3]  # 256-entry table: equal to within one step
-        np.testing.assert_allclose(got, matplotlib.colors.to_rgb(want), atol=2 / 255)
-
-
-def test_three_panel_figure_with_missing_cells(tmp_path):
-    xs, ys = np.logspace(-4, -1, 4), np.logspace(-3, 0, 3)
-    loss = np.random.default_rng(0).uniform(1, 5, (3, 4))
-    trainable = np.array([[1, 1, 0, 0], [1, np.nan, 0, 0], [np.nan, np.nan, np.nan, 0]])
-    stable = np.where(np.isnan(trainable), np.nan, 1.0)
-    title = "fractal-16x16 [paper_repro]"
-    figures.trainability_figure(
-        xs, ys, loss, trainable, tmp_path / "t.png", "matrix_lr", "unembedding_lr", title
-    )
-    figures.stability_figure(xs, ys, stable, tmp_path / "s.png", "matrix_lr", "unembedding_lr")
-    assert (tmp_path / "t.png").stat().st_size > 1000 and (tmp_path / "s.png").stat().st_size > 1000
-    edges = figures._edges(xs)
-    np.testing.assert_allclose(np.diff(edges), 1.0)  # one decade per cell, centred
-    assert np.isclose(edges[0], -4.5)
-
-
 def test_labels_on_synthetic_curves():
     falling = list(np.linspace(10, 1, 100))
     r = label_run(falling)
@@ -111,9 +82,19 @@ def test_labels_on_synthetic_curves():
     for bad in (float("nan"), float("inf")):
         r = label_run([3.0, 2.0, bad])
         assert not r["stable"] and not r["trainable"]
-    # a blow-up inside the window, finite at the end: stable but not trainable
+    # a blow-up on the way, finite at the end: unstable (no recorded loss may be non-finite)
     r = label_run([3.0] + [2.0] * 10 + [float("inf")] + [1.0] * 5)
-    assert r["stable"] and not r["trainable"]
+    assert not r["stable"] and not r["trainable"]
+    # a NaN validation loss makes a run with finite train losses unstable
+    r = label_run(falling, val_losses=[[50, 3.0], [100, float("nan")]])
+    assert not r["stable"] and not r["trainable"]
+    assert label_run(falling, val_losses=[[100, 0.5]])["trainable"]
+    # result files store non-finite numbers as null: read back, they count as non-finite
+    assert not label_run([3.0, None])["stable"]
+    assert not label_run(falling, val_losses=[[100, None]])["stable"]
+    # a huge but finite loss: stable (the arithmetic never broke), never trainable
+    r = label_run([10.0, 1e20, 3.2e29])
+    assert r["stable"] and not r["trainable"] and r["ratio"] > 1e28
     # an exception: unstable whatever the losses
     r = label_run(falling, error="RuntimeError: CUDA out of memory")
     assert not r["stable"] and not r["trainable"] and r["ratio"] is not None

@@ -1,0 +1,340 @@
+"""Bad input, failing filesystems and untrusted files: one test per class of fault.
+
+What the project promises (README, "Threat model and guarantees"): no value a user types
+is evaluated by a shell or by make, every value is validated where it enters, deleting is
+guarded, every file the driver reads is untrusted, and a fault in one cell (or a full disk)
+loses nothing that was finished and ends with a message, not a traceback.
+"""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kmatrix import config as typed
+from kmatrix import driver, kconfig, results
+from kmatrix.errors import ConfigError
+from kmatrix.executor import LocalExecutor, local_slots
+from kmatrix.plan import plan
+from kmatrix.progress import Progress
+
+from tests.test_driver import make_cfg, status_of
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def dotconfig(tmp_path):
+    kconfig.apply_defconfig("default", dotconfig=tmp_path / ".config")
+    return tmp_path / ".config"
+
+
+# -- every value is validated where it enters -------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "../x", "/tmp/x", "a b", "x" * 101, "-rf"])
+def test_matrix_name_must_be_a_safe_path_component(dotconfig, name):
+    with pytest.raises(ConfigError, match=r"^NAME: .* not a safe name"):
+        kconfig.setconfig([("NAME", name)], dotconfig=dotconfig)
+
+
+@pytest.mark.parametrize(
+    "assignment, problem",
+    [
+        ("SWEEP_X_MIN=nan", "is not a finite number"),
+        ("SWEEP_X_MIN=inf", "is not a finite number"),
+        ("SWEEP_X_MAX=1e999", "is not a finite number"),
+        ("ADAMW_LR=-1", "is not > 0"),
+        ("ADAMW_BETA1=1", r"is not in \[0, 1\)"),
+        ("GPT2_VAL_FRACTION=0", r"is not in \(0, 1\)"),
+        ("SEEDS='0 0'", "0 listed more than once"),
+        ("SEEDS=-1", "is not >= 0"),
+        ("EXEC_RETRY_PATTERN='(unclosed'", "is not a regular expression"),
+        ("SWEEP_X_POINTS=abc", "is not an int value"),
+        ("SWEEP_X_POINTS=5000", r"out of range \[1, 4096\]"),
+    ],
+)
+def test_numbers_and_lists_are_checked_with_symbol_and_fix(dotconfig, assignment, problem):
+    symbol = assignment.split("=")[0]
+    before = dotconfig.read_text()
+    with pytest.raises(ConfigError, match=rf"^{symbol}: .*{problem}"):
+        kconfig.setconfig(f"WORKLOAD_GPT2=y SWEEP=y {assignment}", dotconfig=dotconfig)
+    assert dotconfig.read_text() == before  # a refused value changes nothing
+
+
+def test_strings_hold_no_control_characters(dotconfig):
+    with pytest.raises(ConfigError, match="TRACK_WANDB_PROJECT: .* newline or another control"):
+        kconfig.setconfig([("TRACK_WANDB_PROJECT", "a\nCONFIG_NAME=..")], dotconfig=dotconfig)
+
+
+def test_huge_values_are_shortened_in_messages(dotconfig):
+    with pytest.raises(ConfigError) as e:
+        kconfig.setconfig([("SWEEP_X_POINTS", "9" * 10_000_000)], dotconfig=dotconfig)
+    assert len(str(e.value)) < 400 and "10,000,000 characters" in str(e.value)
+
+
+def test_lint_reports_bad_floats_and_bytes_with_file_and_line(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes(b'CONFIG_NAME="bad"\nCONFIG_WORKLOAD_GPT2=y\nCONFIG_ADAMW_LR="nan"\n')
+    assert kconfig.lint_defconfig(path) == [
+        f"{path}:3: CONFIG_ADAMW_LR: 'nan' is not a finite number "
+        '(fix: set it like CONFIG_ADAMW_LR="1e-3")'
+    ]
+    path.write_bytes(b'CONFIG_NAME="caf\xe9"\n')
+    (problem,) = kconfig.lint_defconfig(path)
+    assert problem.startswith(f"{path}:1: not UTF-8 text (byte 0xe9 at column 17)")
+
+
+def test_a_hand_edited_dotconfig_is_reported_never_reset(dotconfig):
+    text = dotconfig.read_text().replace("CONFIG_FRACTAL_STEPS=300", "CONFIG_FRACTAL_STEPS=0")
+    dotconfig.write_text(text + "CONFIG_NO_SUCH_SYMBOL=y\n")
+    line = text.splitlines().index("CONFIG_FRACTAL_STEPS=0") + 1
+    with pytest.raises(
+        ConfigError, match=rf"\.config:{line}: CONFIG_FRACTAL_STEPS=0: value '0' out"
+    ):
+        kconfig.genconfig(dotconfig=dotconfig)
+    dotconfig.write_text(text.replace("CONFIG_FRACTAL_STEPS=0", "CONFIG_FRACTAL_STEPS=300"))
+    warnings = []
+    kconfig.load_dotconfig(dotconfig=dotconfig, warn=warnings.append)  # a good .config: quiet
+    assert warnings == []
+
+
+def test_config_json_is_strict_json(dotconfig):
+    kconfig.setconfig("WORKLOAD_GPT2=y SWEEP=y SWEEP_X_MIN=1e-5", dotconfig=dotconfig)
+    text = (dotconfig.parent / "config.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"config.json holds {c}"))
+
+
+def test_a_corrupt_config_json_is_a_message_not_a_traceback(tmp_path):
+    bad = tmp_path / "config.json"
+    bad.write_text('{"name": "x", ')
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "matrix.py"), "plan", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "make olddefconfig" in out.stderr
+
+
+def test_sweeping_an_integer_into_repeated_values_is_refused(tmp_path):
+    values = kconfig.apply_defconfig("fractal-16x16", dotconfig=tmp_path / ".config")
+    cfg = typed.Config(values).replace(
+        sweep_x_param="max_steps", sweep_x_min=1.0, sweep_x_max=2.0, sweep_x_points=3
+    )
+    with pytest.raises(ConfigError, match="SWEEP_X_POINTS: max_steps is an integer.* 1 1 2"):
+        plan(cfg)
+
+
+def test_repeated_seeds_are_reported_against_seeds(tmp_path):
+    path = tmp_path / "d"
+    path.write_text('CONFIG_NAME="d"\nCONFIG_SEEDS="0 0"\n')
+    assert "CONFIG_SEEDS: 0 listed more than once" in kconfig.lint_defconfig(path)[0]
+
+
+# -- nothing a user types is evaluated by make or a shell -------------------------------
+
+
+@pytest.fixture
+def tree(tmp_path):
+    root = tmp_path / "tree"
+    root.mkdir()
+    keep = ("Kconfig", "Makefile", "pyproject.toml", "kmatrix", "gpt2", "fractal", "scripts")
+    for name in keep + ("defconfigs",):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    return root
+
+
+def make(tree, *args):
+    return subprocess.run(
+        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_make_never_evaluates_what_a_user_types(tree):
+    assert make(tree, "defconfig-default").returncode == 0
+    project = 'TRACK_WANDB_PROJECT="p`touch bt`$(touch dollar)$$(touch dd)"'
+    out = make(tree, f"SET={project}", "setconfig")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tree / "config.json").read_text())["track_wandb_project"] == (
+        "p`touch bt`$(touch dollar)$$(touch dd)"
+    )
+    for bad in ("$(shell touch mk)", 'NAME="x"; touch semi; "', "NAME='unbalanced"):
+        out = make(tree, f"SET={bad}", "setconfig")
+        assert out.returncode != 0 and "Traceback" not in out.stderr, out.stderr
+    assert make(tree, "defconfig-x;touch target").returncode != 0
+    assert make(tree, "savedefconfig", "DEFCONFIG=d$(shell touch sd)").returncode == 0
+    created = {"bt", "dollar", "dd", "mk", "semi", "target", "sd"} & set(os.listdir(tree))
+    assert not created, created
+
+
+# -- deleting is guarded -----------------------------------------------------------------
+
+
+def test_clean_results_deletes_only_a_results_directory(tmp_path):
+    cfg = make_cfg(tmp_path, name="mine")
+    assert driver.run_matrix(cfg, live=False) == 0
+    other = make_cfg(tmp_path, name="other")
+    assert driver.run_matrix(other, live=False) == 0
+    assert driver.clean_results(cfg) == 0
+    assert not results.results_dir(cfg).exists() and results.results_dir(other).exists()
+    stranger = tmp_path / "results" / "notes"
+    stranger.mkdir()
+    (stranger / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not deleted: it has no config_hash"):
+        driver.clean_results(make_cfg(tmp_path, name="notes"))
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "config_hash").write_text("0" * 16)
+    (tmp_path / "results" / "link").symlink_to(outside)
+    with pytest.raises(ConfigError, match="symlink"):
+        driver.clean_results(make_cfg(tmp_path, name="link"))
+    assert (stranger / "keep.txt").exists() and (outside / "config_hash").exists()
+    with pytest.raises(ConfigError, match="NAME: '..' is not a safe matrix name"):
+        results.results_dir(make_cfg(tmp_path, name=".."))  # a hand-edited config.json
+
+
+# -- the filesystem can fail or lie -----------------------------------------------------
+
+
+def test_atomic_write_leaves_no_temp_file_and_the_old_file_intact(tmp_path):
+    path = results.write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+    def fill_disk(f):
+        f.write(b"{")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        results.write_atomic(path, fill_disk)
+    assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["r.json"]
+
+
+def test_a_full_disk_stops_the_run_with_a_message(tmp_path, capsys):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "disk_full", "late"], exec_cpu_workers=1)
+    assert driver.run_matrix(cfg, live=False) == 1
+    out = capsys.readouterr().out
+    assert "the disk is full" in out and "finished cells are kept" in out
+    root = results.results_dir(cfg)
+    assert status_of(cfg, "ok-s0") == "ok"  # finished before: intact
+    assert results.read_result(root, "disk_full-s0") is None  # no result: runs again
+    assert results.read_result(root, "late-s0") is None  # not started after the disk filled
+    assert not list(root.rglob("*.tmp"))
+
+
+def test_one_unwritable_cell_directory_fails_only_that_cell(tmp_path):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "blocked", "fine"])
+    root = results.results_dir(cfg)
+    (root / "cells").mkdir(parents=True)
+    (root / "cells" / "blocked-s0").write_text("a file where the directory should be")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "cells" / "fine-s0").symlink_to(outside)  # planted: never written through
+    assert driver.run_matrix(cfg, live=False) == 1
+    assert status_of(cfg, "ok-s0") == "ok"
+    assert os.listdir(outside) == []
+    assert results.read_result(root, "blocked-s0") is None
+
+
+def test_lock_survives_its_file_being_deleted(tmp_path):
+    root = tmp_path / "r"
+    with results.Lock(root):
+        (root / ".lock").unlink()
+        with pytest.raises(ConfigError, match="another driver is running"):
+            with results.Lock(root):
+                pass
+
+
+# -- every file the driver reads is untrusted ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[1, 2]",
+        '{"status": "ok", "metrics": [1]}',
+        '{"status": "ok", "losses": "abc"}',
+        '{"status": "done"}',
+        '{"status": "ok", "id": "someone-else"}',
+        "{not json",
+    ],
+)
+def test_a_malformed_result_counts_as_missing_with_a_warning(tmp_path, content):
+    cell = results.make_cell_dir(tmp_path, "c1")
+    (cell / "result.json").write_text(content)
+    warnings = []
+    assert results.read_result(tmp_path, "c1", warn=warnings.append) is None
+    assert len(warnings) == 1 and str(cell / "result.json") in warnings[0]
+
+
+def test_a_path_inside_a_result_never_leaves_its_cell(tmp_path):
+    cell = results.make_cell_dir(tmp_path, "c1")
+    (cell / "frame_00.npy").write_bytes(b"x")
+    assert results.cell_file(tmp_path, "c1", "frame_00.npy") == cell / "frame_00.npy"
+    for name in ("../c2/frame.npy", "/etc/passwd", "..", "a/b", None, 3):
+        assert results.cell_file(tmp_path, "c1", name) is None
+    (cell / "link.npy").symlink_to("/etc/passwd")
+    assert results.cell_file(tmp_path, "c1", "link.npy") is None
+
+
+def test_an_unreadable_config_hash_never_matches(tmp_path):
+    cfg = make_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    (results.results_dir(cfg) / "config_hash").write_text("<script>\n")
+    with pytest.raises(ConfigError, match="another configuration"):
+        driver.run_matrix(cfg, live=False)
+
+
+# -- workers and signals ----------------------------------------------------------------
+
+
+def test_a_worker_that_hangs_before_its_first_cell_is_timed_out(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import time\ntime.sleep(3600)\n")
+    cfg = make_cfg(tmp_path, exec_cpu_workers=1, exec_retries=0)
+    cells = plan(cfg)
+    slots = local_slots(cfg, max_cells=1)
+    executor = LocalExecutor(slots, env={"PYTHONPATH": str(site)}, start_timeout=2)
+    progress = Progress(1, live=False)
+    root = results.results_dir(cfg)
+    with executor:
+        final = driver.schedule(cfg, cells[:1], executor, root, {}, progress)
+    reply = final[cells[0].id]
+    assert reply["status"] == "failed" and "did not start the cell within 2 s" in reply["error"]
+    assert "worker did not start" in kconfig.load_kconfig().syms["EXEC_RETRY_PATTERN"].str_value
+
+
+def test_sigterm_during_make_check_leaves_no_temp_directory(tmp_path):
+    values = dict(make_cfg(tmp_path, behaviours=["hang"], seeds=[0, 1]).as_dict())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(values))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "matrix.py"), "check", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not list(tmp.glob("kmatrix-check-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp.glob("kmatrix-check-*")), "make check never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not list(tmp.glob("kmatrix-check-*"))
