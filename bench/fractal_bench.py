@@ -1,27 +1,45 @@
-"""Benchmark of the fractal engine: tanh, width 16, 272 points, float64, 1000 steps.
+"""Benchmark of the fractal engine against the JAX port of the paper's notebook, in one run.
 
-    .venv/bin/python bench/fractal_bench.py --out results/fractal_bench.json   # CUDA, ~5 min
-    .venv/bin/python bench/fractal_bench.py --quick                            # CPU smoke test
+    python3 bench/fractal_bench.py --jax-ref bench/sd_jax_ref.py --out results/fractal_bench.json
+    .venv/bin/python bench/fractal_bench.py --quick          # CPU smoke test, no reference
 
-On CUDA: a sweep over the Triton configurations (256 x 256, fewer steps) picks the fastest;
-then pixel-steps/s of both backends at 256 x 256 and 1024 x 1024, the wall time of
-4096 x 4096 with Triton, and the fraction of the float64 peak. Reference (DESIGN.md 8, JAX
-notebook on an H200): 7.9 M pixel-steps/s at 256 x 256, 13.9 M at 1024 x 1024.
+Sections, each on CUDA unless --quick (the tanh experiment, width 16, 272 points, float64,
+1000 steps, unless said):
+
+- reference: the JAX port (a copy of the notebook's code: jitted vmapped step in a Python
+  loop, chunks of at most 50,000 pixels; give its file with --jax-ref), on the opening
+  window at 256 x 256 (1000 steps) and 1024 x 1024 (--ref-1024-steps, its rate per step
+  is constant), with our seeded data; the signs of its 256 x 256 image against ours.
+- engine: whole-image pixel-steps/s (pixels x steps / wall time) of the default kernel at
+  256 and 1024 on the opening window and on deep tanh frames (the notebook's data, the
+  paper's tanh panel and 2^10 deeper), without early exit and with the exact one; the
+  speed-up over the reference measured above.
+- threshold: the threshold exit against the exact one on all six experiments (notebook
+  data, the paper's steps, 257 x 257) at the opening window, the paper's panel and 2^10
+  deeper: pixels whose sign or value changed, pixel-steps saved.
+- scale: each experiment's paper-panel frame at 257 and 1025 pixels, to scale the
+  fractal-paper defconfig's wall time to 1025 x 1025.
+- sweep (--sweep): the Triton launch configurations at 256 x 256, 200 steps.
 """
 
 import argparse
+import importlib.util
 import json
+import math
 import os
 import sys
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image  # noqa: E402
+from fractal import notebook, zoom  # noqa: E402
+from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, make_problem  # noqa: E402
 
 N, D = EXPERIMENTS["tanh"]["n_points"], 16
-REFERENCE = {256: 7.9e6, 1024: 13.9e6}  # JAX notebook, H200, pixel-steps/s
+PAPER_STEPS = {"tanh": 500, "relu": 500, "identity": 500, "minibatch": 1000}
+PAPER_STEPS.update(single_datapoint=500, paraminit=500)
 
 
 def flops_per_pixel_step(n=N, d=D):
@@ -37,17 +55,6 @@ def flops_per_pixel_step(n=N, d=D):
     }
     dots = count["x @ W0 (dot)"] + count["X^T @ dZ (dot)"]
     return sum(count.values()), dots, count  # plus n*d tanh evaluations, not counted
-
-
-def run(res, steps, backend, device, config=None):
-    kw = dict(EXPERIMENTS["tanh"], window=OPENING_WINDOW, resolution=res, steps=steps)
-    r = compute_image(**kw, device=device, backend=backend, triton_config=config)
-    return {k: r[k] for k in ("runtime_s", "pixel_steps_per_s", "backend")} | {
-        "resolution": res,
-        "steps": steps,
-        "converged_fraction": float(r["converged"].mean()),
-        "triton_config": r.get("triton_config"),
-    }
 
 
 def _configs():
@@ -76,16 +83,160 @@ def _configs():
     ]
 
 
+def _sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(res, steps, device, name="tanh", window=OPENING_WINDOW, grid=None, **kw):
+    e = EXPERIMENTS[name]
+    place = dict(grid=grid) if grid is not None else dict(window=window, resolution=res)
+    r = compute_image(**e, **place, steps=steps, device=device, **kw)
+    return r, {
+        "experiment": name,
+        "resolution": res,
+        "steps": steps,
+        "runtime_s": r["runtime_s"],
+        "pixel_steps_per_s": r["pixel_steps_per_s"],
+        "pixel_steps_trained_fraction": r["pixel_steps"] / (res * res * steps),
+        "backend": r["backend"],
+        "early_exit": r["early_exit"],
+        "converged_fraction": float(r["converged"].mean()),
+        "triton_config": r.get("triton_config"),
+    }
+
+
 def sweep(device, steps, res=256):
-    rows = []
-    configs = _configs()
+    rows, configs = [], _configs()
     for cfg in configs:
-        run(16, 2, "triton", device, cfg)  # compile
-        row = run(res, steps, "triton", device, cfg)
+        run(16, 2, device, backend="triton", triton_config=cfg)  # compile
+        _, row = run(res, steps, device, backend="triton", triton_config=cfg, early_exit="none")
         rows.append(row)
         print(f"  {cfg}: {row['pixel_steps_per_s'] / 1e6:8.1f} M pixel-steps/s", flush=True)
     best = max(range(len(rows)), key=lambda i: rows[i]["pixel_steps_per_s"])
-    return configs[best], rows
+    return configs[best].__dict__, rows
+
+
+def reference(path, device, ref_1024_steps):
+    """The JAX port at 256 (1000 steps) and 1024 on the opening window, our seeded data;
+    returns (rows, the 256 x 256 image)."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave memory to torch
+    spec = importlib.util.spec_from_file_location("sd_jax_ref", path)
+    ref = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ref)
+    import jax
+
+    p = make_problem(n_points=N, steps=1)
+    X, Y = p["X"].numpy(), p["Y"].numpy()
+    theta = [p["W0"].numpy(), p["W1"].numpy()[:, None]]
+    exp = ref.Experiment(**ref.EXPERIMENTS["tanh"])
+    mnmx = [OPENING_WINDOW[2], OPENING_WINDOW[3], OPENING_WINDOW[0], OPENING_WINDOW[1]]
+    ref.timed_gen_img(exp, mnmx, 256, X=X, Y=Y, theta=theta, num_steps=2)  # compile
+    rows, image = [], None
+    for res, steps in [(256, 1000), (1024, ref_1024_steps)]:
+        V, wall = ref.timed_gen_img(exp, mnmx, res, X=X, Y=Y, theta=theta, num_steps=steps)
+        rows.append(
+            {"resolution": res, "steps": steps, "runtime_s": wall,
+             "pixel_steps_per_s": res * res * steps / wall}
+        )  # fmt: skip
+        if res == 256:
+            image = V
+        print(f"  JAX {res}: {rows[-1]['pixel_steps_per_s'] / 1e6:.2f} M pixel-steps/s", flush=True)
+    devices = [str(d) for d in jax.devices()]
+    return {"jax": jax.__version__, "devices": devices, "runs": rows}, image
+
+
+def deep_tanh_grids(res):
+    """The paper's tanh panel and a frame 2^10 deeper, centred on the panel's centre."""
+    x, y, width, _ = zoom.PAPER_PANELS["tanh"]
+    return {
+        "paper tanh panel (7.7e-7 decades)": zoom.frame_grid((x, y), width, 0, res),
+        "2^10 deeper (7.6e-10 decades)": zoom.frame_grid((x, y), width, 10, res),
+    }
+
+
+def engine_section(device, ref_rates):
+    """At 256: every place with and without the exit; at 1024 the opening window both ways
+    and the deepest frame with the exit (without it, its rate is the opening window's)."""
+    out = []
+    tanh_data = notebook.problem_arrays(N, "full")
+    for res in (256, 1024):
+        places = [("opening window", dict(window=OPENING_WINDOW), None)]
+        places += [(k, dict(grid=g), tanh_data) for k, g in deep_tanh_grids(res).items()]
+        if res == 1024:
+            places = [places[0], places[2]]
+        for where, place, data in places:
+            for mode in ("none", "nonfinite") if res == 256 or not data else ("nonfinite",):
+                _, row = run(res, 1000, device, **place, data=data, early_exit=mode)
+                row["where"] = where
+                if where == "opening window" and res in ref_rates:
+                    row["speedup_vs_reference"] = row["pixel_steps_per_s"] / ref_rates[res]
+                out.append(row)
+                print(
+                    f"  {res} {where:34s} exit={mode:9s} {row['runtime_s']:7.2f} s "
+                    f"{row['pixel_steps_per_s'] / 1e6:7.1f} M pixel-steps/s "
+                    f"(trained {100 * row['pixel_steps_trained_fraction']:.0f}%)",
+                    flush=True,
+                )
+    return out
+
+
+def threshold_section(device, res=257):
+    out = []
+    for name, e in EXPERIMENTS.items():
+        data = notebook.problem_arrays(e["n_points"], e["batch"])
+        steps = PAPER_STEPS[name]
+        x, y, width, _ = zoom.PAPER_PANELS[name]
+        places = {
+            "opening window": zoom.frame_grid((1.5, 1.5), 9.0, 0, res),
+            "paper panel": zoom.frame_grid((x, y), width, 0, res),
+            "2^10 deeper": zoom.frame_grid((x, y), width, 10, res),
+        }
+        for where, grid in places.items():
+            exact, row = run(res, steps, device, name, grid=grid, data=data)
+            thr, trow = run(res, steps, device, name, grid=grid, data=data, early_exit="threshold")
+            a, b = exact["values"], thr["values"]
+            out.append(
+                {
+                    "experiment": name,
+                    "where": where,
+                    "steps": steps,
+                    "resolution": res,
+                    "sign_changed": int(((a < 0) != (b < 0)).sum()),
+                    "value_changed": int((a != b).sum()),
+                    "max_relative_change": float(np.max(np.abs(b - a) / np.abs(a))),
+                    "trained_fraction_exact": row["pixel_steps_trained_fraction"],
+                    "trained_fraction_threshold": trow["pixel_steps_trained_fraction"],
+                    "runtime_s_exact": row["runtime_s"],
+                    "runtime_s_threshold": trow["runtime_s"],
+                }
+            )
+            o = out[-1]
+            print(
+                f"  {name:17s} {where:15s} signs changed {o['sign_changed']:5d} values "
+                f"{o['value_changed']:6d}  trained {o['trained_fraction_exact']:.2f} -> "
+                f"{o['trained_fraction_threshold']:.2f}",
+                flush=True,
+            )
+    return out
+
+
+def scale_section(device):
+    out = []
+    for name, e in EXPERIMENTS.items():
+        data = notebook.problem_arrays(e["n_points"], e["batch"])
+        x, y, width, _ = zoom.PAPER_PANELS[name]
+        row = {"experiment": name, "steps": PAPER_STEPS[name]}
+        for res in (257, 1025):
+            grid = zoom.frame_grid((x, y), width, 0, res)
+            _, r = run(res, PAPER_STEPS[name], device, name, grid=grid, data=data)
+            row[f"runtime_s_{res}"] = r["runtime_s"]
+        row["ratio"] = row["runtime_s_1025"] / row["runtime_s_257"]
+        out.append(row)
+        print(
+            f"  {name:17s} 257: {row['runtime_s_257']:.2f} s  1025: {row['runtime_s_1025']:.2f} s"
+        )
+    return out
 
 
 def main():
@@ -93,24 +244,14 @@ def main():
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--jax-ref", default=None, help="the JAX port's file (sd_jax_ref.py)")
+    ap.add_argument("--ref-1024-steps", type=int, default=100)
     ap.add_argument("--peak-tflops", type=float, default=67.0, help="fp64 tensor-core peak")
-    ap.add_argument(
-        "--torch-1024-steps",
-        type=int,
-        default=100,
-        help="steps of the (slow, memory-bound) torch run at 1024 x 1024",
-    )
-    ap.add_argument(
-        "--max-4096-s",
-        type=float,
-        default=200.0,
-        help="if 4096 x 4096 would take longer, run fewer steps and extrapolate",
-    )
-    ap.add_argument("--no-sweep", action="store_true")
-    ap.add_argument("--sweep-only", action="store_true", help="only the configuration sweep")
+    ap.add_argument("--sweep", action="store_true", help="also sweep launch configurations")
+    ap.add_argument("--skip", default="", help="comma-separated sections to leave out")
     args = ap.parse_args()
 
+    skip = set(filter(None, args.skip.split(",")))
     cuda = args.device.startswith("cuda")
     total, dots, count = flops_per_pixel_step()
     out = {
@@ -120,7 +261,6 @@ def main():
         "dot_flops_per_pixel_step": dots,
         "flop_count": count,
         "peak_tflops": args.peak_tflops,
-        "runs": [],
     }
     try:
         import triton
@@ -129,67 +269,43 @@ def main():
     except ImportError:
         out["triton"] = None
     t_start = time.perf_counter()
-
-    if args.quick or not cuda:
-        # smoke mode: the torch engine on the CPU (triton too if TRITON_INTERPRET=1)
-        for res in (16, 32):
-            out["runs"].append(run(res, 20, "torch", args.device))
-        if os.environ.get("TRITON_INTERPRET") == "1" and out["triton"]:
-            out["runs"].append(run(4, 5, "triton", args.device))
+    if args.quick or not cuda:  # smoke mode: the torch engine on the CPU
+        out["engine"] = [run(16, 20, args.device, early_exit=m)[1] for m in ("none", "nonfinite")]
+        out["threshold"] = []
     else:
-        from fractal import triton_engine as te
-
-        best = te.DEFAULT_CONFIG
-        if not args.no_sweep:
-            print("config sweep, 256 x 256, 200 steps:", flush=True)
-            best, out["sweep"] = sweep(args.device, 200)
-        out["best_config"] = best.__dict__
-    if cuda and not args.quick and not args.sweep_only:
-        run(16, 2, "torch", args.device)  # warm-up (cuBLAS handles, allocator)
-        run(16, 2, "triton", args.device, best)
-        for res, steps in [(256, args.steps), (1024, args.steps)]:
-            out["runs"].append(run(res, steps, "triton", args.device, best))
-            torch_steps = args.steps if res == 256 else args.torch_1024_steps
-            out["runs"].append(run(res, torch_steps, "torch", args.device))
-        rate = out["runs"][-2]["pixel_steps_per_s"]  # triton at 1024
-        estimate = 4096 * 4096 * args.steps / rate
-        steps = (
-            args.steps
-            if estimate <= args.max_4096_s
-            else max(10, int(args.steps * args.max_4096_s / estimate))
-        )
-        r = run(4096, steps, "triton", args.device, best)
-        r["wall_s_1000_steps"] = r["runtime_s"] * args.steps / steps
-        r["extrapolated"] = steps != args.steps
-        out["runs"].append(r)
-    for r in out["runs"]:
-        rate = r["pixel_steps_per_s"]
-        r["tflops"] = rate * total / 1e12
-        r["fraction_of_fp64_peak"] = rate * total / (args.peak_tflops * 1e12)
-        r["dot_fraction_of_fp64_peak"] = rate * dots / (args.peak_tflops * 1e12)
-        if r["resolution"] in REFERENCE and r["steps"] == 1000:
-            r["speedup_vs_reference"] = rate / REFERENCE[r["resolution"]]
+        run(16, 2, args.device)  # compile and warm up
+        if args.sweep:
+            out["best_config"], out["sweep"] = sweep(args.device, 200)
+        ref_rates = {}
+        if args.jax_ref and "reference" not in skip:
+            print("JAX reference, opening window:", flush=True)
+            out["reference"], image = reference(args.jax_ref, args.device, args.ref_1024_steps)
+            ref_rates = {r["resolution"]: r["pixel_steps_per_s"] for r in out["reference"]["runs"]}
+            ours, _ = run(256, 1000, args.device)
+            out["reference"]["sign_agreement_256"] = float(
+                np.mean((image < 0) == ours["converged"])
+            )
+        if "engine" not in skip:
+            print("engine:", flush=True)
+            out["engine"] = engine_section(args.device, ref_rates)
+        if "threshold" not in skip:
+            print("threshold exit against the exact one:", flush=True)
+            out["threshold"] = threshold_section(args.device)
+        if "scale" not in skip:
+            print("one frame at 257 and 1025 pixels:", flush=True)
+            out["scale"] = scale_section(args.device)
+    for r in out.get("engine", []):
+        r["tflops_equivalent"] = r["pixel_steps_per_s"] * total / 1e12
+        r["fraction_of_fp64_peak_equivalent"] = r["tflops_equivalent"] / args.peak_tflops
     out["bench_wall_s"] = time.perf_counter() - t_start
-
     print(f"\n{out['device']}, torch {out['torch']}, triton {out['triton']}")
-    print(
-        f"one pixel-step = {total / 1e3:.0f} K flop ({dots / 1e3:.0f} K in the two dots)"
-        f" + {N * D} tanh; peak {args.peak_tflops} TFLOP/s"
-    )
-    print(
-        f"{'res':>6} {'backend':>7} {'steps':>5} {'wall s':>8} {'M px-steps/s':>12} "
-        f"{'TFLOP/s':>8} {'% peak':>6} {'x ref':>6}"
-    )
-    for r in out["runs"]:
-        wall = r.get("wall_s_1000_steps", r["runtime_s"])
-        mark = "*" if r.get("extrapolated") else ""
+    for r in out.get("engine", []):
+        x = r.get("speedup_vs_reference")
         print(
-            f"{r['resolution']:>6} {r['backend']:>7} {r['steps']:>5} {wall:>7.2f}{mark:1}"
-            f" {r['pixel_steps_per_s'] / 1e6:>12.3f} {r['tflops']:>8.2f}"
-            f" {100 * r['fraction_of_fp64_peak']:>6.1f} {r.get('speedup_vs_reference', 0):>6.1f}"
+            f"{r['resolution']:>5} {r.get('where', 'opening window'):34s} {r['early_exit']:9s}"
+            f" {r['runtime_s']:7.2f} s {r['pixel_steps_per_s'] / 1e6:7.1f} M/s"
+            + (f"  {x:.2f}x the reference" if x else "")
         )
-    if any(r.get("extrapolated") for r in out["runs"]):
-        print("* wall time extrapolated to 1000 steps from a shorter run")
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:

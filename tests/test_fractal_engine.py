@@ -258,6 +258,24 @@ def test_known_pixels_and_explicit_grid():
     assert np.array_equal(c["converged"], c["values"] < 0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernels need CUDA")
+def test_frame_reuse_is_bitwise_on_the_gpu():
+    # a frame whose inner quarter is copied from the next deeper frame equals the frame
+    # computed whole, bit for bit: the kernels train each pixel on its own
+    from fractal import notebook, zoom
+
+    data = notebook.problem_arrays(272, "full")
+    x, y, width, _ = zoom.PAPER_PANELS["tanh"]
+    kw = dict(EXPERIMENTS["tanh"], steps=500, data=data, device="cuda", backend="triton")
+    deeper = compute_image(**kw, grid=zoom.frame_grid((x, y), width, 1, 33))
+    whole = compute_image(**kw, grid=zoom.frame_grid((x, y), width, 0, 33))
+    known = zoom.known_from_deeper(deeper["values"])
+    reused = compute_image(**kw, grid=zoom.frame_grid((x, y), width, 0, 33), known=known)
+    assert reused["trained_pixels"] == 33 * 33 - 17 * 17
+    assert np.array_equal(reused["values"], whole["values"])
+    assert 0 < whole["converged"].mean() < 1
+
+
 # ------------------------------------------------------------------------------ triton
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from fractal import workload, zoom
 from kmatrix.cell import Cell, RunContext
@@ -54,14 +55,14 @@ def make_cell(cfg, point, index=0):
     )
 
 
-def run_stages(cfg, tmp_path):
+def run_stages(cfg, tmp_path, device="cpu"):
     """What the driver does with a staged plan: run every cell of a stage, then ask for the
     next stage, until there is none. Returns (cells, results)."""
     cells, results, stage, todo = [], {}, 0, plan(cfg)
     while todo:
         cells += todo
         for cell in todo:
-            ctx = RunContext("cpu", tmp_path / "cells" / cell.id, {}, "paper_repro")
+            ctx = RunContext(device, tmp_path / "cells" / cell.id, {}, "paper_repro")
             results[cell.id] = json.loads(json.dumps(workload.run(cell, ctx)))
             write_json_atomic(ctx.out_dir / "result.json", results[cell.id])
         stage += 1
@@ -249,6 +250,21 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
     for name in ("fractal_summary.png", "slopes_vs_depth.png", "frames-tanh-paper.png"):
         assert (tmp_path / "summary" / name).stat().st_size > 1000
     assert workload.next_stage(cfg, 2, cells, results) == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_staged_run_on_the_gpu(tmp_path):
+    # every experiment through the Triton backend: centres, frames with reuse, summary
+    names = ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]
+    cfg = Config({**BASE, **ZOOM, "fractal_experiments": names, "fractal_backend": "auto",
+                  "fractal_resolution": 33, "fractal_dimension": "paper"})  # fmt: skip
+    cells, results = run_stages(cfg, tmp_path, "cuda")
+    frames = [r for r in results.values() if "frame" in r]
+    assert len(frames) == 6 * 2 * 3 and all(r["backend"] == "triton" for r in frames)
+    assert sum(r["metrics"]["reused_pixels"] for r in frames) == 6 * 2 * 2 * 17 * 17
+    (tmp_path / "summary").mkdir()
+    s = workload.summarize(tmp_path / "summary", cells, results, cfg)
+    assert len(s) == 12 and all(v["frames_done"] == 3 for v in s.values())
 
 
 def test_threshold_verification_reports_changes(tmp_path):
