@@ -210,7 +210,8 @@ def test_injected_data_is_checked():
 
 
 def _exit_window(name):
-    # windows where some pixels' losses turn non-finite within 25 steps, others converge
+    # windows where some pixels' output weights turn non-finite after ~5 (relu, identity)
+    # or ~22 steps (the others), well inside 40 steps; other pixels converge
     return (0, 9, 1, 9) if name == "paraminit" else (1, 9, 1, 9)
 
 
@@ -219,11 +220,11 @@ def test_torch_early_exit_leaves_the_image(name):
     # pixels stop once an output weight is non-finite; the values are the full
     # computation's (bitwise where the products keep their shapes: one pixel per chunk;
     # to rounding otherwise, as dropping stopped pixels reshapes the products)
-    kw = dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=25)
+    kw = dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=40)
     full = compute_image(**kw, early_exit="none")
     fast = compute_image(**kw, early_exit="nonfinite")
-    assert (full["steps_run"] == 25).all() and full["pixel_steps"] == 25 * 12
-    assert (fast["steps_run"] < 25).sum() >= 4  # the exit happened
+    assert (full["steps_run"] == 40).all() and full["pixel_steps"] == 40 * 12
+    assert (fast["steps_run"] < 40).sum() >= 4  # the exit happened
     assert fast["pixel_steps"] == fast["steps_run"].sum() < full["pixel_steps"]
     assert np.array_equal(full["converged"], fast["converged"])
     np.testing.assert_allclose(fast["values"], full["values"], rtol=1e-12)
@@ -289,7 +290,7 @@ TRITON_CASES["paraminit"] = dict(
 
 TANH_VARIANTS = ["libdevice", "fast"]  # the interpreter runs "exp" for "libdevice"
 EXIT_CASES = {
-    name: dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=25)
+    name: dict(EXPERIMENTS[name], window=_exit_window(name), resolution=(4, 3), steps=40)
     for name in EXPERIMENTS
 }
 
