@@ -237,6 +237,8 @@ def paper_panels(panels, path, title=None):
         if p.get("values") is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(head, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
             continue
         draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
         w = p["window"]
