@@ -1,14 +1,12 @@
-"""The fractal workload (docs/workload-interface.md).
+"""The fractal paper workload (docs/workload-interface.md): one cell = one experiment's
+zoom sequence, each frame a whole image computed by fractal.engine in one call.
 
-Paper mode (FRACTAL_ENGINE_MLP): one cell = one experiment's zoom sequence, each frame a
-whole image computed by fractal.engine in one call, so the sweep grid is vectorised
-inside the cell. The LLM mode (FRACTAL_ENGINE_LLM, issue 5) has its marked place at the
-bottom of this file.
+LLM trainability grids are their own workload, fractal/llm.py; fractal/__init__.py picks
+one of the two by FRACTAL_ENGINE.
 """
 
 import json
 import os
-import time
 from functools import partial
 from pathlib import Path
 
@@ -26,17 +24,11 @@ def _engine():
     return engine
 
 
-def _mode(cfg):
-    return cfg.get("fractal_engine", "mlp")
-
-
 # ----------------------------------------------------------------------------------------
 # planning
 
 
 def axes(cfg):
-    if _mode(cfg) == "llm":
-        return llm_axes(cfg)
     out = [("experiment", list(cfg.fractal_experiments))]
     seeds = list(cfg.get("seeds") or [0])
     if len(seeds) > 1:
@@ -45,8 +37,6 @@ def axes(cfg):
 
 
 def validate(cfg):
-    if _mode(cfg) == "llm":
-        return llm_validate(cfg)
     experiments = list(cfg.get("fractal_experiments") or [])
     if not experiments:
         raise ConfigError("FRACTAL_EXPERIMENT_TANH", "no experiment selected", "select one or more")
@@ -80,12 +70,9 @@ def validate(cfg):
 
 
 def cell_params(cfg, point):
-    if _mode(cfg) == "llm":
-        return llm_cell_params(cfg, point)
     name = point["experiment"]
     px, py = cfg.get("fractal_zoom_point_x"), cfg.get("fractal_zoom_point_y")
     return {
-        "engine": "mlp",
         "experiment": name,
         **_engine().EXPERIMENTS[name],  # nonlinearity, axes, batch, n_points
         "window": [cfg.fractal_x_min, cfg.fractal_x_max, cfg.fractal_y_min, cfg.fractal_y_max],
@@ -152,8 +139,6 @@ def _finite_or_none(x):
 
 def run(cell, ctx):
     p = cell.params
-    if p.get("engine") == "llm":
-        return llm_run(cell, ctx)
     out = Path(ctx.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{p['experiment']} [{ctx.profile}]"
@@ -244,8 +229,6 @@ def run(cell, ctx):
 
 def dry_run(cell, ctx):
     p = cell.params
-    if p.get("engine") == "llm":
-        return llm_dry_run(cell, ctx)
     res = _compute({**p, "backend": "torch"}, "cpu", p["window"], resolution=4, steps=5)
     v = res["values"]
     if v.shape != (4, 4) or not np.isfinite(v).all():
@@ -259,8 +242,6 @@ def dry_run(cell, ctx):
 
 
 def summarize(summary_dir, cells, results, cfg):
-    if _mode(cfg) == "llm":
-        return llm_summarize(summary_dir, cells, results, cfg)
     summary_dir = Path(summary_dir)
     root = summary_dir.parent
     several_seeds = len({c.point.get("seed") for c in cells}) > 1
@@ -290,45 +271,6 @@ def summarize(summary_dir, cells, results, cfg):
     return out
 
 
-# ----------------------------------------------------------------------------------------
-# LLM mode (FRACTAL_ENGINE_LLM): each grid point is one gpt2 run; see fractal/llm.py.
-
-
-def _llm():
-    from fractal import llm  # imports gpt2 only when an LLM grid is configured
-
-    return llm
-
-
-def llm_axes(cfg):
-    return _llm().axes(cfg)
-
-
-def llm_validate(cfg):
-    return _llm().validate(cfg)
-
-
-def llm_cell_params(cfg, point):
-    return {**_llm().cell_params(cfg, point), "engine": "llm"}
-
-
-def llm_run(cell, ctx):
-    return _llm().run(cell, ctx)
-
-
-def llm_dry_run(cell, ctx):
-    return _llm().dry_run(cell, ctx)
-
-
-def llm_summarize(summary_dir, cells, results, cfg):
-    return _llm().summarize(summary_dir, cells, results, cfg)
-
-
-def preflight(cfg, cells):
-    if _mode(cfg) == "llm":
-        _llm().preflight(cfg, cells)
-
-
 def _probe_image(cell, ctx):
     """`make estimate`: time a small image on this device and scale to the cell's size."""
     p = cell.params
@@ -345,11 +287,4 @@ def _probe_image(cell, ctx):
 
 
 def probe(cell, ctx):
-    if cell.params.get("engine") == "llm":
-        return _llm().probe(cell, ctx)
     return _probe_image(cell, ctx)
-
-
-def VECTORISED_AXES(cfg):  # noqa: N802 - the interface name; per configuration here
-    """A paper-mode cell computes the whole image; an LLM grid cell is one grid point."""
-    return () if _mode(cfg) == "llm" else ("x", "y")
