@@ -36,25 +36,12 @@ for _key, _value in PROFILE_ENV["paper_repro"].items():
 
 import torch  # noqa: E402
 
-from gpt2.model import GPT, config_from_preset  # noqa: E402
-from gpt2.optim import GROUPS, build_optimizers  # noqa: E402
-from gpt2.train import PEAK_FLOPS, TrainSettings, configure_runtime, train  # noqa: E402
+from gpt2.model import GPT, PEAK_FLOPS  # noqa: E402
+from gpt2.presets import config_from_preset  # noqa: E402
+from gpt2.optim import build_optimizers, default_hp, default_lrs  # noqa: E402
+from gpt2.train import TrainSettings, configure_runtime, train  # noqa: E402
 
 NANOGPT_H200 = {"ms_per_iter": 35.0, "tokens_per_s": 468_000}
-HP = dict(
-    adamw_beta1=0.9,
-    adamw_beta2=0.95,
-    adamw_eps=1e-8,
-    adamw_weight_decay=0.1,
-    muon_momentum=0.95,
-    muon_nesterov=True,
-    muon_ns_steps=5,
-    muon_weight_decay=0.0,
-)
-LRS = {
-    "adamw": {g: 6e-4 for g in GROUPS},
-    "muon": {**{g: 6e-4 for g in GROUPS}, "matrix": 0.02},
-}
 # name, optimizer, profile, biases, gradient clipping
 RUNS = [
     ("adamw-nanogpt", "adamw", "maxout_speed", False, 0.0),
@@ -74,7 +61,9 @@ def measure(name, optimizer, profile, bias, grad_clip, a, device):
     else:
         config = config_from_preset(a.model, block_size=a.seq_len, bias=bias)
     model = GPT(config).to(device)
-    opts = build_optimizers(optimizer, model.param_groups(), LRS[optimizer], HP)
+    opts = build_optimizers(
+        optimizer, model.param_groups(), default_lrs(optimizer), default_hp(optimizer)
+    )
     runner = torch.compile(model) if a.compile else model
     x = torch.randint(
         0, min(50257, config.vocab_size), (a.batch_size, a.seq_len + 1), device=device
@@ -114,7 +103,7 @@ def measure(name, optimizer, profile, bias, grad_clip, a, device):
         "grad_clip": grad_clip,
         "ms_per_iter": 1000 * dt / a.iters,
         "tokens_per_s": tokens_per_s,
-        "mfu": model.flops_per_token(a.seq_len) * tokens_per_s / PEAK_FLOPS,
+        "mfu": model.estimate_mfu(tokens_per_s, a.seq_len),
         "peak_mem_mb": out["metrics"]["peak_mem_mb"],
         "warmup_s": warmup_s,
         "final_loss": out["losses"][-1],

@@ -224,6 +224,8 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     if own:
         fig.tight_layout()
         if path is not None:
-            fig.savefig(path, dpi=120)
+            from kmatrix.results import write_atomic
+
+            write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
         plt.close(fig)
     return estimate

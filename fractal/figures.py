@@ -7,11 +7,15 @@ Every figure takes a `title` that callers prefix with the run profile, so paper_
 maxout_speed images are never mistaken for each other.
 """
 
+from pathlib import Path
+
 import numpy as np
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from kmatrix.results import write_atomic  # noqa: E402
 
 # x and y labels of the paper's two kinds of image (engine: paraminit_vs_lr puts the
 # weight offset on x and the one shared learning rate on y)
@@ -30,7 +34,7 @@ def save_figure(fig, path, title=None, dpi=120):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    write_atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png", dpi=dpi))
     plt.close(fig)
     return path
 
@@ -155,7 +159,10 @@ def zoom_animation(frames, path, axes="lr_vs_lr", title=None, fps=2, size=5.0):
 def save_frame_png(values, path):
     """A zoom frame as a bare image in the paper's colours (one pixel per pixel, row 0 at
     the bottom): cheap enough for every frame of a sequence."""
-    plt.imsave(path, paper_colors(values)[::-1], cmap="Spectral", vmin=-1, vmax=1, format="png")
+    colors = paper_colors(values)[::-1]
+    write_atomic(
+        path, lambda f: plt.imsave(f, colors, cmap="Spectral", vmin=-1, vmax=1, format="png")
+    )
     return path
 
 

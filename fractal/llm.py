@@ -1,4 +1,4 @@
-"""LLM trainability grids (DESIGN.md section 6): every grid point is one GPT-2 run.
+"""The LLM trainability-grid workload: every grid point is one GPT-2 training run.
 
 Planning, training and the dry run are the gpt2 workload's (any numeric knob of its
 cell_params can be a grid axis); this module labels each run stable / trainable and
@@ -23,6 +23,7 @@ GRID_AXES = ("i", "j", "x", "y")
 axes = gpt2.axes
 dry_run = gpt2.dry_run
 probe = gpt2.probe
+preflight = gpt2.preflight
 
 
 def validate(cfg):
@@ -33,11 +34,6 @@ def validate(cfg):
             "an LLM trainability grid needs the 2-D sweep",
             "set CONFIG_SWEEP=y and the X/Y axes (e.g. matrix_lr x unembedding_lr)",
         )
-
-
-def preflight(cfg, cells):
-    if hasattr(gpt2, "preflight"):
-        gpt2.preflight(cfg, cells)
 
 
 def cell_params(cfg, point):

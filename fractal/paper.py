@@ -7,8 +7,8 @@ With more, the paper's protocol runs in two stages of cells:
   which finds the centre of the path's frames: the given centre, followed down the
   boundary by a cheap low-resolution descent where frames are deeper than it is known
   (fractal.zoom.descend), recorded in its result;
-- stage 1 (next_stage, once the centres are known): one "frame" cell per frame, deepest
-  first and interleaved across paths, so that a frame usually finds the next deeper
+- the next stage (next_stage, once the centres are known): one "frame" cell per frame,
+  deepest first and interleaved across paths, so that a frame usually finds the next deeper
   frame's result on disk and copies the quarter of its pixels the two share. Frames are
   independent cells, so they spread over every GPU.
 
@@ -18,7 +18,6 @@ the frames, and the frames that correspond to the paper's panels.
 """
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from fractal import dimension, figures, notebook, zoom
 from fractal.common import EXPERIMENTS, TAIL
 from kmatrix.cell import Cell, cell_id
 from kmatrix.errors import ConfigError
-from kmatrix.results import read_result, write_json_atomic
+from kmatrix.results import read_result, write_atomic, write_json_atomic
 
 
 def _engine():
@@ -213,20 +212,19 @@ def cell_params(cfg, point):
     return p
 
 
-def next_stage(cfg, stage, cells, results):
-    """Stage 1: every frame of every path whose centre cell finished, deepest first and
-    interleaved across paths. Later stages: none."""
-    if stage != 1 or not zooming(cfg):
+def next_stage(cfg, cells, results):
+    """Once every centre is known: every frame of every path whose centre cell finished,
+    deepest first and interleaved across paths, as {"point", "params", "run_seed"}. After
+    the frames (or without zoom): none."""
+    if not zooming(cfg) or any(c.params.get("kind") == "frame" for c in cells):
         return []
     centres = [c for c in cells if c.params.get("kind") == "centre"]
-    names = [n for n, _ in axes(cfg)] + ["frame"]
     out = []
     for k in reversed(range(cfg.fractal_zoom_frames)):
         for c in centres:
             r = results.get(c.id)
             if not r or r.get("status") != "ok" or "centre" not in r:
                 continue
-            point = {**c.point, "frame": k}
             deeper = {**c.point, "frame": k + 1}
             params = {
                 **c.params,
@@ -234,11 +232,25 @@ def next_stage(cfg, stage, cells, results):
                 "frame": k,
                 "centre": r["centre"],
                 "centre_cell": c.id,
-                "reuse_from": cell_id(deeper, names) if k + 1 < c.params["frames"] else None,
+                "reuse_from": cell_id(deeper, list(deeper)) if k + 1 < c.params["frames"] else None,
             }
-            cid = cell_id(point, names)
-            out.append(Cell(cid, len(cells) + len(out), c.workload, point, c.run_seed, params))
+            out.append({"point": {**c.point, "frame": k}, "params": params, "run_seed": c.run_seed})
     return out
+
+
+def frame_cells(cfg, cells, results):
+    """The frame cells: those among `cells`, or, where only the centres are there, those
+    next_stage plans from their results (ids as the core builds them)."""
+    frames = [c for c in cells if c.params.get("kind") == "frame"]
+    if frames or not zooming(cfg):
+        return frames
+    specs = next_stage(cfg, cells, results)
+    workload = cells[0].workload if cells else "fractal.workload"
+    return [
+        Cell(cell_id(s["point"], list(s["point"])), len(cells) + i, workload, s["point"],
+             s["run_seed"], s["params"])
+        for i, s in enumerate(specs)
+    ]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------
@@ -327,23 +339,8 @@ def frame_values(p, device, out_dir=None, cache=None, log=None, resolution=None,
     return res, reused, verify
 
 
-def _atomic(path, write):
-    """Write through a temp file in the same directory, then rename: a reader never sees
-    half a file, and a file that exists is complete (a deeper frame's pixels are read
-    from frame.npy by the next shallower frame while cells run)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path.name
-
-
 def _save_npy(path, array):
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    return _atomic(path, write)
+    return write_atomic(path, lambda f: np.save(f, array))
 
 
 def run(cell, ctx):
@@ -400,7 +397,7 @@ def run_frame(cell, ctx):
     v = res["values"]
     _save_npy(out / "frame.npy", v)
     window = zoom.frame_window(p["centre"], p["width0"], p["frame"], v.shape[0])
-    _atomic(out / "frame.png", lambda t: figures.save_frame_png(v, t))
+    figures.save_frame_png(v, out / "frame.png")
     bc = dimension.box_count(v, method=p["dimension"])
     stats = zoom.frame_stats(v)
     width = math.ldexp(p["width0"], -p["frame"])
@@ -451,19 +448,13 @@ def run_image(cell, ctx, title):
     res = compute(p, _device(ctx), ctx.cache, window=tuple(p["window"]), resolution=p["resolution"])
     v = res["values"]
     _save_npy(out / "frame_00.npy", v)
-    _atomic(
-        out / "frame_00.png",
-        lambda t: figures.save_image(v, p["window"], t, p["axes"], f"{title} frame 0"),
-    )
+    figures.save_image(v, p["window"], out / "frame_00.png", p["axes"], f"{title} frame 0")
     bc = dimension.box_count(v, method=p["dimension"])
     dim = float(np.median(bc["slopes"])) if bc["slopes"] else None
-    _atomic(
-        out / "box_counting.png",
-        lambda t: dimension.plot_box_counting(
-            [v], t, f"{title}: D = {dim if dim is not None else float('nan'):.3f}", None,
-            p["dimension"],
-        ),
-    )  # fmt: skip
+    dim_text = f"{dim:.3f}" if dim is not None else "n/a"
+    dimension.plot_box_counting(
+        [v], out / "box_counting.png", f"{title}: D = {dim_text}", method=p["dimension"]
+    )
     frame = {
         "index": 0,
         "window": p["window"],
@@ -551,25 +542,15 @@ def probe(cell, ctx):
 # summary
 
 
-def _frame_cells(cells, results, cfg):
-    """The frame cells of the matrix: those the driver passes, or, where it passed only
-    stage 0, rebuilt from the centre cells' results (next_stage is deterministic)."""
-    frames = [c for c in cells if c.params.get("kind") == "frame"]
-    if frames or not zooming(cfg):
-        return frames, results
-    frames = next_stage(cfg, 1, cells, results)
-    return frames, results
-
-
 def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     root = summary_dir.parent
     if not zooming(cfg):
         return _summarize_images(summary_dir, root, cells, results, cfg)
-    frame_cells, _ = _frame_cells(cells, results, cfg)
-    frame_results = {c.id: results.get(c.id) or read_result(root, c.id) for c in frame_cells}
+    frames = frame_cells(cfg, cells, results)
+    frame_results = {c.id: results.get(c.id) or read_result(root, c.id) for c in frames}
     groups = {}
-    for c in frame_cells:
+    for c in frames:
         key = "/".join(str(c.point[n]) for n in c.point if n != "frame")
         groups.setdefault(key, []).append(c)
     out, panels, sheets, overview = {}, [], {}, []

@@ -6,52 +6,15 @@ ReLU^2 MLP, parameter-free RMSNorm, untied head, no biases (following nanochat).
 """
 
 import math
-from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-GPT2_VOCAB = 50257  # tokens of the GPT-2 BPE
+from gpt2.presets import ARCHS
 
-
-def pad_vocab(n, multiple=64):
-    """Round a vocabulary up: 50257 -> 50304 makes the head's matmul tile cleanly."""
-    return (n + multiple - 1) // multiple * multiple
-
-
-@dataclass
-class GPTConfig:
-    block_size: int = 1024  # longest sequence (positions / rotary table)
-    vocab_size: int = 50304  # already padded
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    arch: str = "gpt2"  # "gpt2" | "nanochat"
-    bias: bool = True  # arch gpt2: biases in Linear and LayerNorm (nanoGPT's bench.py: off)
-    grad_checkpoint: bool = False  # recompute each block in backward: less memory, ~30% slower
-
-    @property
-    def has_bias(self):
-        return self.bias and self.arch == "gpt2"  # nanochat has no biases anywhere
-
-
-# Size presets. tiny trains on 2 CPU cores in minutes; the others are GPT-2 small/medium.
-PRESETS = {
-    "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=128),
-    "124M": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),
-    "350M": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024),
-}
-ARCHS = ("gpt2", "nanochat")
-
-
-def config_from_preset(preset, **overrides):
-    """GPTConfig for a preset name; keyword overrides (None values ignored) win."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; known: {sorted(PRESETS)}")
-    cfg = GPTConfig(**PRESETS[preset])
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+PEAK_FLOPS = 989e12  # H100/H200 SXM bf16 dense: the MFU denominator
 
 
 class LayerNorm(nn.Module):
@@ -258,7 +221,7 @@ class GPT(nn.Module):
         T = seq_len or cfg.block_size
         return 6 * N + 12 * L * H * Q * T
 
-    def estimate_mfu(self, tokens_per_s, seq_len=None, peak_flops=989e12):
+    def estimate_mfu(self, tokens_per_s, seq_len=None, peak_flops=PEAK_FLOPS):
         """Model FLOPs utilisation: achieved FLOP/s over the device's peak (default: H100/H200
-        bf16 dense 989 TFLOP/s)."""
+        bf16 dense, whatever the precision)."""
         return self.flops_per_token(seq_len) * tokens_per_s / peak_flops

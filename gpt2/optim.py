@@ -1,7 +1,10 @@
 """Optimizers over the model's parameter groups, in one registry.
 
-Adding an optimizer touches this file once (a builder plus one OPTIMIZERS entry) and the
-top-level Kconfig (an OPTIMIZER_<NAME> bool and its <NAME>_* hyperparameters).
+Adding an optimizer touches this file once (a builder plus one OPTIMIZERS entry with its
+hyperparameters' defaults) and gpt2/Kconfig (an OPTIMIZER_<NAME> bool and a menu of its
+<NAME>_* settings, whose defaults a test checks against the entry's). Tests and the
+benchmark take every optimizer and its defaults from here. An optimizer torch does not
+ship goes in gpt2/optimizers.py.
 
 Every builder gets
     groups: {"matrix" | "embedding" | "unembedding" | "vector": [params]}, frozen groups
@@ -10,11 +13,13 @@ Every builder gets
     hp:     {kconfig-name: value}, the names listed in the entry's `hp`
 and returns a list of torch optimizers (Muon needs two). Each param group carries
 "name" (the model group) and "base_lr" (the scheduler multiplies it), as in nanochat.
+torch is imported inside the builders: planning a matrix reads this registry and never
+needs torch.
 """
 
 from typing import Callable, NamedTuple
 
-import torch
+GROUPS = ("matrix", "embedding", "unembedding", "vector")
 
 
 def _groups(groups, lrs, decay):
@@ -29,109 +34,24 @@ def _groups(groups, lrs, decay):
     return out
 
 
-def _on_cuda(groups):
+def fused_adamw(groups):
+    """Whether AdamW runs as one fused kernel (on CUDA: ~10% faster step)."""
     return any(p.is_cuda for ps in groups.values() for p in ps)
 
 
 def _adamw(groups, lrs, hp):
+    import torch
+
     pg = _groups(groups, lrs, hp["adamw_weight_decay"])
     if not pg:
         return []
-    return [
-        torch.optim.AdamW(
-            pg,
-            betas=(hp["adamw_beta1"], hp["adamw_beta2"]),
-            eps=hp["adamw_eps"],
-            fused=_on_cuda(groups),  # one kernel for all params: ~10% faster step on GPU
-        )
-    ]
-
-
-# ---------------------------------------------------------------------------- Muon
-
-
-def zeropower_via_newtonschulz5(G, steps=5):
-    """Approximately orthogonalise G (replace its singular values by ~1); G is one matrix
-    or a batch [..., rows, cols] of same-shape matrices, each orthogonalised on its own.
-
-    Quintic Newton-Schulz iteration of Keller Jordan (modded-nanogpt, also nanochat): the
-    coefficients (3.4445, -4.7750, 2.0315) maximise the slope at zero, so small singular
-    values grow fast; the result has singular values in roughly [0.7, 1.2] rather than
-    exactly 1, which does not hurt training. Runs in bf16 on CUDA (tensor cores), fp32
-    elsewhere (CPU bf16 matmuls are slow).
-    """
-    assert G.ndim >= 2
-    a, b, c = 3.4445, -4.7750, 2.0315
-    X = G.bfloat16() if G.is_cuda else G.float()
-    transposed = G.size(-2) > G.size(-1)
-    if transposed:  # iterate on the smaller Gram matrix
-        X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # spectral norm <= 1
-    shape = X.shape
-    X = X.reshape(-1, *shape[-2:])  # one batch dimension: baddbmm fuses the scale-and-add
-    for _ in range(steps):
-        A = X @ X.mT
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b * A + c * A @ A
-        X = torch.baddbmm(X, B, X, beta=a)  # a * X + B @ X
-    X = X.reshape(shape)
-    if transposed:
-        X = X.mT
-    return X
-
-
-class Muon(torch.optim.Optimizer):
-    """MomentUm Orthogonalized by Newton-Schulz, for 2-D hidden weights only.
-
-    Update: momentum (optionally Nesterov) of the gradient, orthogonalised, scaled by
-    sqrt(max(1, rows/cols)) so tall matrices get the same per-element RMS as square ones.
-    Decoupled weight decay as in AdamW.
-    """
-
-    def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5, weight_decay=0.0):
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            ns_steps=ns_steps,
-            weight_decay=weight_decay,
-        )
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, mom, wd = group["lr"], group["momentum"], group["weight_decay"]
-            # Matrices of one shape go through Newton-Schulz together, as one batched
-            # matmul chain: GPT-2 124M has 4 shapes for 48 matrices, so the step launches
-            # ~25x fewer kernels than a loop over matrices (nanochat does the same).
-            by_shape = {}
-            for p in group["params"]:
-                if p.grad is not None:
-                    by_shape.setdefault((p.shape, p.dtype, p.device), []).append(p)
-            for params in by_shape.values():
-                grads = [p.grad for p in params]
-                bufs = []
-                for p in params:
-                    if "momentum_buffer" not in self.state[p]:
-                        self.state[p]["momentum_buffer"] = torch.zeros_like(p.grad)
-                    bufs.append(self.state[p]["momentum_buffer"])
-                torch._foreach_lerp_(bufs, grads, 1 - mom)
-                g = torch._foreach_lerp(grads, bufs, mom) if group["nesterov"] else bufs
-                update = zeropower_via_newtonschulz5(torch.stack(g), group["ns_steps"])
-                if wd:
-                    torch._foreach_mul_(params, 1 - lr * wd)
-                scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5
-                torch._foreach_add_(
-                    params, list(update.to(params[0].dtype).unbind(0)), alpha=-lr * scale
-                )
-        return loss
+    betas = (hp["adamw_beta1"], hp["adamw_beta2"])
+    return [torch.optim.AdamW(pg, betas=betas, eps=hp["adamw_eps"], fused=fused_adamw(groups))]
 
 
 def _muon(groups, lrs, hp):
+    from gpt2.optimizers import Muon
+
     matrix = {k: v for k, v in groups.items() if k == "matrix"}
     rest = {k: v for k, v in groups.items() if k != "matrix"}
     opts = []
@@ -148,47 +68,18 @@ def _muon(groups, lrs, hp):
     return opts + _adamw(rest, lrs, hp)
 
 
-# ---------------------------------------------------------------------------- SGD, Lion
-
-
 def _sgd(groups, lrs, hp):
+    import torch
+
     pg = _groups(groups, lrs, hp["sgd_weight_decay"])
     if not pg:
         return []
     return [torch.optim.SGD(pg, momentum=hp["sgd_momentum"], nesterov=bool(hp["sgd_nesterov"]))]
 
 
-class Lion(torch.optim.Optimizer):
-    """EvoLved Sign Momentum (Chen et al. 2023): the update is the sign of an interpolation
-    of momentum and gradient, so every element moves by exactly lr; hence its learning rate
-    is typically 3-10x smaller than AdamW's."""
-
-    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(p)
-                m = state["exp_avg"]
-                if wd:
-                    p.mul_(1 - lr * wd)
-                p.add_(m.lerp(p.grad, 1 - beta1).sign_(), alpha=-lr)
-                m.lerp_(p.grad, 1 - beta2)
-        return loss
-
-
 def _lion(groups, lrs, hp):
+    from gpt2.optimizers import Lion
+
     pg = _groups(groups, lrs, hp["lion_weight_decay"])
     if not pg:
         return []
@@ -202,24 +93,59 @@ class Spec(NamedTuple):
     build: Callable  # (groups, lrs, hp) -> [torch.optim.Optimizer]
     lr: str  # Kconfig name of the base learning rate (the matrix group's)
     aux_lr: str  # base lr of embedding/unembedding/vector (differs for Muon: AdamW's)
-    hp: tuple  # Kconfig names of the other hyperparameters the builder reads
+    defaults: dict  # every hyperparameter it reads (lr, aux_lr and hp) -> its default
+
+    @property
+    def hp(self):
+        """Kconfig names of the hyperparameters other than the learning rates."""
+        return tuple(k for k in self.defaults if k not in (self.lr, self.aux_lr))
 
 
-_ADAMW_HP = ("adamw_beta1", "adamw_beta2", "adamw_eps", "adamw_weight_decay")
+_ADAMW = dict(
+    adamw_lr=6e-4, adamw_beta1=0.9, adamw_beta2=0.95, adamw_eps=1e-8, adamw_weight_decay=0.1
+)
 
 OPTIMIZERS = {
-    "adamw": Spec(_adamw, "adamw_lr", "adamw_lr", _ADAMW_HP),
+    "adamw": Spec(_adamw, "adamw_lr", "adamw_lr", _ADAMW),
     "muon": Spec(
         _muon,
         "muon_lr",
         "adamw_lr",
-        ("muon_momentum", "muon_nesterov", "muon_ns_steps", "muon_weight_decay") + _ADAMW_HP,
+        dict(
+            muon_lr=0.02,
+            muon_momentum=0.95,
+            muon_nesterov=True,
+            muon_ns_steps=5,
+            muon_weight_decay=0.0,
+            **_ADAMW,
+        ),
     ),
-    "sgd": Spec(_sgd, "sgd_lr", "sgd_lr", ("sgd_momentum", "sgd_nesterov", "sgd_weight_decay")),
-    "lion": Spec(_lion, "lion_lr", "lion_lr", ("lion_beta1", "lion_beta2", "lion_weight_decay")),
+    "sgd": Spec(
+        _sgd,
+        "sgd_lr",
+        "sgd_lr",
+        dict(sgd_lr=0.1, sgd_momentum=0.9, sgd_nesterov=True, sgd_weight_decay=0.0),
+    ),
+    "lion": Spec(
+        _lion,
+        "lion_lr",
+        "lion_lr",
+        dict(lion_lr=1e-4, lion_beta1=0.9, lion_beta2=0.99, lion_weight_decay=0.1),
+    ),
 }
 
-GROUPS = ("matrix", "embedding", "unembedding", "vector")
+
+def default_lrs(name):
+    """{group: lr} of an optimizer at its defaults (tests, the benchmark)."""
+    spec = OPTIMIZERS[name]
+    aux = spec.defaults[spec.aux_lr]
+    return {g: spec.defaults[spec.lr] if g == "matrix" else aux for g in GROUPS}
+
+
+def default_hp(name):
+    """The optimizer's other hyperparameters at their defaults."""
+    spec = OPTIMIZERS[name]
+    return {k: spec.defaults[k] for k in spec.hp}
 
 
 def build_optimizers(name, model_groups, lrs, hp, train_groups=GROUPS):

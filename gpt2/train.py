@@ -5,26 +5,21 @@ function and a TrainSettings, so tests and the benchmark drive it directly.
 """
 
 import contextlib
-import io
 import math
-import os
-import pickle
-import random
 import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kmatrix.errors import Diverged
 from kmatrix.seeding import apply_profile
 
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .numerics import check_numerics
 from .optim import set_lr
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-PEAK_FLOPS = 989e12  # H100/H200 SXM bf16 dense: the MFU denominator, whatever the precision
+from .params import AUTOCAST_DTYPES
 
 
 @dataclass
@@ -54,24 +49,28 @@ class TrainSettings:
 
 
 def configure_runtime(profile, device):
-    """Apply a run profile (kmatrix.seeding.apply_profile) plus what only gpt2 sets; returns
-    the knobs, recorded in the result.
+    """Apply a run profile (kmatrix.seeding.apply_profile) and gpt2's own runtime settings;
+    returns the knobs. Outside a worker (tests, the benchmark): a worker applies the
+    profile to every cell itself, and gpt2's run() calls runtime_knobs() alone.
 
-    paper_repro: deterministic algorithms, no TF32, no cuDNN autotuning (bit-reproducible
-    on the same hardware and software). maxout_speed: TF32 matmuls, cuDNN autotuning.
     CUBLAS_WORKSPACE_CONFIG must be in the environment before CUDA initialises: the
     executor puts kmatrix.seeding.PROFILE_ENV into every worker's environment (the bench
     sets it itself); here it is only recorded.
     """
-    knobs = apply_profile(profile)
-    repro = profile == "paper_repro"
+    return {**apply_profile(profile), **runtime_knobs(device)}
+
+
+def runtime_knobs(device):
+    """What only gpt2 sets (denormal flushing on CPU) and reads off torch (attention
+    backends, the deterministic-memory fill): recorded in the result and manifest."""
     # Adam moves the embeddings of unseen tokens down by ~lr every step, so after a few
     # hundred steps their softmax probabilities underflow into denormals, which x86 CPUs
     # process ~10x slower; flushing them to zero changes no result that matters.
     flush = device == "cpu" and torch.set_flush_denormal(True)
-    knobs.update(
+    knobs = dict(
         device=device,
-        fill_uninitialized_memory=repro and torch.utils.deterministic.fill_uninitialized_memory,
+        fill_uninitialized_memory=torch.are_deterministic_algorithms_enabled()
+        and torch.utils.deterministic.fill_uninitialized_memory,
         flush_denormal=bool(flush),
         torch=torch.__version__,
     )
@@ -93,10 +92,10 @@ def configure_runtime(profile, device):
 
 
 def autocast_context(precision, device):
-    dtype = AUTOCAST_DTYPES[precision]
-    if dtype is None:
+    name = AUTOCAST_DTYPES[precision]
+    if name is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, name))
 
 
 def lr_multiplier(step, s: TrainSettings, progress):
@@ -125,121 +124,7 @@ def budget_progress(step, tokens, elapsed, s: TrainSettings):
     return max(fractions) if fractions else None
 
 
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def _rng_state():
-    v, keys, gauss = random.getstate()
-    np_state = np.random.get_state()
-    return {
-        "python": (v, list(keys), gauss),
-        "numpy": (torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(st):
-    v, keys, gauss = st["python"]
-    random.setstate((v, tuple(keys), gauss))
-    keys_np, pos, has_gauss, cached = st["numpy"]
-    np.random.set_state(
-        ("MT19937", keys_np.numpy().astype(np.uint32), int(pos), int(has_gauss), cached)
-    )
-    torch.set_rng_state(st["torch"])
-    if st["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def save_checkpoint(path, state):
-    """torch.save to a temp file then rename: a crash never leaves a half checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load with weights_only=True: tensors and plain containers only, never code.
-
-    A checkpoint that needs arbitrary unpickling (e.g. a crafted file whose __reduce__
-    calls a function) is refused with a clear error instead of being executed.
-    """
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise RuntimeError(
-            f"refusing to load checkpoint {path}: it contains objects other than tensors and "
-            f"plain containers, which could run code when unpickled ({str(e).splitlines()[0]}). "
-            "Delete it, or re-create it with gpt2.train.save_checkpoint."
-        ) from None
-
-
 # ---------------------------------------------------------------------------- the loop
-
-
-def _counts(t):
-    """(non-finite, NaN, inf) element counts of a tensor."""
-    nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
-    return nan + inf, nan, inf
-
-
-def nonfinite_table(named_params):
-    """A text table of every parameter whose gradient or value holds a NaN or an inf, and
-    the number of such rows (0: everything is finite)."""
-    rows = []
-    for name, p in named_params:
-        for what, t in (("grad", p.grad), ("param", p.detach())):
-            if t is not None and not bool(torch.isfinite(t).all()):
-                rows.append(
-                    (
-                        name,
-                        "x".join(map(str, p.shape)) or "scalar",
-                        str(t.dtype)[6:],
-                        str(t.device),
-                        what,
-                        *map(str, _counts(t)),
-                    )
-                )
-    head = ("parameter", "shape", "dtype", "device", "tensor", "non-finite", "nan", "inf")
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    lines = [fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)]
-    return "\n".join(lines), len(rows)
-
-
-def check_numerics(loss, named_params, scaler, step, log):
-    """GPT2_CHECK_NUMERICS, called after the backward pass and before the optimizer step
-    (after GradScaler.unscale_ under fp16). Returns None when the step may proceed, or the
-    message of the divergence, after logging the table of offending parameters.
-
-    The rule: a non-finite loss always diverges. A non-finite gradient diverges in fp32 and
-    bf16. Under fp16 an inf/NaN gradient is the GradScaler's business (it skips the step and
-    halves the scale), so it only counts once the scale has already dropped below 1: then
-    the gradient overflows even unscaled, which no further halving can fix.
-    """
-    loss_ok = math.isfinite(loss)
-    grads = [p.grad for _, p in named_params if p.grad is not None]
-    grads_ok = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
-    if loss_ok and grads_ok:
-        return None
-    if loss_ok and scaler.is_enabled() and scaler.get_scale() >= 1.0:
-        log(
-            f"step {step}: fp16 gradients overflowed at loss scale {scaler.get_scale():g}; "
-            "the GradScaler skips this step and lowers the scale"
-        )
-        return None
-    table, n = nonfinite_table(named_params)
-    what = f"loss {loss}" if not loss_ok else "gradients"
-    if scaler.is_enabled():
-        what += f" (fp16 loss scale {scaler.get_scale():g})"
-    message = f"check numerics: non-finite {what} at step {step}"
-    if n:
-        message += f", {n} non-finite tensor(s):\n{table}"
-    else:
-        message += ": every parameter and gradient is finite (the forward pass overflowed)"
-    log(message)
-    return message
 
 
 def peak_memory_mb(device):
@@ -299,7 +184,6 @@ def train(
     if s.check_numerics:
         names = {id(p): n for n, p in raw_model.named_parameters()}
         named_params = [(names.get(id(p), f"param{i}"), p) for i, p in enumerate(params)]
-    flops_per_token = raw_model.flops_per_token(s.seq_len)
     step, tokens, elapsed = 0, 0, 0.0
     losses, val_losses, history = [], [], []
 
@@ -313,7 +197,7 @@ def train(
                 scaler.load_state_dict(ck["scaler"])
             step, tokens, elapsed = ck["step"], ck["tokens"], ck["elapsed"]
             losses, val_losses = list(ck["losses"]), [list(v) for v in ck["val_losses"]]
-            _set_rng_state(ck["rng"])
+            set_rng_state(ck["rng"])
             if data_generator is not None and ck["data_rng"] is not None:
                 data_generator.set_state(ck["data_rng"])
             log(f"resumed from {ckpt_path} at step {step}")
@@ -332,7 +216,7 @@ def train(
                 "elapsed": elapsed,
                 "losses": losses,
                 "val_losses": val_losses,
-                "rng": _rng_state(),
+                "rng": rng_state(),
                 "data_rng": data_generator.get_state() if data_generator is not None else None,
                 "settings": asdict(s),
             },
@@ -424,7 +308,7 @@ def train(
                 "step": step,
                 "loss": losses[-1],
                 "tokens_per_s": tps,
-                "mfu": flops_per_token * tps / PEAK_FLOPS,
+                "mfu": raw_model.estimate_mfu(tps, s.seq_len),
                 "peak_mem_mb": peak_memory_mb(device),
                 **{f"lr/{k}": v for k, v in lrs.items()},
             }
@@ -445,7 +329,7 @@ def train(
         "final_train_loss": losses[-1] if losses else float("nan"),
         "final_val_loss": val_losses[-1][1] if val_losses else float("nan"),
         "tokens_per_s": tps_avg,
-        "mfu": flops_per_token * tps_avg / PEAK_FLOPS,
+        "mfu": raw_model.estimate_mfu(tps_avg, s.seq_len),
         "peak_mem_mb": peak_memory_mb(device),
         "steps": step,
         "tokens": tokens,

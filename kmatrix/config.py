@@ -251,18 +251,14 @@ def render_config_py(values):
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path, text):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_config(values, out_dir="."):
     """Write config.py and config.json (atomically, deterministic output)."""
+    from kmatrix.results import write_atomic
+
     out_dir = Path(out_dir)
-    _write_atomic(out_dir / "config.json", json.dumps(values, indent=1, sort_keys=True) + "\n")
-    _write_atomic(out_dir / "config.py", render_config_py(values))
+    text = json.dumps(values, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    write_atomic(out_dir / "config.json", lambda f: f.write(text.encode()))
+    write_atomic(out_dir / "config.py", lambda f: f.write(render_config_py(values).encode()))
 
 
 def load(path="config.json"):

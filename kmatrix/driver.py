@@ -5,169 +5,13 @@ again; failed or missing cells do. Transient failures are retried with backoff.
 """
 
 import contextlib
-import errno
-import math
-import os
-import random
-import re
-import tempfile
 import time
-from collections import deque
-from statistics import fmean
-from pathlib import Path
 
 from kmatrix import manifest, results, tracking
-from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
+from kmatrix.schedule import full_disk, make_executor, schedule
 from kmatrix.summary import summarize
-
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def _log_tail(root, cell_id, lines=60):
-    try:
-        text = (results.cell_dir(root, cell_id) / "log.txt").read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def is_transient(cfg, root, reply):
-    pattern = cfg.get("exec_retry_pattern")
-    if not pattern:
-        return False
-    text = (reply.get("error") or "") + "\n" + _log_tail(root, reply["id"])
-    return re.search(pattern, text) is not None
-
-
-def _record_lost(root, cell, job, reply):
-    """A worker died or timed out: write the failed result unless it had finished. If
-    even that cannot be written (a full disk, a read-only directory), the reply says so
-    and the cell simply has no result: it runs again next time."""
-    existing = results.read_result(root, cell.id)
-    if results.is_done(existing):
-        return {**reply, "status": existing["status"], "error": None}
-    try:
-        _write_lost(root, cell, job, reply)
-    except OSError as e:
-        return {**reply, "error": f"{reply['error']} (not recorded: {e.strerror or e})"}
-    return reply
-
-
-def _write_lost(root, cell, job, reply):
-    directory = results.make_cell_dir(root, cell.id)
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
-    with os.fdopen(os.open(directory / "log.txt", flags, 0o644), "a") as f:
-        f.write(f"\n== driver: {reply['error']}\n")
-    results.write_json_atomic(
-        results.cell_dir(root, cell.id) / "result.json",
-        {
-            "id": cell.id,
-            "status": "failed",
-            "error": reply["error"],
-            "metrics": {},
-            "runtime_s": round(time.time() - job["submitted"], 3),
-            "attempt": job["attempt"],
-            "profile": job.get("profile"),
-            "point": cell.point,
-            "run_seed": cell.run_seed,
-            "params": cell.params,
-        },
-    )
-
-
-def full_disk(final):
-    """The reply that found the disk full (or over quota), if any."""
-    return next((r for r in final.values() if r.get("errno") in DISK_FULL), None)
-
-
-def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
-    """Run `cells` on `executor` until each has ended (retries included).
-
-    Returns {cell id: final reply}. For kind="run" the cell's directory is its
-    results directory; dry runs go to a throw-away directory.
-    """
-    by_id = {c.id: c for c in cells}
-    pending = deque((c, 1) for c in cells)
-    delayed = []  # (ready time, cell, attempt)
-    final = {}
-    retries = cfg.get("exec_retries") or 0
-    backoff = cfg.get("exec_retry_backoff") or 0
-    scratch = None if kind == "run" else tempfile.TemporaryDirectory(prefix="kmatrix-check-")
-    try:
-        while pending or delayed or executor.busy():
-            if full_disk(final):  # nothing more can be written: let running cells end
-                pending.clear()
-                delayed.clear()
-            now = time.time()
-            for item in [d for d in delayed if d[0] <= now]:
-                delayed.remove(item)
-                pending.append(item[1:])
-            for slot in executor.free_slots():
-                if not pending:
-                    break
-                cell, attempt = pending.popleft()
-                out = results.cell_dir(root if scratch is None else scratch.name, cell.id)
-                job = {
-                    **job_base,
-                    "kind": kind,
-                    "cell": cell.to_dict(),
-                    "out_dir": str(out),
-                    "attempt": attempt,
-                    "submitted": time.time(),
-                }
-                executor.submit(slot, job)
-            progress.set_running(executor.running())
-            for job, reply in executor.poll(timeout=0.25):
-                cell = by_id[reply["id"]]
-                if reply.get("lost") and kind == "run":
-                    reply = _record_lost(root, cell, job, reply)
-                status = reply["status"]
-                runtime = reply.get("runtime_s")
-                runtime = time.time() - job["submitted"] if runtime is None else runtime
-                slot = job.get("slot", "?")
-                if status == "failed" and kind == "run" and job["attempt"] <= retries:
-                    if is_transient(cfg, root, reply):
-                        wait = backoff * 2 ** (job["attempt"] - 1)
-                        delayed.append((time.time() + wait, cell, job["attempt"] + 1))
-                        progress.finished(
-                            cell.id, "retry", runtime, slot, f"  transient, again in {wait}s"
-                        )
-                        continue
-                final[cell.id] = reply
-                note = f"  {reply['error'].splitlines()[0][:120]}" if reply.get("error") else ""
-                progress.finished(cell.id, status, runtime, slot, note)
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
-    return final
-
-
-def _executor(cfg, cpu_only=False, gpus=None, max_cells=None):
-    env = {}
-    profile = cfg.get("profile") or "paper_repro"
-    from kmatrix.seeding import PROFILE_ENV
-
-    env.update(PROFILE_ENV.get(profile, {}))
-    if cfg.get("exec_executor") == "ray" and not cpu_only:  # `make check` stays on this machine
-        from kmatrix.ray_executor import RayExecutor
-
-        return RayExecutor(
-            address=cfg.get("exec_ray_address"),
-            jobs_per_gpu=cfg.get("exec_jobs_per_gpu"),
-            timeout=cfg.get("exec_cell_timeout"),
-            env=env,
-            cpu_only=cfg.get("exec_gpus") == ["none"],
-            start_timeout=cfg.get("exec_start_timeout"),
-        )
-    slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only, max_cells=max_cells)
-    return LocalExecutor(
-        slots,
-        timeout=0 if cpu_only else cfg.get("exec_cell_timeout"),
-        env=env,
-        start_timeout=cfg.get("exec_start_timeout"),
-    )
 
 
 def failure_table(root, cells, final):
@@ -192,7 +36,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
     with results.Lock(root), contextlib.ExitStack() as stack:
         early = executor is None and cfg.get("exec_executor") != "ray"
         if early:  # local workers start now, importing torch while results are read
-            executor = stack.enter_context(_executor(cfg, max_cells=len(cells)))
+            executor = stack.enter_context(make_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
         write_plan(cells, root / "plan.json")
         done = {c.id for c in cells if results.is_done(results.read_result(root, c.id))}
@@ -214,7 +58,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
             if executor is None or early and cpu and len(todo) < len(executor.slots):
                 if executor is not None:  # fewer cells than CPU workers: fewer workers,
                     executor.close()  # each with more threads
-                executor = stack.enter_context(_executor(cfg, max_cells=len(todo)))
+                executor = stack.enter_context(make_executor(cfg, max_cells=len(todo)))
             progress = Progress(len(cells), len(done), cfg.name, live, len(executor.slots))
             with progress:
                 out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
@@ -266,7 +110,7 @@ def check_matrix(cfg, out=print, live=False, full=False):
             f"  CHECK   {len(cells)} of {len(planned)} cells hold every value of every axis "
             "(the grid's diagonal and corners); FULL=1 dry-runs all"
         )
-    executor = _executor(cfg, cpu_only=True, max_cells=len(cells))
+    executor = make_executor(cfg, cpu_only=True, max_cells=len(cells))
     lines = []
 
     class Report(Progress):
@@ -352,77 +196,3 @@ def clean_results(cfg, out=print):
     removed = results.remove(root, results.results_root(cfg))
     out(f"  CLEAN   {root}" + ("" if removed else " (nothing there)"))
     return 0
-
-
-def _probe_round(cfg, cells, executor, scratch, job_base, tag):
-    """Probe `cells` on the executor's workers; {cell id: reply} (ids tagged)."""
-    import dataclasses
-
-    tagged = [dataclasses.replace(c, id=f"{c.id}--{tag}") for c in cells]
-    progress = Progress(len(tagged), live=False)
-    progress.finished = lambda *a, **k: None
-    return schedule(cfg, tagged, executor, scratch, job_base, progress, kind="probe")
-
-
-def estimate(cfg, out=print, samples_per_slot=2):
-    """`make estimate`: a time estimate from probes that run like `make` runs cells.
-
-    On the slots `make` would use: one warm-up probe per worker (imports, one-time data
-    preparation, the first model build and compile), then `samples_per_slot` probes per
-    slot of cells spread over the plan. A probe goes through the worker's whole per-cell
-    path (seeding, profile, manifest, W&B) and calls the workload's probe(cell, ctx), which
-    runs the cell briefly and returns {"unit", "per_cell", "seconds_per_cell",
-    "probe_seconds"}: its own estimate of the cell's run time on this device. Per cell:
-    that estimate plus the worker's overhead around it. The range is the spread over the
-    sampled cells; cells that stop early (divergence) make the real run shorter.
-    """
-    cells = plan(cfg)
-    root = results.results_dir(cfg)
-    todo = [c for c in cells if not results.is_done(results.read_result(root, c.id))]
-    slots = local_slots(cfg, max_cells=max(1, len(todo)))
-    out(f"  CELLS   {len(cells)} ({cfg.workload}, {cfg.get('profile')}), {len(todo)} to run")
-    if not todo:
-        return 0
-    k = min(len(todo), samples_per_slot * len(slots))
-    sample = sorted(random.Random(0).sample(todo, k), key=lambda c: c.index)  # spread, fixed
-    with tempfile.TemporaryDirectory(prefix="kmatrix-estimate-") as scratch:
-        job_base = {
-            "profile": cfg.get("profile"),
-            "config_hash": cfg.hash,
-            "git": manifest.git_info(),
-            "tracking": {**tracking.settings(cfg, root), "dir": scratch},
-        }
-        started = time.time()
-        snapshot = time.time()
-        manifest.write_environment_snapshot(Path(scratch))
-        snapshot = time.time() - snapshot
-        with _executor(cfg, max_cells=len(todo)) as executor:
-            warm = _probe_round(cfg, todo[: len(slots)], executor, scratch, job_base, "warm")
-            first = time.time() - started - snapshot
-            timed = _probe_round(cfg, sample, executor, scratch, job_base, "probe")
-    failed = [r for r in list(warm.values()) + list(timed.values()) if r["status"] == "failed"]
-    if failed:
-        out(f"  FAIL    a probe failed: {failed[0].get('error')}")
-        return 1
-    per_cell = [r["runtime_s"] - r["probe"]["probe_seconds"] + r["probe"]["seconds_per_cell"]
-                for r in timed.values()]  # fmt: skip
-    probe = next(iter(timed.values()))["probe"]
-    warm_s = max(r["runtime_s"] for r in warm.values())
-    start_s = snapshot + max(0.0, first - warm_s)  # environment snapshot, worker start
-    rounds = math.ceil(len(todo) / len(slots))
-    low, mean, high = (
-        start_s + rounds * v for v in (min(per_cell), fmean(per_cell), max(per_cell))
-    )
-    where = f"{len(slots)} slot(s): {', '.join(s[0] for s in slots[:4])}"
-    out(f"  WORK    {probe['per_cell']:,} {probe['unit']} per cell")
-    out(
-        f"  PROBE   {len(per_cell)} cells: {min(per_cell):.2f} .. {max(per_cell):.2f} s per cell "
-        f"(mean {fmean(per_cell):.2f}) on {where}"
-    )
-    out(f"  START   {start_s:.1f} s (environment snapshot, workers' start-up)")
-    out(f"  TOTAL   about {_minutes(mean)} (range {_minutes(low)} .. {_minutes(high)})")
-    return 0
-
-
-def _minutes(seconds):
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

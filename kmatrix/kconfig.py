@@ -16,6 +16,7 @@ import kconfiglib
 
 from kmatrix import config as typed
 from kmatrix.errors import ConfigError
+from kmatrix.results import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
@@ -49,7 +50,13 @@ def why_not(kconf, sym, wanted):
     if sym.visibility == 0 and not sym.nodes[0].prompt:
         return "has no prompt: it is set automatically and cannot be assigned"
     if sym.visibility == 0:
-        return f"unmet dependencies ({kconfiglib.expr_str(sym.direct_dep)})"
+        why = f"unmet dependencies ({kconfiglib.expr_str(sym.direct_dep)})"
+        selected = [  # a hidden symbol in the way: say which setting selects it
+            f"{s.name} is selected by {kconfiglib.expr_str(s.rev_dep)}"
+            for s in kconfiglib.expr_items(sym.direct_dep)
+            if isinstance(s, kconfiglib.Symbol) and s.tri_value == 2 and s.rev_dep is not kconf.n
+        ]
+        return why + (f": {'; '.join(selected)}" if selected else "")
     if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
         kind = kconfiglib.TYPE_TO_STR[sym.orig_type]
         try:
@@ -201,9 +208,8 @@ def apply_defconfig(name, root=ROOT, dotconfig=None):
 def _save(kconf, root, dotconfig=None):
     dotconfig = Path(dotconfig or Path(root) / ".config")
     values = typed.typed_values(kconf)  # validate before touching any file
-    tmp = dotconfig.with_name(dotconfig.name + ".tmp")
-    kconf.write_config(str(tmp), save_old=False)
-    tmp.replace(dotconfig)
+    text = kconf._config_contents(None)  # what kconf.write_config writes, written atomically
+    write_atomic(dotconfig, lambda f: f.write(text.encode()))
     typed.write_config(values, dotconfig.parent)
     return values
 
@@ -280,8 +286,5 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
 def savedefconfig(out, root=ROOT, dotconfig=None):
     """Write a minimal defconfig (only non-default values) that lints clean."""
     kconf = load_dotconfig(root, dotconfig)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    kconf.write_min_config(str(tmp), header="")
-    tmp.replace(out)
-    return out
+    text = kconf._min_config_contents("")  # what kconf.write_min_config writes
+    return write_atomic(out, lambda f: f.write(text.encode()))

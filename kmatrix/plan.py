@@ -11,16 +11,16 @@ import numpy as np
 from kmatrix.cell import Cell, cell_id
 from kmatrix.errors import ConfigError
 
-# Workload name (the WORKLOAD choice) -> module implementing docs/workload-interface.md.
-WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal.workload"}
-# The Kconfig symbol(s) behind a matrix axis, for error messages.
-AXIS_SYMBOLS = {"seed": "SEEDS", "optimizer": "OPTIMIZER_*", "precision": "PRECISION_*"}
+# Workload name (the WORKLOAD choice) -> the module implementing docs/workload-interface.md,
+# or a package whose workload_module(cfg) names it (fractal holds two workloads).
+WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal"}
 
 
 def workload_module(cfg):
     """The workload's module path: a WORKLOADS name, or a dotted path (tests)."""
-    name = cfg.workload
-    return WORKLOADS.get(name, name)
+    name = WORKLOADS.get(cfg.workload, cfg.workload)
+    chooser = getattr(load_workload(name), "workload_module", None)
+    return chooser(cfg) if chooser else name
 
 
 def load_workload(module_path):
@@ -64,14 +64,12 @@ def plan(cfg, module_path=None):
     module_path = module_path or workload_module(cfg)
     wl = load_workload(module_path)
     wl.validate(cfg)
-    axes = list(wl.axes(cfg))
-    for name, values in axes:
-        if not values:
-            symbol = AXIS_SYMBOLS.get(name, name.upper())
-            raise ConfigError(symbol, f"the {name} axis is empty", "select at least one value")
-    vectorised = getattr(wl, "VECTORISED_AXES", ())
-    vectorised = vectorised(cfg) if callable(vectorised) else vectorised
-    grid = cfg.get("sweep") and "x" not in vectorised
+    axes = [(a[0], a[1]) for a in wl.axes(cfg)]
+    for axis in wl.axes(cfg):  # (name, values) or (name, values, the Kconfig symbol behind it)
+        if not axis[1]:
+            symbol = axis[2] if len(axis) > 2 else axis[0].upper()
+            raise ConfigError(symbol, f"the {axis[0]} axis is empty", "select at least one value")
+    grid = bool(cfg.get("sweep"))
     xs = sweep_values(cfg, "x") if grid else [None]
     ys = sweep_values(cfg, "y") if grid else [None]
     names = [name for name, _ in axes] + (["i", "j"] if grid else [])

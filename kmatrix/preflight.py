@@ -46,31 +46,6 @@ def check_gpus(cfg):
         )
 
 
-def check_precisions(cfg, gpus):
-    """fp16 needs a GPU; bf16 needs one of compute capability 8.0 or newer (or the CPU)."""
-    precisions = cfg.get("precisions") or []
-    if not cfg.get("trains_gpt2") or not precisions:
-        return
-    if not gpus:
-        if "fp16" in precisions:
-            raise ConfigError(
-                "PRECISION_FP16",
-                "fp16 autocast with GradScaler needs a GPU, and this matrix runs on the CPU",
-                "deselect PRECISION_FP16 (bf16 and fp32 run on the CPU) or run on a GPU",
-            )
-        return
-    import torch
-
-    for g in gpus:
-        major, minor = torch.cuda.get_device_capability(g)
-        if "bf16" in precisions and major < 8:
-            raise ConfigError(
-                "PRECISION_BF16",
-                f"GPU {g} ({torch.cuda.get_device_name(g)}, sm_{major}{minor}) has no bf16",
-                "deselect PRECISION_BF16 or use an Ampere or newer GPU",
-            )
-
-
 def check(cfg, cells, root, gpus=None):
     """Every rule, in the order a user would want to hear about them."""
     from kmatrix.executor import detect_gpus
@@ -78,8 +53,7 @@ def check(cfg, cells, root, gpus=None):
     check_results_dir(root)
     check_gpus(cfg)
     gpus = detect_gpus(cfg.get("exec_gpus")) if gpus is None else gpus
-    check_precisions(cfg, gpus)
     if cells:
         wl = load_workload(cells[0].workload)
         if hasattr(wl, "preflight"):
-            wl.preflight(cfg, cells)
+            wl.preflight(cfg, cells, gpus)  # gpus: the indices cells will run on, [] = CPU

@@ -8,7 +8,6 @@ first differ and by how much.
 import dataclasses
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from kmatrix import results
 from kmatrix.executor import LocalExecutor, detect_gpus, local_slots
 from kmatrix.plan import plan
 from kmatrix.progress import Progress
+from kmatrix.schedule import schedule
 from kmatrix.seeding import PROFILE_ENV
 
 
@@ -72,8 +72,6 @@ def repro_check(cfg, cell_id=None, gpus=None, out=print):
             slots = local_slots(cfg, gpus=[gpu])[:1]
         started = time.time()
         with LocalExecutor(slots, env=PROFILE_ENV.get(profile, {})) as executor:
-            from kmatrix.driver import schedule
-
             progress = Progress(1, live=False)
             progress.finished = lambda *a, **k: None
             reply = schedule(cfg, [copy], executor, root, job_base, progress)[copy.id]

@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kmatrix.errors import ConfigError
@@ -124,6 +125,28 @@ def write_atomic(path, write):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_result(directory, cell, status, *, runtime_s, error=None, metrics=None, job=None, **extra):
+    """The one writer of result.json (a worker's finished cell, the driver's lost one):
+    status, metrics, error, runtime, the cell's point, run seed and params, and any extra
+    JSON-able keys the workload returned (losses, frames...)."""
+    job = job or {}
+    result = {
+        "id": cell.id,
+        "status": status,
+        "metrics": metrics or {},
+        "error": error,
+        "runtime_s": runtime_s,
+        "attempt": job.get("attempt", 1),
+        "profile": job.get("profile"),
+        "point": cell.point,
+        "run_seed": cell.run_seed,
+        "params": cell.params,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    return write_json_atomic(Path(directory) / "result.json", result)
 
 
 def _malformed(result, cell_id):

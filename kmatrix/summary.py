@@ -1,12 +1,12 @@
 """After the matrix: results.csv, summary.json and the workload's figures."""
 
 import csv
-import os
+import io
 from pathlib import Path
 
 from kmatrix import tracking
 from kmatrix.plan import load_workload
-from kmatrix.results import read_result, write_json_atomic
+from kmatrix.results import read_result, write_atomic, write_json_atomic
 
 
 def _row(cell, result):
@@ -27,12 +27,11 @@ def write_csv(path, rows):
     columns = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def summarize(cfg, cells, root):

@@ -15,12 +15,11 @@ import signal
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
-from kmatrix.results import make_cell_dir, write_json_atomic
+from kmatrix.results import make_cell_dir, write_result
 
 
 def _die_with_parent():
@@ -120,22 +119,17 @@ def run_job(job, cache, workloads):
                 tracker.finish(reply["status"], metrics)
     reply["runtime_s"] = round(time.time() - start, 3)
     if not dry and not probing:
-        result = {
-            "id": cell.id,
-            "status": reply["status"],
-            "metrics": metrics,
-            "error": reply["error"],
-            "runtime_s": reply["runtime_s"],
-            "attempt": job.get("attempt", 1),
-            "profile": job.get("profile"),
-            "point": cell.point,
-            "run_seed": cell.run_seed,
-            "params": cell.params,
-            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **extra,
-        }
         try:
-            write_json_atomic(out_dir / "result.json", result)
+            write_result(
+                out_dir,
+                cell,
+                reply["status"],
+                runtime_s=reply["runtime_s"],
+                error=reply["error"],
+                metrics=metrics,
+                job=job,
+                **extra,
+            )
         except OSError as e:  # a full disk: the cell has no result, and says why
             reply.update(status="failed", errno=e.errno)
             reply["error"] = f"could not write {out_dir / 'result.json'}: {e.strerror or e}"

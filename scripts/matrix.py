@@ -12,14 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix import config, driver, repro  # noqa: E402
+from kmatrix import config, driver, estimate, repro  # noqa: E402
 from kmatrix.errors import ConfigError  # noqa: E402
 
 COMMANDS = {
     "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
     "plan": lambda cfg, a: driver.print_plan(cfg, full=a.full),
     "check": lambda cfg, a: driver.check_matrix(cfg, full=a.full),
-    "estimate": lambda cfg, a: driver.estimate(cfg),
+    "estimate": lambda cfg, a: estimate.estimate(cfg),
     "summary": lambda cfg, a: driver.summary_only(cfg),
     "repro-check": lambda cfg, a: repro.repro_check(cfg, cell_id=a.cell),
     "clean-results": lambda cfg, a: driver.clean_results(cfg),

@@ -13,11 +13,9 @@ from pathlib import Path
 
 from kmatrix.errors import ConfigError, Diverged
 
-VECTORISED_AXES = ()
-
 
 def axes(cfg):
-    return [("behaviour", list(cfg.get("behaviours", ["ok"]))), ("seed", list(cfg.seeds))]
+    return [("behaviour", list(cfg.get("behaviours", ["ok"]))), ("seed", list(cfg.seeds), "SEEDS")]
 
 
 def validate(cfg):

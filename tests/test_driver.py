@@ -16,6 +16,7 @@ from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan, read_plan
+from kmatrix.estimate import estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -224,7 +225,7 @@ def test_estimate_counts_one_time_preparation_once(tmp_path, capsys):
     # 8 cells on 2 workers; seed 0 cells take 1 s, seed 1 cells 2 s. Each worker first
     # prepares for 1.5 s (a download, say), which must not be counted per cell.
     cfg = make_cfg(tmp_path, seeds=[0, 1], behaviours=["a", "b", "c", "d"], prepare=1.5)
-    assert driver.estimate(cfg) == 0
+    assert estimate(cfg) == 0
     out = capsys.readouterr().out
     assert "CELLS   8" in out and "8 to run" in out
     probe = next(line for line in out.splitlines() if "PROBE" in line)
@@ -235,4 +236,4 @@ def test_estimate_counts_one_time_preparation_once(tmp_path, capsys):
     assert 4 * 1.0 < seconds < 4 * 2.5 + 5  # 4 rounds of 1-2 s cells plus start-up
     # finished cells are not estimated again
     assert driver.run_matrix(cfg, live=False) == 0
-    assert driver.estimate(cfg) == 0 and "0 to run" in capsys.readouterr().out
+    assert estimate(cfg) == 0 and "0 to run" in capsys.readouterr().out

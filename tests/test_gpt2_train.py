@@ -8,10 +8,12 @@ import kconfiglib
 import pytest
 import torch
 
-from gpt2 import workload
-from gpt2.model import GPT, config_from_preset
+from gpt2 import runner, workload
+from gpt2.model import GPT
+from gpt2.presets import config_from_preset
 from gpt2.optim import build_optimizers
-from gpt2.train import TrainSettings, configure_runtime, load_checkpoint, lr_multiplier, train
+from gpt2.checkpoint import load_checkpoint
+from gpt2.train import TrainSettings, configure_runtime, lr_multiplier, train
 from kmatrix.cell import Cell, RunContext
 from kmatrix.config import Config, typed_values
 from kmatrix.errors import ConfigError, Diverged
@@ -322,9 +324,9 @@ def test_cell_params_resolve_group_lrs():
     cfg = make_cfg("OPTIMIZER_MUON", ADAMW_LR="1e-3", GPT2_UNEMBEDDING_LR_SCALE="4")
     workload.validate(cfg)
     assert workload.axes(cfg) == [
-        ("optimizer", ["adamw", "muon"]),
-        ("precision", ["fp32"]),
-        ("seed", [0]),
+        ("optimizer", ["adamw", "muon"], "OPTIMIZER_*"),
+        ("precision", ["fp32"], "PRECISION_*"),
+        ("seed", [0], "SEEDS"),
     ]
     p = workload.cell_params(cfg, {"optimizer": "muon", "precision": "fp32", "seed": 0})
     assert p["matrix_lr"] == 0.02 and p["embedding_lr"] == 1e-3 and p["unembedding_lr"] == 4e-3
@@ -332,7 +334,7 @@ def test_cell_params_resolve_group_lrs():
     assert p["vocab_size"] == 50304 and p["model"] == "tiny"
     assert p["check_numerics"] is False and p["detect_anomaly"] is False  # off by default
     on = make_cfg("GPT2_CHECK_NUMERICS", "GPT2_DETECT_ANOMALY")
-    s = workload._settings(workload.cell_params(on, {**p, "optimizer": "adamw"}))
+    s = runner._settings(workload.cell_params(on, {**p, "optimizer": "adamw"}))
     assert s.check_numerics and s.detect_anomaly
     import json
 
@@ -422,7 +424,7 @@ def test_run_and_summarize(tmp_path):
         ctx.cache[key] = FakeTokens()
         r = workload.run(cell, ctx)
         assert r["status"] == "ok" and len(r["losses"]) == 3 and r["val_losses"][-1][0] == 3
-        assert r["knobs"]["deterministic_algorithms"] and r["knobs"]["precision"] == "fp32"
+        assert r["knobs"]["attention_backends"] == ["cpu"] and r["knobs"]["precision"] == "fp32"
         assert r["knobs"]["check_numerics"] is True and r["knobs"]["detect_anomaly"] is False
         assert set(r["metrics"]) >= {
             "final_train_loss",
@@ -477,5 +479,4 @@ def test_worker_reuses_the_model_with_the_same_result(tmp_path):
     fresh = run("muon", 3, RunContext(device="cpu", out_dir=tmp_path))
     assert again["losses"] == fresh["losses"]
     assert run("adamw", 1, RunContext(device="cpu", out_dir=tmp_path))["losses"] == first["losses"]
-    assert again["metrics"]["setup_seconds"] >= 0
     torch.use_deterministic_algorithms(False)

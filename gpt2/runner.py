@@ -1,0 +1,249 @@
+"""Running gpt2 cells: build the model and optimizers from a cell's params, train it
+(run), time it (probe, for `make estimate`) and dry-run it (`make check`).
+
+The worker seeds every cell and applies its run profile before run() is called; the
+model is seeded again right before its weights are initialised, so a model kept by the
+worker from an earlier cell starts from exactly the weights a fresh one would.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from kmatrix.errors import ConfigError, Diverged
+
+from .model import GPT
+from .presets import config_from_preset
+from .optim import GROUPS, OPTIMIZERS, build_optimizers
+from .params import AUTOCAST_DTYPES
+from .checkpoint import load_checkpoint
+from .train import TrainSettings, evaluate, runtime_knobs, train
+
+# CUBLAS_WORKSPACE_CONFIG (deterministic cuBLAS under paper_repro) must be set before CUDA
+# initialises: the executors put kmatrix.seeding.PROFILE_ENV into every worker's
+# environment, so it is there before the first cell; runtime knobs record it.
+
+
+def _init_weights(source):
+    """Model weights from a checkpoint file or a gpt2 cell directory (weights only)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ConfigError(
+            "GPT2_INIT_FROM",
+            f"no checkpoint at {path}",
+            "point it at a checkpoint.pt or a cell directory run with GPT2_CHECKPOINT_INTERVAL > 0",
+        )
+    state = load_checkpoint(path)
+    return state["model"] if "model" in state else state
+
+
+def _model(config, device, seed, cache=None, compiled=False):
+    """(model, runner) for a cell: the model initialised from `seed`, and the callable the
+    loop trains (torch.compile'd when asked).
+
+    With a cache (the worker's), one model per worker is kept and re-initialised in place
+    for the next cell of the same configuration: no 124M build and, above all, no second
+    torch.compile. Seeding right before init_weights makes the weights the same whether the
+    model is new or reused.
+    """
+    key = (repr(config), device, compiled)
+    kept = cache.get("gpt2.model") if cache is not None else None
+    if kept and kept[0] == key:
+        model, runner = kept[1:]
+        for param in model.parameters():
+            param.grad = None  # a diverged cell may have stopped mid-step
+    else:
+        if cache is not None:
+            cache.pop("gpt2.model", None)  # free the last one first (GPU memory)
+        with torch.device(device):  # initialise on the device: a 124M init on CPU costs ~1 s
+            model = GPT(config)
+        runner = torch.compile(model) if compiled else model
+        if cache is not None:
+            cache["gpt2.model"] = (key, model, runner)
+    torch.manual_seed(seed)
+    model.init_weights()
+    return model, runner
+
+
+def _build(p, device, seed, cache=None, **overrides):
+    """Model, runner and optimizers for a cell's params (overrides shrink the model for dry
+    runs)."""
+    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    config = config_from_preset(
+        p["model"],
+        arch=p["arch"],
+        bias=p.get("bias", True),
+        grad_checkpoint=p["grad_checkpoint"],
+        **{**sizes, **overrides},
+    )
+    compiled = p["compile"] and not overrides
+    model, runner = _model(config, device, seed, cache, compiled)
+    if p.get("init_from") and not overrides:
+        model.load_state_dict(_init_weights(p["init_from"]))
+    lrs = {g: p[f"{g}_lr"] for g in GROUPS}
+    hp = {k: p[k] for k in OPTIMIZERS[p["optimizer"]].hp}
+    optimizers = build_optimizers(p["optimizer"], model.param_groups(), lrs, hp, p["train_groups"])
+    if not optimizers:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
+        )
+    return model, runner, optimizers
+
+
+def _settings(p, **overrides):
+    fields = dict(
+        batch_size=p["batch_size"],
+        seq_len=p["block_size"],
+        grad_accum=p["grad_accum"],
+        max_steps=p["max_steps"],
+        max_tokens=p["max_tokens"],
+        max_seconds=p["max_seconds"],
+        warmup_steps=p["warmup_steps"],
+        schedule=p["schedule"],
+        min_lr_frac=p["min_lr_frac"],
+        grad_clip=p["grad_clip"],
+        precision=p["precision"],
+        eval_interval=p["eval_interval"],
+        log_interval=p["log_interval"],
+        checkpoint_interval=p["checkpoint_interval"],
+        check_numerics=bool(p.get("check_numerics")),
+        detect_anomaly=bool(p.get("detect_anomaly")),
+        extra={"params": json.dumps(p, sort_keys=True)},  # resume only the very same cell
+    )
+    return TrainSettings(**{**fields, **overrides})
+
+
+def _token_data(p, ctx):
+    """TokenData for the cell's source, prepared once and kept for the worker's later cells."""
+    from .data import TokenData, prepare
+
+    key = ("gpt2.data", json.dumps(p["data"], sort_keys=True), str(p["data_dir"]))
+    if key not in ctx.cache:
+        ctx.cache[key] = TokenData(prepare(p["data"], Path(p["data_dir"])))
+    return ctx.cache[key]
+
+
+def run(cell, ctx):
+    started = time.perf_counter()
+    p, device = cell.params, ctx.device
+    knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
+    td = _token_data(p, ctx)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    # same run_seed -> same init and data order for every optimizer/precision of a seed
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    B, T = p["batch_size"], p["block_size"]
+    val = [
+        (x.to(device), y.to(device))
+        for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])
+    ]
+    knobs.update(
+        precision=p["precision"],
+        autocast_dtype=AUTOCAST_DTYPES[p["precision"]],
+        grad_scaler=p["precision"] == "fp16",
+        compile=p["compile"],
+        grad_checkpoint=p["grad_checkpoint"],
+        check_numerics=bool(p.get("check_numerics")),
+        detect_anomaly=bool(p.get("detect_anomaly")),
+        fused_adamw=any(o.defaults.get("fused") for o in optimizers),
+        n_params=model.num_params(),
+        flops_per_token=model.flops_per_token(T),
+        dataset=getattr(td, "identity", None),
+    )
+    ctx.log(
+        f"gpt2 {cell.id}: {knobs['n_params'] / 1e6:.2f}M params, knobs {json.dumps(knobs, default=str)}"
+    )
+    setup_seconds = time.perf_counter() - started  # model (re)build, data, val batches
+    try:
+        result = train(
+            runner,
+            optimizers,
+            lambda: td.get_batch("train", B, T, gen, device),
+            _settings(p),
+            device=device,
+            val_batches=val,
+            raw_model=model,
+            ckpt_path=Path(ctx.out_dir) / "checkpoint.pt" if p["checkpoint_interval"] else None,
+            data_generator=gen,
+            log=ctx.log,
+            tracker=ctx.tracker,
+        )
+    except Diverged as e:
+        e.metrics["setup_seconds"] = setup_seconds
+        raise
+    result["knobs"] = knobs
+    result["metrics"]["setup_seconds"] = setup_seconds
+    return result
+
+
+def probe(cell, ctx, steps=5):
+    """`make estimate`: this cell's run time on this device, from a few real training
+    steps and one evaluation, scaled to its budget. Data preparation (a one-time
+    download and tokenisation) happens before the clock starts; the model build (and
+    compile) is timed, as in run(): a worker's first cell pays for it, later ones reuse it.
+    """
+    p, device = cell.params, ctx.device
+    td = _token_data(p, ctx)
+    started = time.perf_counter()
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    B, T = p["batch_size"], p["block_size"]
+    val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
+    stamps = []
+
+    def batch():
+        stamps.append(time.perf_counter())
+        return td.get_batch("train", B, T, gen, device)
+
+    s = _settings(p, max_steps=steps + 1, max_tokens=0, max_seconds=0)
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval, s.log_interval = 0, 0, 0, 0
+    try:
+        train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
+    except Diverged:
+        pass  # a diverging cell still took this long per step
+    setup = stamps[0] - started
+    ga = p["grad_accum"]
+    m = len(stamps) // ga  # steps begun; step k ran from stamps[(k-1)*ga] to stamps[k*ga]
+    per_step = (stamps[(m - 1) * ga] - stamps[ga]) / (m - 2) if m > 2 else 0.0  # not step 1
+    eval_started = time.perf_counter()
+    if val:
+        evaluate(model, val, p["precision"], device)
+    per_eval = time.perf_counter() - eval_started
+    tokens_per_step = B * T * ga
+    budget = [p["max_steps"]] if p["max_steps"] else []
+    if p["max_tokens"]:
+        budget.append(math.ceil(p["max_tokens"] / tokens_per_step))
+    n = min(budget) if budget else math.inf
+    seconds = min(n * per_step, p["max_seconds"] or math.inf)
+    if not math.isfinite(n):
+        n = int(seconds / per_step) if per_step else 0
+    evals = 1 + (
+        n // p["eval_interval"] - (n % p["eval_interval"] == 0) if p["eval_interval"] else 0
+    )
+    return {
+        "unit": "steps",
+        "per_cell": int(n),
+        "seconds_per_cell": setup + seconds + evals * per_eval,
+        "probe_seconds": time.perf_counter() - started,
+    }
+
+
+def dry_run(cell, ctx):
+    """The cell's real model code, optimizer and precision at tiny size on CPU: one step of
+    the real training loop on random tokens."""
+    p = cell.params
+    tiny = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=128)
+    model, _, optimizers = _build(p, "cpu", cell.run_seed, **tiny)
+    gen = torch.Generator().manual_seed(cell.run_seed)
+    batch = lambda: (torch.randint(0, 128, (2, 16), generator=gen),) * 2  # noqa: E731
+    s = _settings(
+        p, batch_size=2, seq_len=16, grad_accum=1, max_steps=1, max_tokens=0, max_seconds=0
+    )
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval = 0, 0, 0
+    out = train(model, optimizers, batch, s, device="cpu", log=lambda *a: None)
+    if not math.isfinite(out["losses"][0]):
+        raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")

@@ -1,0 +1,88 @@
+"""`make estimate`: how long `make` will take, from probes that run like `make` runs cells."""
+
+import math
+import random
+import tempfile
+import time
+from pathlib import Path
+from statistics import fmean
+
+from kmatrix import manifest, results, tracking
+from kmatrix.executor import local_slots
+from kmatrix.plan import plan
+from kmatrix.progress import Progress
+from kmatrix.schedule import make_executor, schedule
+
+
+def _probe_round(cfg, cells, executor, scratch, job_base, tag):
+    """Probe `cells` on the executor's workers; {cell id: reply} (ids tagged)."""
+    import dataclasses
+
+    tagged = [dataclasses.replace(c, id=f"{c.id}--{tag}") for c in cells]
+    progress = Progress(len(tagged), live=False)
+    progress.finished = lambda *a, **k: None
+    return schedule(cfg, tagged, executor, scratch, job_base, progress, kind="probe")
+
+
+def estimate(cfg, out=print, samples_per_slot=2):
+    """`make estimate`: a time estimate from probes that run like `make` runs cells.
+
+    On the slots `make` would use: one warm-up probe per worker (imports, one-time data
+    preparation, the first model build and compile), then `samples_per_slot` probes per
+    slot of cells spread over the plan. A probe goes through the worker's whole per-cell
+    path (seeding, profile, manifest, W&B) and calls the workload's probe(cell, ctx), which
+    runs the cell briefly and returns {"unit", "per_cell", "seconds_per_cell",
+    "probe_seconds"}: its own estimate of the cell's run time on this device. Per cell:
+    that estimate plus the worker's overhead around it. The range is the spread over the
+    sampled cells; cells that stop early (divergence) make the real run shorter.
+    """
+    cells = plan(cfg)
+    root = results.results_dir(cfg)
+    todo = [c for c in cells if not results.is_done(results.read_result(root, c.id))]
+    slots = local_slots(cfg, max_cells=max(1, len(todo)))
+    out(f"  CELLS   {len(cells)} ({cfg.workload}, {cfg.get('profile')}), {len(todo)} to run")
+    if not todo:
+        return 0
+    k = min(len(todo), samples_per_slot * len(slots))
+    sample = sorted(random.Random(0).sample(todo, k), key=lambda c: c.index)  # spread, fixed
+    with tempfile.TemporaryDirectory(prefix="kmatrix-estimate-") as scratch:
+        job_base = {
+            "profile": cfg.get("profile"),
+            "config_hash": cfg.hash,
+            "git": manifest.git_info(),
+            "tracking": {**tracking.settings(cfg, root), "dir": scratch},
+        }
+        started = time.time()
+        snapshot = time.time()
+        manifest.write_environment_snapshot(Path(scratch))
+        snapshot = time.time() - snapshot
+        with make_executor(cfg, max_cells=len(todo)) as executor:
+            warm = _probe_round(cfg, todo[: len(slots)], executor, scratch, job_base, "warm")
+            first = time.time() - started - snapshot
+            timed = _probe_round(cfg, sample, executor, scratch, job_base, "probe")
+    failed = [r for r in list(warm.values()) + list(timed.values()) if r["status"] == "failed"]
+    if failed:
+        out(f"  FAIL    a probe failed: {failed[0].get('error')}")
+        return 1
+    per_cell = [r["runtime_s"] - r["probe"]["probe_seconds"] + r["probe"]["seconds_per_cell"]
+                for r in timed.values()]  # fmt: skip
+    probe = next(iter(timed.values()))["probe"]
+    warm_s = max(r["runtime_s"] for r in warm.values())
+    start_s = snapshot + max(0.0, first - warm_s)  # environment snapshot, worker start
+    rounds = math.ceil(len(todo) / len(slots))
+    low, mean, high = (
+        start_s + rounds * v for v in (min(per_cell), fmean(per_cell), max(per_cell))
+    )
+    where = f"{len(slots)} slot(s): {', '.join(s[0] for s in slots[:4])}"
+    out(f"  WORK    {probe['per_cell']:,} {probe['unit']} per cell")
+    out(
+        f"  PROBE   {len(per_cell)} cells: {min(per_cell):.2f} .. {max(per_cell):.2f} s per cell "
+        f"(mean {fmean(per_cell):.2f}) on {where}"
+    )
+    out(f"  START   {start_s:.1f} s (environment snapshot, workers' start-up)")
+    out(f"  TOTAL   about {_minutes(mean)} (range {_minutes(low)} .. {_minutes(high)})")
+    return 0
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"

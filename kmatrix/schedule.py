@@ -1,0 +1,154 @@
+"""Running a list of cells on an executor until each has ended: hand-off to free slots,
+retries of transient failures with backoff, lost workers recorded, and a full disk that
+stops everything cleanly. `make`, `make check`, `make estimate` and `make repro-check`
+all run their cells through schedule()."""
+
+import errno
+import os
+import re
+import tempfile
+import time
+from collections import deque
+
+from kmatrix import results
+from kmatrix.executor import LocalExecutor, local_slots
+from kmatrix.seeding import PROFILE_ENV
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _log_tail(root, cell_id, lines=60):
+    try:
+        text = (results.cell_dir(root, cell_id) / "log.txt").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def is_transient(cfg, root, reply):
+    pattern = cfg.get("exec_retry_pattern")
+    if not pattern:
+        return False
+    text = (reply.get("error") or "") + "\n" + _log_tail(root, reply["id"])
+    return re.search(pattern, text) is not None
+
+
+def _record_lost(root, cell, job, reply):
+    """A worker died or timed out: write the failed result unless it had finished. If
+    even that cannot be written (a full disk, a read-only directory), the reply says so
+    and the cell simply has no result: it runs again next time."""
+    existing = results.read_result(root, cell.id)
+    if results.is_done(existing):
+        return {**reply, "status": existing["status"], "error": None}
+    try:
+        _write_lost(root, cell, job, reply)
+    except OSError as e:
+        return {**reply, "error": f"{reply['error']} (not recorded: {e.strerror or e})"}
+    return reply
+
+
+def _write_lost(root, cell, job, reply):
+    directory = results.make_cell_dir(root, cell.id)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    with os.fdopen(os.open(directory / "log.txt", flags, 0o644), "a") as f:
+        f.write(f"\n== driver: {reply['error']}\n")
+    results.write_result(
+        directory,
+        cell,
+        "failed",
+        runtime_s=round(time.time() - job["submitted"], 3),
+        error=reply["error"],
+        job=job,
+    )
+
+
+def full_disk(final):
+    """The reply that found the disk full (or over quota), if any."""
+    return next((r for r in final.values() if r.get("errno") in DISK_FULL), None)
+
+
+def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
+    """Run `cells` on `executor` until each has ended (retries included).
+
+    Returns {cell id: final reply}. For kind="run" the cell's directory is its
+    results directory; dry runs go to a throw-away directory.
+    """
+    by_id = {c.id: c for c in cells}
+    pending = deque((c, 1) for c in cells)
+    delayed = []  # (ready time, cell, attempt)
+    final = {}
+    retries = cfg.get("exec_retries") or 0
+    backoff = cfg.get("exec_retry_backoff") or 0
+    scratch = None if kind == "run" else tempfile.TemporaryDirectory(prefix="kmatrix-check-")
+    try:
+        while pending or delayed or executor.busy():
+            if full_disk(final):  # nothing more can be written: let running cells end
+                pending.clear()
+                delayed.clear()
+            now = time.time()
+            for item in [d for d in delayed if d[0] <= now]:
+                delayed.remove(item)
+                pending.append(item[1:])
+            for slot in executor.free_slots():
+                if not pending:
+                    break
+                cell, attempt = pending.popleft()
+                out = results.cell_dir(root if scratch is None else scratch.name, cell.id)
+                job = {
+                    **job_base,
+                    "kind": kind,
+                    "cell": cell.to_dict(),
+                    "out_dir": str(out),
+                    "attempt": attempt,
+                    "submitted": time.time(),
+                }
+                executor.submit(slot, job)
+            progress.set_running(executor.running())
+            for job, reply in executor.poll(timeout=0.25):
+                cell = by_id[reply["id"]]
+                if reply.get("lost") and kind == "run":
+                    reply = _record_lost(root, cell, job, reply)
+                status = reply["status"]
+                runtime = reply.get("runtime_s")
+                runtime = time.time() - job["submitted"] if runtime is None else runtime
+                slot = job.get("slot", "?")
+                if status == "failed" and kind == "run" and job["attempt"] <= retries:
+                    if is_transient(cfg, root, reply):
+                        wait = backoff * 2 ** (job["attempt"] - 1)
+                        delayed.append((time.time() + wait, cell, job["attempt"] + 1))
+                        progress.finished(
+                            cell.id, "retry", runtime, slot, f"  transient, again in {wait}s"
+                        )
+                        continue
+                final[cell.id] = reply
+                note = f"  {reply['error'].splitlines()[0][:120]}" if reply.get("error") else ""
+                progress.finished(cell.id, status, runtime, slot, note)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    return final
+
+
+def make_executor(cfg, cpu_only=False, gpus=None, max_cells=None):
+    """The executor for `cfg`: Ray (EXEC_EXECUTOR_RAY) or local workers, one per slot.
+    Every worker gets the run profile's environment (CUBLAS_WORKSPACE_CONFIG) before CUDA
+    starts."""
+    env = dict(PROFILE_ENV.get(cfg.get("profile") or "paper_repro", {}))
+    if cfg.get("exec_executor") == "ray" and not cpu_only:  # `make check` stays on this machine
+        from kmatrix.ray_executor import RayExecutor
+
+        return RayExecutor(
+            address=cfg.get("exec_ray_address"),
+            jobs_per_gpu=cfg.get("exec_jobs_per_gpu"),
+            timeout=cfg.get("exec_cell_timeout"),
+            env=env,
+            cpu_only=cfg.get("exec_gpus") == ["none"],
+            start_timeout=cfg.get("exec_start_timeout"),
+        )
+    slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only, max_cells=max_cells)
+    return LocalExecutor(
+        slots,
+        timeout=0 if cpu_only else cfg.get("exec_cell_timeout"),
+        env=env,
+        start_timeout=cfg.get("exec_start_timeout"),
+    )
