@@ -130,7 +130,7 @@ def _groups(cells):
 
 def walk(cfg, cells, found):
     """derive() for every grid of the plan: {key: (first cell, derive's dict)}."""
-    wl = load_workload(cells[0].workload)
+    label = getattr(load_workload(cells[0].workload), "label", lambda result: result["status"])
     nx, ny = cfg.sweep_x_points, cfg.sweep_y_points
     out = {}
     for n, (key, (first, at)) in enumerate(_groups(cells).items()):
@@ -140,7 +140,7 @@ def walk(cfg, cells, found):
             result = found.get(cell.id) if cell else None
             if result is None or result.get("status") == "failed":
                 raise KeyError((i, j))
-            return _hashable(wl.label(result))
+            return _hashable(label(result))
 
         levels, guard = cfg.sweep_refine_levels, cfg.sweep_refine_guard
         verify = cfg.get("sweep_refine_verify") or 0
