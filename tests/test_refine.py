@@ -11,7 +11,7 @@ import pytest
 from kmatrix import driver, refine, results
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
-from tests.test_driver import make_cfg
+from tests.test_preflight import swept
 
 
 def refined(truth, levels, guard=1, verify=0):
@@ -89,26 +89,13 @@ def test_a_grid_that_cannot_nest_is_refused(tmp_path):
 
 
 def refined_cfg(tmp_path, **overrides):
-    values = dict(
-        sweep=True,
-        sweep_x_param="lr",
-        sweep_x_min=0.1,
-        sweep_x_max=1.0,
-        sweep_x_points=17,
-        sweep_x_spacing="log",
-        sweep_y_param="momentum",
-        sweep_y_min=0.1,
-        sweep_y_max=1.0,
-        sweep_y_points=17,
-        sweep_y_spacing="log",
-        sweep_refine=True,
-        sweep_refine_levels=2,
-        sweep_refine_guard=1,
-        sweep_refine_verify=3,
-        boundary="line",
-    )
-    values.update(overrides)
-    return make_cfg(tmp_path, **values)
+    """A 17 x 17 grid of the fake workload over lr x momentum, refined twice; its label is
+    which side of the line lr = momentum a point is on."""
+    values = dict(sweep_y_param="momentum", sweep_y_min=0.1, sweep_y_spacing="log")
+    values.update(sweep_x_min=0.1, sweep_x_max=1.0, sweep_y_max=1.0, boundary="line")
+    values.update(sweep_x_points=17, sweep_y_points=17, sweep_refine=True)
+    values.update(sweep_refine_levels=2, sweep_refine_guard=1, sweep_refine_verify=3)
+    return swept(tmp_path, **{**values, **overrides})
 
 
 def test_the_driver_runs_a_refined_grid_level_by_level_and_resumes(tmp_path, capsys):
