@@ -146,3 +146,39 @@ def test_boundary_dimension_of_a_straight_boundary():
     t[:, :20] = 1
     dimension, pixels = llm.boundary_dimension(t)
     assert pixels == 63 and math.isclose(dimension, 1.0, abs_tol=0.05)
+
+
+def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in range(6):  # six documents: even ones pre-train, odd ones fine-tune
+        (corpus / f"doc{k}.txt").write_text(TEXT.replace("fox", f"fox{k}"))
+    data = dict(
+        gpt2_data="files",
+        gpt2_data_paths=[str(corpus / "*.txt")],
+        gpt2_data_dir=str(tmp_path / "data"),
+        exec_results_root=str(tmp_path / "results"),
+        exec_gpus=["none"],
+        track_wandb="disabled",
+    )
+    pre = Config(kconfig.apply_defconfig("fractal-ft-pretrain", dotconfig=tmp_path / "p")).replace(
+        gpt2_max_steps=40, gpt2_warmup_steps=5, gpt2_checkpoint_interval=40, **data
+    )
+    grid = Config(kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / "g")).replace(
+        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, trainable_window=2, **data
+    )
+    checkpoint = tmp_path / "results" / "fractal-ft-pretrain" / "cells" / "adamw-fp32-s0"
+    grid = grid.replace(gpt2_init_from=str(checkpoint))
+    with pytest.raises(ConfigError, match="GPT2_INIT_FROM: no checkpoint at .*train that model"):
+        driver.run_matrix(grid, live=False)
+    assert driver.run_matrix(pre, live=False) == 0
+    assert (checkpoint / "checkpoint.pt").is_file()
+    assert driver.run_matrix(grid, live=False) == 0
+    pretrained = results.read_result(results.results_dir(pre), "adamw-fp32-s0")
+    root = results.results_dir(grid)
+    firsts = [results.read_result(root, c.id)["losses"][0] for c in plan(grid)]
+    # the fine-tunes start where pre-training ended, far below a fresh model's ln(50304)
+    assert pretrained["losses"][-1] < 8.0
+    assert all(first < pretrained["losses"][0] - 2 for first in firsts), firsts
+    parts = {plan(g)[0].params["data"]["part"] for g in (pre, grid)}
+    assert parts == {"even", "odd"}  # never the same documents
