@@ -15,6 +15,7 @@ import argparse
 import calendar
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -51,6 +52,7 @@ def main():
     ap.add_argument("--gpus", default="auto", help='EXEC_GPUS, e.g. "0" or "0 1"')
     ap.add_argument("--name", default=None, help="matrix name (default: derived)")
     ap.add_argument("--set", default="", help="more setconfig assignments")
+    ap.add_argument("--limit", type=float, default=0, help="stop the run after N seconds")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
@@ -62,12 +64,23 @@ def main():
     poller = threading.Thread(target=gpu_utilisation, args=(samples, stop), daemon=True)
     poller.start()
     start = time.time()
-    make()
+    cmd = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    try:
+        proc.wait(timeout=args.limit or None)
+        stopped = False
+    except subprocess.TimeoutExpired:  # SIGTERM: the driver stops its workers, keeps results
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        stopped = True
     wall = time.time() - start
+    if stopped:
+        make("summary")  # summarise what finished
     stop.set()
 
     cfg = json.loads((ROOT / "config.json").read_text())
     root = ROOT / cfg["exec_results_root"] / name
+    summary = json.loads((root / "summary" / "summary.json").read_text())
     results = [json.loads(p.read_text()) for p in sorted(root.glob("cells/*/result.json"))]
     timed = [r for r in results if "train_seconds" in r["metrics"]]  # not failed cells
     train = [r["metrics"]["train_seconds"] for r in timed]
@@ -91,6 +104,7 @@ def main():
         },
         "trainable": sum(bool(r["metrics"].get("trainable")) for r in results),
         "wall_s": round(wall, 1),
+        "stopped_at_limit": stopped,
         "cells_per_min": round(len(results) / wall * 60, 1),
         "mean_cell_runtime_s": mean(runtime),
         "mean_train_s": mean(train),
@@ -102,6 +116,8 @@ def main():
             round(finished_at(first) - start - first["runtime_s"], 1) if first else None
         ),
         "gpu_util_mean_pct": [round(u, 1) for u in util],
+        "refinement": summary.get("refinement"),
+        "maps": summary.get("workload_summary"),
         "device": (
             subprocess.run(
                 ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],

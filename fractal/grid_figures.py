@@ -4,7 +4,7 @@ the boundary and a zoomed grid inside its parent.
 Every map is [ny, nx] with row = y index, over log-spaced hyperparameter values. A cell
 with no result (not run yet, or failed) is NaN and drawn hatched grey, never as a label;
 cells inferred from coarser levels of a refined map (`inferred`, a boolean map) are
-dotted, so a reader sees which labels were computed. Each title carries the run profile.
+paled, so a reader sees which labels were computed; an inferred point has no loss. Each title carries the run profile.
 """
 
 import numpy as np
@@ -35,6 +35,7 @@ TRAINABILITY_CMAP = LinearSegmentedColormap.from_list(
     [(0.0, NOT_TRAINABLE), (0.5, "#ffffff"), (0.65, TRAINABLE_LIGHT), (1.0, TRAINABLE_DARK)],
 )
 BINARY_CMAP = ListedColormap([NOT_TRAINABLE, TRAINABLE_DARK])
+INFERRED_ALPHA = 0.5  # how much an inferred cell is paled
 
 
 def cell_edges(values):
@@ -57,11 +58,13 @@ def _cells(ax, xe, ye, mask, **style):
 
 
 def _grid_axes(ax, xe, ye, x_name, y_name, title, missing=None, inferred=None):
-    """Axes, title, and the marks: missing cells hatched grey, inferred cells dotted."""
+    """Axes, title, and the marks: missing cells hatched grey, inferred cells paled (a
+    translucent white veil: computed cells stay crisp, at any resolution)."""
     if missing is not None:
         _cells(ax, xe, ye, missing, facecolor=MISSING, edgecolor="#9a9a9a", hatch="//", lw=0)
-    if inferred is not None:
-        _cells(ax, xe, ye, inferred, facecolor="none", edgecolor="#00000055", hatch="..", lw=0)
+    if inferred is not None and np.any(inferred):
+        veil = np.ma.masked_where(~np.asarray(inferred, dtype=bool), np.ones(np.shape(inferred)))
+        ax.pcolormesh(xe, ye, veil, cmap=ListedColormap(["#ffffff"]), alpha=INFERRED_ALPHA)
     ax.set_xlim(xe[0], xe[-1])
     ax.set_ylim(ye[0], ye[-1])
     ax.set_xlabel(f"{x_name} (log10)")
@@ -71,7 +74,8 @@ def _grid_axes(ax, xe, ye, x_name, y_name, title, missing=None, inferred=None):
 
 def trainability_values(loss, trainable):
     """Panel-1 values in [-1, 1]: -1 not trainable, trainable runs 0.3 (highest loss) ..
-    1.0 (lowest loss), NaN where the cell has no result (trainable is NaN)."""
+    1.0 (lowest loss), NaN where the cell has no result (trainable is NaN). A trainable
+    cell without a loss (inferred by a refined grid) gets the middle shade, 0.65."""
     loss = np.asarray(loss, dtype=np.float64)
     t = np.asarray(trainable, dtype=np.float64)
     out = np.full(t.shape, np.nan)
@@ -81,7 +85,7 @@ def trainability_values(loss, trainable):
         lo, hi = loss[ok].min(), loss[ok].max()
         frac = (hi - loss[ok]) / (hi - lo) if hi > lo else np.ones(ok.sum())
         out[ok] = 0.3 + 0.7 * frac
-    out[(t == 1) & ~np.isfinite(loss)] = 0.3
+    out[(t == 1) & ~np.isfinite(loss)] = 0.65
     return out
 
 
@@ -124,12 +128,16 @@ def trainability_figure(
     _grid_axes(ax, xe, ye, x_name, y_name, "trainability boundary (red: not trainable)", **marks)
 
     ax = axs[1]
-    present = np.where(missing, np.nan, 0.0)  # not trainable: plain white
-    ax.pcolormesh(xe, ye, np.ma.masked_invalid(present), cmap=ListedColormap(["#ffffff"]))
+    # white: not trainable; grey: trainable but inferred, so no loss is known
+    base = np.where(missing, np.nan, np.where((t == 1) & ~np.isfinite(loss), 1.0, 0.0))
+    ax.pcolormesh(xe, ye, np.ma.masked_invalid(base), cmap=ListedColormap(["#ffffff", "#c8c8c8"]))
     trained = np.where(t == 1, loss, np.nan)
     if np.isfinite(trained).any():
         m = ax.pcolormesh(xe, ye, np.ma.masked_invalid(trained), cmap="viridis_r")
-        fig.colorbar(m, ax=ax).set_label("final loss (white: not trainable)", fontsize=8)
+        label = "final loss (white: not trainable" + (
+            "; grey: inferred)" if inferred is not None else ")"
+        )
+        fig.colorbar(m, ax=ax).set_label(label, fontsize=8)
     _grid_axes(ax, xe, ye, x_name, y_name, "final loss of trainable runs", **marks)
 
     ax = axs[2]
@@ -141,7 +149,8 @@ def trainability_figure(
     if missing.any():
         legend.append(Patch(facecolor=MISSING, hatch="//", edgecolor="#9a9a9a", label="no result"))
     if inferred is not None and np.any(inferred):
-        legend.append(Patch(facecolor="white", hatch="..", edgecolor="#555555", label="inferred"))
+        pale = tuple(0.5 + 0.5 * c for c in matplotlib.colors.to_rgb(TRAINABLE_DARK))
+        legend.append(Patch(color=pale, label="inferred (pale)"))
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
     sup = title or "trainability"

@@ -1,4 +1,4 @@
-"""Labels of one LLM training run for trainability grids (DESIGN.md section 6).
+"""Labels of one LLM training run for trainability grids.
 
 stable    = finished without exception, and no recorded loss (train or validation) is
             non-finite;

@@ -16,7 +16,8 @@ from fractal.dimension import box_counts, box_sizes, local_slopes
 from fractal.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
-from kmatrix.results import as_float
+from kmatrix.plan import sweep_values
+from kmatrix.results import as_float, results_dir, write_atomic
 
 GRID_AXES = ("i", "j", "x", "y")
 
@@ -75,38 +76,39 @@ def group_name(point):
     return "-".join(parts).replace("/", "_") or "grid"
 
 
-def grid_arrays(cells, results):
-    """Per group: xs, ys and [ny, nx] arrays of loss, trainable, stable (NaN = no result).
+def grid_arrays(cells, results, cfg):
+    """Per group: xs, ys and [ny, nx] arrays of loss, trainable, stable (NaN = no result)
+    and inferred (True where a refined grid inferred the labels: no loss is known there).
 
     A cell that failed (an exception, a dead worker) is drawn as missing: `make` runs it
     again, and an infrastructure failure says nothing about trainability.
     """
+    xs, ys = np.array(sweep_values(cfg, "x")), np.array(sweep_values(cfg, "y"))
+    shape = (len(ys), len(xs))
     grids = {}
     for cell in cells:
-        g = grids.setdefault(group_name(cell.point), {"cells": []})
-        g["cells"].append(cell)
-    for name, g in grids.items():
-        xs = sorted({c.point["i"]: c.point["x"] for c in g["cells"]}.items())
-        ys = sorted({c.point["j"]: c.point["y"] for c in g["cells"]}.items())
-        shape = (len(ys), len(xs))
-        loss, trainable, stable = (np.full(shape, np.nan) for _ in range(3))
-        for cell in g["cells"]:
-            result = results.get(cell.id)
-            if not result or result["status"] == "failed":
-                continue
-            m = result.get("metrics") or {}
-            at = (cell.point["j"], cell.point["i"])
-            stable[at] = float(bool(m.get("stable")))
-            trainable[at] = float(bool(m.get("trainable")))
-            loss[at] = as_float(m.get("final_train_loss"))
-        g.update(
-            xs=np.array([v for _, v in xs]),
-            ys=np.array([v for _, v in ys]),
-            loss=loss,
-            trainable=trainable,
-            stable=stable,
-        )
+        g = grids.get(group_name(cell.point))
+        if g is None:
+            g = grids[group_name(cell.point)] = dict(xs=xs, ys=ys)
+            g.update({k: np.full(shape, np.nan) for k in ("loss", "trainable", "stable")})
+            g["inferred"] = np.zeros(shape, dtype=bool)
+        result = results.get(cell.id)
+        if not result or result["status"] == "failed":
+            continue
+        m = result.get("metrics") or {}
+        at = (cell.point["j"], cell.point["i"])
+        g["stable"][at] = float(bool(m.get("stable")))
+        g["trainable"][at] = float(bool(m.get("trainable")))
+        g["loss"][at] = as_float(m.get("final_train_loss"))
+        g["inferred"][at] = result["status"] == "inferred"
     return grids
+
+
+def label(result):
+    """What a refined grid refines on (kmatrix/refine.py): both labels, so the map is
+    refined where either changes."""
+    m = result.get("metrics") or {}
+    return {"stable": bool(m.get("stable")), "trainable": bool(m.get("trainable"))}
 
 
 def boundary(trainable):
@@ -140,50 +142,38 @@ def boundary_dimension(trainable):
 def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     x_name, y_name = cfg.sweep_x_param, cfg.sweep_y_param
-    profile = cfg.get("profile")
+    seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
     out = {}
-    for name, g in grid_arrays(cells, results).items():
-        title = f"{cfg.name} {name} [{profile}]"
-        missing = ~np.isfinite(g["trainable"])
+    for name, g in grid_arrays(cells, results, cfg).items():
+        title = f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]"
+        inferred = g["inferred"] if g["inferred"].any() else None
+        note = f"{int(g['inferred'].sum())} of {g['inferred'].size} labels inferred (dotted)"
+        paths = {
+            k: summary_dir / f"{k}-{name}.png" for k in ("trainability", "stability", "boundary")
+        }
         grid_figures.trainability_figure(
             g["xs"],
             g["ys"],
             g["loss"],
             g["trainable"],
-            summary_dir / f"trainability-{name}.png",
+            paths["trainability"],
             x_name,
             y_name,
             title,
+            inferred=inferred,
+            note=note if inferred is not None else None,
         )
         grid_figures.stability_figure(
-            g["xs"],
-            g["ys"],
-            g["stable"],
-            g["loss"],
-            summary_dir / f"stability-{name}.png",
-            x_name,
-            y_name,
-            title,
-        )
+            g["xs"], g["ys"], g["stable"], g["loss"], paths["stability"], x_name, y_name, title,
+            inferred=inferred,
+        )  # fmt: skip
+        missing = _window_missing(~np.isfinite(g["trainable"]))
         edges = boundary(g["trainable"])
         grid_figures.boundary_figure(
-            g["xs"],
-            g["ys"],
-            edges,
-            _window_missing(missing),
-            summary_dir / f"boundary-{name}.png",
-            x_name,
-            y_name,
-            title,
+            g["xs"], g["ys"], edges, missing, paths["boundary"], x_name, y_name, title
         )
-        np.savez(
-            summary_dir / f"grid-{name}.npz",
-            xs=g["xs"],
-            ys=g["ys"],
-            loss=g["loss"],
-            trainable=g["trainable"],
-            stable=g["stable"],
-        )
+        arrays = {k: g[k] for k in ("xs", "ys", "loss", "trainable", "stable", "inferred")}
+        write_atomic(summary_dir / f"grid-{name}.npz", lambda f: np.savez(f, **arrays))
         dimension, pixels = boundary_dimension(g["trainable"])
         t = g["trainable"]
         present = np.isfinite(t)
@@ -196,19 +186,16 @@ def summarize(summary_dir, cells, results, cfg):
             ),
             "cells": int(t.size),
             "missing": int((~present).sum()),
+            "inferred": int(g["inferred"].sum()),
+            "seeds": cfg.get("sweep_seeds") or "shared",
             "x": {"param": x_name, "min": float(g["xs"].min()), "max": float(g["xs"].max())},
             "y": {"param": y_name, "min": float(g["ys"].min()), "max": float(g["ys"].max())},
         }
         parent_name = cfg.get("fractal_llm_parent")
         if parent_name:
-            parent_file = (
-                Path(cfg.get("exec_results_root") or "results")
-                / parent_name
-                / "summary"
-                / f"grid-{name}.npz"
-            )
-            if parent_file.exists():
-                parent = dict(np.load(parent_file))
+            parent_dir = results_dir(cfg.replace(name=parent_name)) / "summary"
+            if (parent_dir / f"grid-{name}.npz").is_file():
+                parent = dict(np.load(parent_dir / f"grid-{name}.npz"))
                 grid_figures.zoom_figure(
                     g,
                     parent,

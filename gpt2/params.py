@@ -14,6 +14,7 @@ Nothing here imports torch: planning a large matrix stays fast.
 """
 
 import json
+from pathlib import Path
 
 from kmatrix.errors import ConfigError
 
@@ -144,6 +145,7 @@ def _data_source(cfg):
         "files": list(cfg.get("gpt2_data_paths") or []),
         "val_fraction": cfg.gpt2_val_fraction,
         "max_tokens": cfg.get("gpt2_data_max_tokens") or 0,
+        "part": cfg.get("gpt2_data_part") or "all",
     }
 
 
@@ -219,6 +221,15 @@ def preflight(cfg, cells, gpus):
     the sizes of every cell (sweeps and presets resolved) and every distinct data source,
     offline included."""
     check_precisions({c.params["precision"] for c in cells if "precision" in c.params}, gpus)
+    for source in sorted({c.params.get("init_from") or "" for c in cells} - {""}):
+        path = Path(source)
+        if not (path / "checkpoint.pt" if path.is_dir() else path).is_file():
+            raise ConfigError(
+                "GPT2_INIT_FROM",
+                f"no checkpoint at {source} (from {Path.cwd()})",
+                "train that model first (for the fine-tuning grids: `make "
+                "defconfig-fractal-ft-pretrain && make`), or name a checkpoint.pt",
+            )
     seen = set()
     for cell in cells:
         p = cell.params

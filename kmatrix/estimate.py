@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from statistics import fmean
 
-from kmatrix import manifest, results, tracking
+from kmatrix import manifest, refine, results, stages, tracking
 from kmatrix.executor import local_slots
-from kmatrix.plan import plan
+from kmatrix.plan import GRID_AXES, plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import make_executor, schedule
 
@@ -36,11 +36,14 @@ def estimate(cfg, out=print, samples_per_slot=2):
     that estimate plus the worker's overhead around it. The range is the spread over the
     sampled cells; cells that stop early (divergence) make the real run shorter.
     """
-    cells = plan(cfg)
     root = results.results_dir(cfg)
-    todo = [c for c in cells if not results.is_done(results.read_result(root, c.id))]
+    cells, found, complete = stages.known_cells(cfg, plan(cfg), root)
+    todo = [c for c in cells if not results.is_done(found[c.id])]
     slots = local_slots(cfg, max_cells=max(1, len(todo)))
     out(f"  CELLS   {len(cells)} ({cfg.workload}, {cfg.get('profile')}), {len(todo)} to run")
+    later = later_cells(cfg, cells) if not complete else 0
+    if later:
+        out(f"  LATER   up to {later:,} more cells in later stages, planned from these results")
     if not todo:
         return 0
     k = min(len(todo), samples_per_slot * len(slots))
@@ -81,7 +84,19 @@ def estimate(cfg, out=print, samples_per_slot=2):
     )
     out(f"  START   {start_s:.1f} s (environment snapshot, workers' start-up)")
     out(f"  TOTAL   about {_minutes(mean)} (range {_minutes(low)} .. {_minutes(high)})")
+    if later:
+        most = start_s + math.ceil((len(todo) + later) / len(slots)) * max(per_cell)
+        out(f"  AT MOST {_minutes(most)} if the later stages ran every cell they may")
     return 0
+
+
+def later_cells(cfg, cells):
+    """How many cells later stages may still add: a refined grid's points not planned yet
+    (a workload's own stages are not known in advance: 0)."""
+    if not refine.enabled(cfg):
+        return 0
+    groups = {tuple((k, v) for k, v in c.point.items() if k not in GRID_AXES) for c in cells}
+    return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)
 
 
 def _minutes(seconds):

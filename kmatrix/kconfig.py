@@ -143,6 +143,9 @@ def lint_defconfig(path, kconf=None, warnings=None):
                 problems.append(f"{where}: spaces around '=' (write CONFIG_X=value)")
                 continue
             value = raw
+            if raw == "n" and warnings is None:  # a defconfig's style; .config may say =n
+                problems.append(f"{where}: write '# CONFIG_{name} is not set' to turn a bool off")
+                continue
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
             hint = _close_names(kconf, name)

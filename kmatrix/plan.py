@@ -59,8 +59,13 @@ def sweep_values(cfg, axis):
     return [float(v) for v in values]
 
 
+GRID_AXES = ("i", "j", "x", "y")  # what a 2-D sweep adds to a cell's point
+
+
 def plan(cfg, module_path=None):
-    """Expand the configuration into cells: workload axes x (X x Y grid when swept)."""
+    """Expand the configuration into cells: workload axes x (X x Y grid when swept). A
+    refined grid (SWEEP_REFINE) starts with its coarse points; kmatrix/stages.py plans
+    the rest from their results."""
     module_path = module_path or workload_module(cfg)
     wl = load_workload(module_path)
     wl.validate(cfg)
@@ -70,34 +75,29 @@ def plan(cfg, module_path=None):
             symbol = axis[2] if len(axis) > 2 else axis[0].upper()
             raise ConfigError(symbol, f"the {axis[0]} axis is empty", "select at least one value")
     grid = bool(cfg.get("sweep"))
-    xs = sweep_values(cfg, "x") if grid else [None]
-    ys = sweep_values(cfg, "y") if grid else [None]
-    names = [name for name, _ in axes] + (["i", "j"] if grid else [])
-    counts = {"i": len(xs), "j": len(ys)}
+    if grid:
+        xs, ys = sweep_values(cfg, "x"), sweep_values(cfg, "y")
+        points = list(itertools.product(range(len(xs)), range(len(ys))))
+        if cfg.get("sweep_refine"):
+            from kmatrix import refine
+
+            refine.check(cfg)
+            points = refine.level0(cfg, len(xs), len(ys))
     cells = []
     for combo in itertools.product(*(values for _, values in axes)):
         base_point = dict(zip((name for name, _ in axes), combo))
         base = wl.cell_params(cfg, base_point)  # once per combination, not per grid point
-        seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
-        if grid:
-            _check_int_sweep(cfg, "x", base, xs)
-            _check_int_sweep(cfg, "y", base, ys)
-        for (i, x), (j, y) in itertools.product(enumerate(xs), enumerate(ys)):
-            point, params = dict(base_point), dict(base)
-            if grid:
-                point.update(i=i, j=j, x=x, y=y)
-                _apply_sweep(cfg, params, "x", x)
-                _apply_sweep(cfg, params, "y", y)
+        if not grid:
+            seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
+            names = list(base_point)
             cells.append(
-                Cell(
-                    id=cell_id(point, names, counts),
-                    index=len(cells),
-                    workload=module_path,
-                    point=point,
-                    run_seed=seed + (i * 1000 + j if grid else 0),
-                    params=params,
-                )
+                Cell(cell_id(base_point, names), len(cells), module_path, base_point, seed, base)
             )
+            continue
+        _check_int_sweep(cfg, "x", base, xs)
+        _check_int_sweep(cfg, "y", base, ys)
+        for i, j in points:
+            cells.append(grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells)))
     seen = set()
     for cell in cells:
         if cell.id in seen:
@@ -106,6 +106,32 @@ def plan(cfg, module_path=None):
             )
         seen.add(cell.id)
     return cells
+
+
+def grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, index):
+    """The cell at point (i, j) of the X x Y grid of one axis combination (`base_point`,
+    whose parameters are `base`): the one place grid cells are made, for plan() and for
+    the later levels of a refined grid. Its run seed is the combination's seed, shared by
+    every point so that a map is a function of the swept hyperparameters alone, or
+    seed + i*1000 + j per point (SWEEP_SEEDS_PER_POINT)."""
+    point = {**base_point, "i": i, "j": j, "x": xs[i], "y": ys[j]}
+    params = dict(base)
+    _apply_sweep(cfg, params, "x", xs[i])
+    _apply_sweep(cfg, params, "y", ys[j])
+    params["grid_seeds"] = cfg.get("sweep_seeds") or "shared"
+    seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
+    if params["grid_seeds"] == "per_point":
+        seed += i * 1000 + j
+    counts = {"i": len(xs), "j": len(ys)}
+    return Cell(cell_id(point, list(point)[:-2], counts), index, module_path, point, seed, params)
+
+
+def grid_base(cfg, cell):
+    """(axis point without the grid, parameters before the sweep) of a grid cell's
+    combination: what grid_cell() needs to make its neighbours."""
+    base_point = {k: v for k, v in cell.point.items() if k not in GRID_AXES}
+    wl = load_workload(cell.workload)
+    return base_point, wl.cell_params(cfg, base_point)
 
 
 def _apply_sweep(cfg, params, axis, value):

@@ -4,14 +4,14 @@ import csv
 import io
 from pathlib import Path
 
-from kmatrix import tracking
+from kmatrix import refine, tracking
 from kmatrix.plan import load_workload
 from kmatrix.results import read_result, write_atomic, write_json_atomic
 
 
-def _row(cell, result):
+def _row(cell, result, swept):
     row = {"id": cell.id, "status": result["status"] if result else "missing"}
-    row.update({k: v for k, v in cell.point.items()})
+    row.update({swept.get(k, k): v for k, v in cell.point.items()})
     if result:
         for name, value in (result.get("metrics") or {}).items():
             if isinstance(value, (int, float, str, bool)) or value is None:
@@ -35,12 +35,19 @@ def write_csv(path, rows):
 
 
 def summarize(cfg, cells, root):
-    """Render summary/ from whatever results exist now (missing cells stay missing)."""
+    """Render summary/ from whatever results exist now (missing cells stay missing). A
+    refined grid's inferred points come in as cells whose result has status "inferred"
+    (results.csv marks them so), and summary.json reports the refinement."""
     root = Path(root)
     out = root / "summary"
     out.mkdir(parents=True, exist_ok=True)
     results = {cell.id: read_result(root, cell.id) for cell in cells}
-    rows = [_row(cell, results[cell.id]) for cell in cells]
+    refinement = None
+    if refine.enabled(cfg) and cells:  # the points a refined grid decided without computing
+        virtual, inferred, refinement = refine.inferred_cells(cfg, cells, results)
+        cells, results = cells + virtual, {**results, **inferred}
+    swept = {"x": cfg.get("sweep_x_param") or "x", "y": cfg.get("sweep_y_param") or "y"}
+    rows = [_row(cell, results[cell.id], swept) for cell in cells]
     write_csv(out / "results.csv", rows)
     counts = {}
     for row in rows:
@@ -53,6 +60,8 @@ def summarize(cfg, cells, root):
         "cells": len(cells),
         "counts": counts,
     }
+    if refinement is not None:
+        summary["refinement"] = refinement
     if cells:
         wl = load_workload(cells[0].workload)
         summary["workload_summary"] = wl.summarize(out, cells, results, cfg) or {}

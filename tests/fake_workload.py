@@ -33,6 +33,7 @@ def cell_params(cfg, point):
         "counter_dir": cfg.get("counter_dir"),
         "broken_dry_run": cfg.get("broken_dry_run", False),
         "prepare": cfg.get("prepare", 0.0),
+        "boundary": cfg.get("boundary"),
         "seconds": cfg.get("seconds", 1.0) * (1 + point["seed"]),
     }
 
@@ -75,6 +76,9 @@ def run(cell, ctx):
         import ctypes
 
         ctypes.string_at(0)
+    if cell.params.get("boundary") == "line":  # a grid's label: which side of lr = momentum
+        inside = cell.params["lr"] < cell.params["momentum"]
+        return {"metrics": {"inside": inside}, "losses": [1.0]}
     losses = [3.0, 2.0, 1.0]
     if behaviour == "noisy":  # not reproducible: the last loss depends on the process
         losses[-1] += os.getpid() * 1e-12
@@ -84,6 +88,11 @@ def run(cell, ctx):
         "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "knobs": {"fake_knob": "resolved at run time"},
     }
+
+
+def label(result):
+    """What a refined grid refines on."""
+    return {"inside": (result.get("metrics") or {}).get("inside")}
 
 
 def probe(cell, ctx):

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -181,13 +180,16 @@ def test_menuconfig_starts_takes_keys_and_saves(tmp_path):
         timeout=30,
     )
     child.expect("Matrix name")
-    for keys in ["\r", "\x7f" * 20 + "from-a-pty\r", "S", "\r"]:  # edit, save, confirm
-        time.sleep(0.4)
+    # each key waits for the screen it needs: the edit box, the menu again, the save box
+    for keys, screen in [
+        ("\r", r"\(string\)"),
+        ("\x7f" * 20 + "from-a-pty\r", "from-a-pty"),
+        ("S", "home directory with ~"),
+        ("\r", "Configuration saved"),
+    ]:
         child.send(keys)
-    child.expect("Configuration saved")
-    time.sleep(0.4)
-    child.send("\r")  # dismiss the message
-    time.sleep(0.4)
+        child.expect(screen)
+    child.send("\r")  # dismiss the message; the menu reads the next key, and quits
     child.send("Q")
     child.expect(pexpect.EOF)
     assert 'CONFIG_NAME="from-a-pty"' in target.read_text()
@@ -235,9 +237,10 @@ def test_make_targets(tree):
     assert json.loads((tree / "config.json").read_text())["seeds"] == [0, 1]
 
     # config.py is regenerated when .config is newer.
-    time.sleep(1.1)
     text = (tree / ".config").read_text().replace('CONFIG_SEEDS="0 1"', 'CONFIG_SEEDS="7"')
     (tree / ".config").write_text(text)
+    later = (tree / "config.json").stat().st_mtime + 2  # newer than config.json, no sleep
+    os.utime(tree / ".config", (later, later))
     make(tree, "config.json")
     assert json.loads((tree / "config.json").read_text())["seeds"] == [7]
 

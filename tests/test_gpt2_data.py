@@ -159,6 +159,19 @@ def test_prepare_files(enc, tmp_path):
     TokenData(out).verify()
 
 
+def test_even_and_odd_parts_never_share_a_document(enc, tmp_path):
+    docs = DOCS + ["ROMEO:\nBut soft, what light through yonder window breaks?\n" * 7]
+    pattern = write_docs(tmp_path / "in", docs)
+    parts = {}
+    for part, kept in (("even", docs[0::2]), ("odd", docs[1::2])):
+        out = prepare({"kind": "files", "files": pattern, "part": part}, tmp_path / "data")
+        train, val = expected_tail_split(enc, kept)
+        assert read_bin(out / "train.bin") == train and read_bin(out / "val.bin") == val
+        assert json.loads((out / "meta.json").read_text())["documents"] == 2
+        parts[part] = out
+    assert "-even-" in parts["even"].name and "-odd-" in parts["odd"].name  # readable folders
+
+
 def test_prepare_hf_text_builder_docs_split(enc, tmp_path):
     lines = [f"line {i}: the quick brown fox jumps over the lazy dog" for i in range(30)]
     path = tmp_path / "corpus.txt"
@@ -217,7 +230,9 @@ def test_dataset_key_follows_the_source(tmp_path):
     assert dataset_key({**base, "val_fraction": "0.1", "max_tokens": 0}) == key
     assert dataset_key({**base, "hf_name": "ignored", "hf_streaming": True}) == key
     # ... every field of this kind does
+    assert dataset_key({**base, "part": "all"}) == key  # keys made before parts existed hold
     others = [{**base, "val_fraction": 0.2}, {**base, "max_tokens": 10}, {**base, "split": "docs"}]
+    others += [{**base, "part": "even"}, {**base, "part": "odd"}]
     others.append({**base, "files": pattern + " " + str(tmp_path / "more/*.txt")})
     keys = {dataset_key(s) for s in others}
     assert key not in keys and len(keys) == len(others)

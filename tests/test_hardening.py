@@ -9,7 +9,6 @@ loses nothing that was finished and ends with a message, not a traceback.
 import errno
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 
+from tests.test_config import make, tree  # noqa: F401 - tree is a fixture
 from tests.test_driver import make_cfg, status_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,27 +141,6 @@ def test_repeated_seeds_are_reported_against_seeds(tmp_path):
 
 
 # -- nothing a user types is evaluated by make or a shell -------------------------------
-
-
-@pytest.fixture
-def tree(tmp_path):
-    root = tmp_path / "tree"
-    root.mkdir()
-    keep = ("Kconfig", "Makefile", "pyproject.toml", "kmatrix", "gpt2", "fractal", "scripts")
-    for name in keep + ("defconfigs",):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    return root
-
-
-def make(tree, *args):
-    return subprocess.run(
-        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_make_never_evaluates_what_a_user_types(tree):

@@ -47,7 +47,9 @@ def test_sweep_grid_sets_the_swept_params(tmp_path):
         "ok-s0-x01-y01",
     ]
     assert cells[2].params["lr"] == pytest.approx(0.1) and cells[1].params["steps"] == 3
-    assert [c.run_seed for c in cells] == [0, 1, 1000, 1001]  # seed + i*1000 + j
+    assert [c.run_seed for c in cells] == [0, 0, 0, 0]  # shared by the grid's points
+    per_point = plan(swept(tmp_path, sweep_seeds="per_point"))
+    assert [c.run_seed for c in per_point] == [0, 1, 1000, 1001]  # seed + i*1000 + j
 
 
 def test_empty_sweep_axis(tmp_path):

@@ -1,0 +1,130 @@
+"""Adaptive refinement of a grid at its boundary: exact where computed, inferred elsewhere,
+on label functions whose boundary is known (a line, a circle) and on a fractal one (the
+paper's tanh image), then through the driver: levels, resume, summary."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from kmatrix import driver, refine, results
+from kmatrix.errors import ConfigError
+from kmatrix.plan import plan
+from tests.test_preflight import swept
+
+
+def refined(truth, levels, guard=1, verify=0):
+    """derive() driven to the end by an oracle: (labels as an array, walk dict, computed)."""
+    ny, nx = truth.shape
+    computed = set()
+
+    def label_of(i, j):
+        if (i, j) not in computed:
+            raise KeyError((i, j))
+        return bool(truth[j, i])
+
+    while True:
+        out = refine.derive(levels, guard, verify, nx, ny, label_of)
+        if not out["pending"]:
+            break
+        computed.update(out["pending"])
+    labels = np.zeros_like(truth, dtype=bool)
+    for (i, j), value in out["labels"].items():
+        labels[j, i] = value
+    assert len(out["labels"]) == nx * ny
+    return labels, out, computed
+
+
+def grid(n):
+    t = np.linspace(-1, 1, n)
+    return np.meshgrid(t, t)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_a_line_and_a_circle_are_found_exactly(levels):
+    x, y = grid(65)
+    for truth in (y < 0.3 * x + 0.1, x**2 + y**2 < 0.5):
+        labels, out, computed = refined(truth, levels)
+        assert (labels == truth).all()
+        assert set(out["inferred"]).isdisjoint(computed)
+        assert len(computed) < 0.5 * truth.size  # the point of it
+
+
+def test_guard_band_catches_what_the_coarse_cell_misses():
+    x, y = grid(33)
+    truth = (x - 0.11) ** 2 + (y - 0.07) ** 2 < 0.05**2  # a blob smaller than a coarse cell
+    assert truth.any()
+    without, _, _ = refined(truth, levels=3, guard=0)
+    assert (without != truth).any()  # nothing at the coarse points: the blob is missed...
+    for guard in (0, 1, 2):  # ...and a guard band cannot see it either: a known limit
+        labels, _, _ = refined(truth, levels=3, guard=guard)
+        assert (labels == without).all() or (labels == truth).all()
+
+
+def test_a_fractal_boundary_from_the_paper_engine():
+    from fractal import engine
+
+    image = engine.compute_image(
+        **engine.EXPERIMENTS["tanh"],
+        window=(0.9, 1.3, 2.1, 2.5),  # 0.4 decades around a wiggly part of the boundary
+        resolution=33,
+        steps=100,
+        backend="torch",
+    )
+    truth = image["converged"]
+    assert 0.1 < truth.mean() < 0.9
+    labels, out, computed = refined(truth, levels=3, guard=1, verify=50)
+    assert all(labels[j, i] == truth[j, i] for i, j in computed)  # computed: exact
+    misses = (labels != truth).mean()
+    assert misses < 0.02, misses  # measured: 0.2% of 4225 points, all near the boundary
+    assert len(computed) < 0.6 * truth.size
+    assert out["verified"] and all(v[3] == truth[v[1], v[0]] for v in out["verified"])
+
+
+def test_a_grid_that_cannot_nest_is_refused(tmp_path):
+    cfg = refined_cfg(tmp_path, sweep_x_points=10)
+    with pytest.raises(ConfigError, match="SWEEP_X_POINTS: 10 points cannot be refined 2 times"):
+        plan(cfg)
+
+
+def refined_cfg(tmp_path, **overrides):
+    """A 17 x 17 grid of the fake workload over lr x momentum, refined twice; its label is
+    which side of the line lr = momentum a point is on."""
+    values = dict(sweep_y_param="momentum", sweep_y_min=0.1, sweep_y_spacing="log")
+    values.update(sweep_x_min=0.1, sweep_x_max=1.0, sweep_y_max=1.0, boundary="line")
+    values.update(sweep_x_points=17, sweep_y_points=17, sweep_refine=True)
+    values.update(sweep_refine_levels=2, sweep_refine_guard=1, sweep_refine_verify=3)
+    return swept(tmp_path, **{**values, **overrides})
+
+
+def test_the_driver_runs_a_refined_grid_level_by_level_and_resumes(tmp_path, capsys):
+    cfg = refined_cfg(tmp_path)
+    assert [(c.point["i"], c.point["j"]) for c in plan(cfg)] == [
+        (i, j) for i in (0, 4, 8, 12, 16) for j in (0, 4, 8, 12, 16)
+    ]
+    assert driver.run_matrix(cfg, live=False) == 0
+    out = capsys.readouterr().out
+    assert "stage 1:" in out and "stage 2:" in out
+    root = results.results_dir(cfg)
+    ran = {p.parent.name for p in root.glob("cells/*/result.json")}
+    assert 25 < len(ran) < 0.75 * 289
+    with open(root / "summary" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 289
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("ok") == len(ran) and statuses.count("inferred") == 289 - len(ran)
+    for r in rows:  # every label right: the boundary lr = momentum is a line
+        assert (r["inside"] == "True") == (float(r["lr"]) < float(r["momentum"])), r
+    report = json.loads((root / "summary" / "summary.json").read_text())["refinement"]
+    (grid,) = report.values()
+    assert grid["complete"] and grid["computed"] + grid["inferred"] == 289
+    assert 0 < grid["verified"] <= 6 and grid["miss_rate"] == 0.0  # up to 3 per level
+    # a run killed during the last level: its cells are missing, and make resumes there
+    last = [c for c in ran if int(c[-2:]) % 2]  # odd j: points new at the last level
+    for cell in last:
+        (root / "cells" / cell / "result.json").unlink()
+    assert driver.run_matrix(cfg, live=False) == 0
+    out = capsys.readouterr().out
+    assert "stage 1:" in out and "0 to run" in out and f"{len(last)} to run" in out
+    assert driver.summary_only(cfg) == 0  # make summary replays the levels from results
