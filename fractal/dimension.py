@@ -187,7 +187,8 @@ def stretches(slopes_per_frame, length=8):
 
 
 def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
-    """Log-log plot of N(s) against 1/s for every frame, with the median-slope estimate.
+    """Log-log plot of N(s) against the box size s for every frame, with the median-slope
+    estimate as a line of slope -D.
 
     Draws into `ax` if given, else makes a figure and saves it to `path`. Returns the
     estimate.
@@ -203,20 +204,28 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     if own:
         fig, ax = plt.subplots(figsize=(5, 4))
     estimate = fractal_dimension(frames, method=method)
+    used = set()
     for k, values in enumerate(frames):
         bc = box_count(values, method=method)
         sizes, counts = np.asarray(bc["sizes"], float), np.asarray(bc["counts"], float)
         keep = counts > 0
-        ax.loglog(1 / sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=f"frame {k}")
+        used.update(sizes[keep].tolist())
+        ax.loglog(sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=f"frame {k}")
     if np.isfinite(estimate):
         # reference line of the estimated slope through the first frame's smallest box
         bc = box_count(frames[0], method=method)
         if bc["counts"] and bc["counts"][0] > 0:
             s = np.asarray(bc["sizes"], float)
             ax.loglog(
-                1 / s, bc["counts"][0] * s**-estimate, "k--", lw=1, label=f"slope {estimate:.3f}"
-            )
-    ax.set_xlabel("1 / box size (1 / pixels)")
+                s, bc["counts"][0] * (s / s[0]) ** -estimate, "k--", lw=1,
+                label=f"slope -{estimate:.3f}",
+            )  # fmt: skip
+    # one label per box size used (at most 8, evenly picked), no minor labels: readable
+    ticks = sorted(used)
+    ticks = ticks[:: max(1, -(-len(ticks) // 8))]
+    ax.minorticks_off()
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xlabel("box size (pixels)")
     ax.set_ylabel("boxes holding boundary")
     ax.set_title(title or f"box counting: dimension {estimate:.3f}")
     if len(frames) <= 10:

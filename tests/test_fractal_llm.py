@@ -141,11 +141,14 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
     assert (child_dir / "zoom-muon-fp32-0.png").stat().st_size > 1000
 
 
-def test_boundary_dimension_of_a_straight_boundary():
-    t = np.zeros((64, 64))
-    t[:, :20] = 1
-    dimension, pixels = llm.boundary_dimension(t)
-    assert pixels == 63 and math.isclose(dimension, 1.0, abs_tol=0.05)
+@pytest.mark.parametrize("n, estimator", [(33, "pow2"), (129, "pow2"), (1025, "paper")])
+def test_boundary_dimension_suits_the_resolution(n, estimator):
+    y, x = np.mgrid[0:n, 0:n] / (n - 1)
+    line = (x < 0.3).astype(float)
+    dim, pixels, how = llm.boundary_dimension(line)
+    assert pixels == n - 1 and math.isclose(dim, 1.0, abs_tol=0.05), dim
+    assert how["estimator"] == estimator
+    assert how["box_sizes"][0] == (1 if estimator == "pow2" else 10)
 
 
 def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):

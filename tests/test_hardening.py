@@ -318,3 +318,19 @@ def test_sigterm_during_make_check_leaves_no_temp_directory(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err
     assert not list(tmp.glob("kmatrix-check-*"))
+
+
+def test_a_missing_or_broken_wandb_never_fails_a_run(tmp_path, monkeypatch, capsys):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "wandb.py").write_text("raise ImportError('wandb is broken here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))  # the workers' import
+    monkeypatch.syspath_prepend(str(site))  # the driver's (the summary run)
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    monkeypatch.setattr("kmatrix.tracking._MISSING", [])
+    cfg = make_cfg(tmp_path, track_wandb="offline", behaviours=["ok", "diverge"])
+    assert driver.run_matrix(cfg, live=False) == 0
+    assert status_of(cfg, "ok-s0") == "ok" and status_of(cfg, "diverge-s0") == "diverged"
+    assert "W&B tracking is off: wandb cannot be imported" in capsys.readouterr().err
+    log = (results.cell_dir(results.results_dir(cfg), "ok-s0") / "log.txt").read_text()
+    assert "wandb cannot be imported" in log

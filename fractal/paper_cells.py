@@ -1,0 +1,299 @@
+"""Running the paper's cells: an image, a zoom path's centre (the descent) or one frame
+(reusing the quarter of its pixels the next deeper frame shares), their dry runs and the
+probe for `make estimate`. Planning is fractal/paper.py."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from fractal import dimension, figures, notebook, zoom
+from kmatrix.results import cell_file, write_atomic, write_json_atomic
+
+
+def _engine():
+    # imported lazily: the engine pulls in torch
+    from fractal import engine
+
+    return engine
+
+
+def problem_data(p, cache=None):
+    """The arrays that replace the seeded draw (None for FRACTAL_DATA_SEEDED)."""
+    if p.get("data", "seeded") == "seeded":
+        return None
+    key = ("fractal-data", p["data"], p.get("data_path"), p["n_points"], p["batch"])
+    if cache is not None and key in cache:
+        return cache[key]
+    if p["data"] == "notebook":
+        data = notebook.problem_arrays(p["n_points"], p["batch"])
+    else:
+        data = _engine().load_data(p["data_path"])
+    if cache is not None:
+        cache[key] = data
+    return data
+
+
+def compute(p, device, cache=None, **kw):
+    """compute_image with the cell's experiment, steps, data and engine settings; `kw`
+    gives the grid (window and resolution, or grid) and may override the rest."""
+    args = dict(
+        nonlinearity=p["nonlinearity"],
+        axes=p["axes"],
+        batch=p["batch"],
+        n_points=p["n_points"],
+        steps=p["steps"],
+        seed=p["seed"],
+        device=device,
+        dtype=p["dtype"],
+        minibatch_size=p["minibatch_size"],
+        backend=p["backend"],
+        tail=p["tail"],
+        data=problem_data(p, cache),
+        early_exit=p.get("early_exit", "nonfinite"),
+    )
+    args.update(kw)
+    return _engine().compute_image(**args)
+
+
+def find_centre(p, device, cache=None, log=None, resolution=None, steps=None):
+    """The centre of a path's frames: the start, followed by descent where frames are
+    deeper than the start width. Returns descend()'s dict."""
+    n = resolution or p["descent_resolution"]
+    extra = {} if steps is None else {"steps": steps}
+
+    def image(centre, width):
+        grid = zoom.frame_grid(centre, width, 0, n)
+        return compute(p, device, cache, grid=grid, **extra)["values"]
+
+    return zoom.descend(
+        image, p["start_centre"], p["start_width"], p["deepest_width"], n, p["prefer"], log
+    )
+
+
+def frame_values(p, device, out_dir=None, cache=None, log=None, resolution=None, steps=None):
+    """Computes frame p["frame"] of a path: (result, reused pixel count, verification)."""
+    n = resolution or p["resolution"]
+    extra = {} if steps is None else {"steps": steps}
+    grid = zoom.frame_grid(p["centre"], p["width0"], p["frame"], n)
+    known, reused = None, 0
+    if p.get("reuse") and p.get("reuse_from") and out_dir is not None and n % 2 == 1:
+        deeper = cell_file(Path(out_dir).parent.parent, p["reuse_from"], "frame.npy")
+        if deeper is not None and deeper.is_file():
+            values = np.load(deeper)
+            if values.shape == (n, n):
+                known = zoom.known_from_deeper(values)
+                reused = int(known[0].sum())
+    res = compute(p, device, cache, grid=grid, known=known, **extra)
+    verify = None
+    if p.get("exit_verify") and p.get("early_exit") == "threshold":
+        exact = compute(p, device, cache, grid=grid, known=known, early_exit="nonfinite", **extra)
+        a, b = exact["values"], res["values"]
+        verify = {
+            "sign_changed": int(((a < 0) != (b < 0)).sum()),
+            "value_changed": int((a != b).sum()),
+            "pixel_steps_saved": exact["pixel_steps"] - res["pixel_steps"],
+        }
+        if log:
+            log(f"threshold exit check: {verify}")
+        res = exact  # keep the exact image
+    return res, reused, verify
+
+
+def _save_npy(path, array):
+    return write_atomic(path, lambda f: np.save(f, array))
+
+
+def run(cell, ctx):
+    Path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
+    kind = cell.params["kind"]
+    if kind == "centre":
+        return run_centre(cell, ctx)
+    if kind == "frame":
+        return run_frame(cell, ctx)
+    return run_image(cell, ctx, f"{cell.params['experiment']} [{ctx.profile}]")
+
+
+def _meta_common(p, res):
+    return {
+        "runtime_s": res["runtime_s"],
+        "pixel_steps_per_s": res["pixel_steps_per_s"],
+        "pixel_steps_trained": res["pixel_steps"],
+        "trained_pixels": res["trained_pixels"],
+        "backend": res["backend"],
+        "device": res["device"],
+        "dtype": res["dtype"],
+        "early_exit": res["early_exit"],
+    }
+
+
+def run_centre(cell, ctx):
+    p = cell.params
+    found = find_centre(p, _device(ctx), ctx.cache, ctx.log)
+    n_desc = len(found["levels"])
+    ctx.log(f"{p['experiment']}/{p['path']}: centre {found['centre']} after {n_desc} images")
+    out = {
+        "centre": found["centre"],
+        "width0": p["width0"],
+        "deepest_width": p["deepest_width"],
+        "descent": found["levels"],
+        "data_digest": _digest(p, ctx.cache),
+    }
+    write_json_atomic(Path(ctx.out_dir) / "centre.json", out)
+    statuses = [lv["status"] for lv in found["levels"]]
+    return {
+        "status": "ok",
+        "metrics": {
+            "descent_images": n_desc,
+            "descent_not_ok": sum(s != "ok" for s in statuses),
+        },
+        **out,
+    }
+
+
+def run_frame(cell, ctx):
+    p = cell.params
+    out = Path(ctx.out_dir)
+    res, reused, verify = frame_values(p, _device(ctx), out, ctx.cache, ctx.log)
+    v = res["values"]
+    _save_npy(out / "frame.npy", v)
+    window = zoom.frame_window(p["centre"], p["width0"], p["frame"], v.shape[0])
+    figures.save_frame_png(v, out / "frame.png")
+    bc = dimension.box_count(v, method=p["dimension"])
+    stats = zoom.frame_stats(v)
+    width = math.ldexp(p["width0"], -p["frame"])
+    meta = {
+        "experiment": p["experiment"],
+        "path": p["path"],
+        "frame": p["frame"],
+        "width": width,
+        "centre": p["centre"],
+        "window": window,
+        "resolution": p["resolution"],
+        "steps": p["steps"],
+        "reused_pixels": reused,
+        "converged_fraction": float(np.mean(v < 0)),
+        "slopes": bc["slopes"],
+        "sizes": bc["sizes"],
+        "counts": bc["counts"],
+        "edge_pixels": bc["edge_pixels"],
+        **stats,
+        **_meta_common(p, res),
+        "verify": verify,
+        "data_digest": _digest(p, ctx.cache),
+    }
+    write_json_atomic(out / "meta.json", meta)
+    slopes = bc["slopes"]
+    return {
+        "status": "ok",
+        "metrics": {
+            "frame_dimension": float(np.median(slopes)) if slopes else None,
+            "converged_fraction": meta["converged_fraction"],
+            "edge_fraction": stats["edge_fraction"],
+            "isolated_fraction": stats["isolated_fraction"],
+            "reused_pixels": reused,
+            "pixel_steps_per_s": res["pixel_steps_per_s"],
+            "runtime_s": res["runtime_s"],
+        },
+        **{k: meta[k] for k in ("frame", "width", "window", "slopes", "blank", "speckled")},
+        "verify": verify,
+        "values": "frame.npy",
+        "backend": res["backend"],
+        "device": res["device"],
+    }
+
+
+def run_image(cell, ctx, title):
+    p = cell.params
+    out = Path(ctx.out_dir)
+    res = compute(p, _device(ctx), ctx.cache, window=tuple(p["window"]), resolution=p["resolution"])
+    v = res["values"]
+    _save_npy(out / "frame_00.npy", v)
+    figures.save_image(v, p["window"], out / "frame_00.png", p["axes"], f"{title} frame 0")
+    bc = dimension.box_count(v, method=p["dimension"])
+    dim = float(np.median(bc["slopes"])) if bc["slopes"] else None
+    dim_text = f"{dim:.3f}" if dim is not None else "n/a"
+    dimension.plot_box_counting(
+        [v], out / "box_counting.png", f"{title}: D = {dim_text}", method=p["dimension"]
+    )
+    frame = {
+        "index": 0,
+        "window": p["window"],
+        "values": "frame_00.npy",
+        "png": "frame_00.png",
+        "converged_fraction": float(np.mean(v < 0)),
+        "dimension": dim,
+        "slopes": bc["slopes"],
+        "edge_pixels": bc["edge_pixels"],
+        **_meta_common(p, res),
+    }
+    meta = {
+        "experiment": p["experiment"],
+        "window": p["window"],
+        "resolution": p["resolution"],
+        "steps": p["steps"],
+        "fractal_dimension": dim,
+        "profile": ctx.profile,
+        "data_digest": _digest(p, ctx.cache),
+        **_meta_common(p, res),
+        "frames": [frame],
+    }
+    write_json_atomic(out / "meta.json", meta)
+    return {
+        "status": "ok",
+        "metrics": {
+            "fractal_dimension": dim,
+            "converged_fraction": frame["converged_fraction"],
+            "pixel_steps_per_s": res["pixel_steps_per_s"],
+            "runtime_s": res["runtime_s"],
+        },
+        "frames": [frame],
+        "backend": res["backend"],
+        "device": res["device"],
+    }
+
+
+def _device(ctx):
+    return "cuda" if str(ctx.device).startswith("cuda") else "cpu"
+
+
+def _digest(p, cache):
+    data = problem_data(p, cache)
+    return None if data is None else notebook.digest(data)
+
+
+def dry_run(cell, ctx):
+    """Tiny versions on the CPU: the image, the descent (two images) and one frame."""
+    p = {**cell.params, "backend": "torch"}
+    if p["kind"] == "image":
+        res = compute(p, "cpu", ctx.cache, window=tuple(p["window"]), resolution=4, steps=5)
+        values = [res["values"]]
+    else:
+        start = math.ldexp(p["deepest_width"], 2)  # two descent images
+        q = {**p, "start_width": max(start, p["deepest_width"]), "descent_resolution": 9}
+        found = find_centre(q, "cpu", ctx.cache, resolution=9, steps=5)
+        q = {**p, "frame": 0, "centre": found["centre"], "reuse_from": None}
+        values = [frame_values(q, "cpu", None, ctx.cache, resolution=9, steps=5)[0]["values"]]
+    for v in values:
+        if not np.isfinite(v).all():
+            raise RuntimeError("engine dry run gave non-finite values")
+        figures.paper_colors(v)
+        dimension.box_count(v, method="pow2")
+
+
+def probe(cell, ctx):
+    """`make estimate`: time a small image on this device and scale to a stage-0 cell's
+    work: an image, or a whole zoom path (its frames; the descent is small beside them)."""
+    p = cell.params
+    res, steps = min(p["resolution"], 128), min(p["steps"], 100)
+    window = tuple(p["window"])
+    compute(p, ctx.device, ctx.cache, window=window, resolution=16, steps=2)  # warm up
+    out = compute(p, ctx.device, ctx.cache, window=window, resolution=res, steps=steps)
+    frames = p.get("frames", 1) if p["kind"] != "image" else 1
+    work = p["resolution"] ** 2 * p["steps"] * frames
+    return {
+        "unit": "pixel-steps",
+        "per_cell": work,
+        "seconds_per_cell": work / out["pixel_steps_per_s"],
+        "probe_seconds": out["runtime_s"],
+    }
