@@ -96,15 +96,21 @@ def save_image(values, window, path, axes="lr_vs_lr", title=None, size=5.0):
     return save_figure(fig, path, dpi=150)
 
 
+def _panel_grid(n, width, height, cols=3):
+    """A figure of max(n, 1) panels, `cols` to a row, the unused axes hidden."""
+    n = max(n, 1)
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axs.flat[n:]:
+        ax.axis("off")
+    return fig, axs
+
+
 def summary_figure(panels, path, title=None):
     """One panel per experiment: dicts with name, values (None = missing), window, axes,
     dimension. The title of each panel carries its fractal dimension."""
-    n = max(len(panels), 1)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
-    for ax in axs.flat[n:]:
-        ax.axis("off")
+    fig, axs = _panel_grid(len(panels), 4.2, 4.0)
     for ax, p in zip(axs.flat, panels):
         dim = p.get("dimension")
         dim_text = f"D = {dim:.3f}" if dim is not None and np.isfinite(dim) else "D = n/a"
@@ -232,12 +238,7 @@ def slopes_vs_depth(sheets, path, title=None):
 def paper_panels(panels, path, title=None):
     """Our frame at each paper panel's depth, titled with the panel's coordinates (log10
     centre and width in decades, from the paper's figure) and the frame's own window."""
-    n = len(panels)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4.4 * cols, 4.4 * rows), squeeze=False)
-    for ax in axs.flat[n:]:
-        ax.axis("off")
+    fig, axs = _panel_grid(len(panels), 4.4, 4.4)
     for ax, p in zip(axs.flat, panels):
         x, y, width, frame = p["panel"]
         head = f"{p['name']}, frame {frame}\npaper: ({x}, {y}), {width:.4g} decades"

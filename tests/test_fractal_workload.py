@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fractal import paper, paper_cells, zoom
+from fractal import paper_cells, zoom
 from fractal import paper as workload
 from kmatrix.cell import Cell, RunContext, cell_id
 from kmatrix.config import Config
@@ -286,3 +286,18 @@ def test_dry_run(tmp_path):
         for name in ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]:
             point = {"experiment": name, **({"path": "auto"} if extra else {})}
             workload.dry_run(make_cell(cfg, point), RunContext("cpu", tmp_path))
+
+
+def test_probe_scales_a_smaller_real_cell_to_the_cell(tmp_path):
+    """`make estimate`: an image cell is run at 33 pixels, every step, figures included,
+    and its training scaled by the pixels; a zoom path counts its frames less the quarter
+    each reuses."""
+    cfg = Config({**BASE, "fractal_resolution": 66, "fractal_steps": 30})
+    image = workload.probe(make_cell(cfg, {"experiment": "tanh"}), RunContext("cpu", tmp_path))
+    assert image["per_cell"] == 66 * 66 * 30 and image["unit"] == "pixel-steps"
+    assert image["seconds_per_cell"] > 0 and (tmp_path / "frame_00.png").is_file()
+    zoom = Config({**BASE, **ZOOM, "fractal_resolution": 33, "fractal_steps": 30})
+    path = make_cell(zoom, {"experiment": "tanh", "path": "auto"})
+    frames = workload.probe(path, RunContext("cpu", tmp_path / "z"))
+    assert frames["per_cell"] == 33 * 33 * 30 * 3  # three frames
+    assert (tmp_path / "z" / "frame.png").is_file()  # a frame's files are timed too
