@@ -112,7 +112,7 @@ def trainability_figure(
     xs [nx], ys [ny]: the swept hyperparameter values (log-spaced); loss, trainable
     [ny, nx] with row = y index. trainable is 1 / 0, or NaN where the cell has no result
     yet (running, failed): such cells are drawn hatched grey in every panel. `inferred`
-    marks labels taken from a coarser level of a refined map (dotted).
+    marks labels taken from a coarser level of a refined map (paled).
     """
     xe, ye = cell_edges(xs), cell_edges(ys)
     t = np.asarray(trainable, dtype=np.float64)

@@ -165,7 +165,7 @@ def summarize(summary_dir, cells, results, cfg):
     for name, g in grid_arrays(cells, results, cfg).items():
         title = f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]"
         inferred = g["inferred"] if g["inferred"].any() else None
-        note = f"{int(g['inferred'].sum())} of {g['inferred'].size} labels inferred (dotted)"
+        note = f"{int(g['inferred'].sum())} of {g['inferred'].size} labels inferred (pale)"
         paths = {
             k: summary_dir / f"{k}-{name}.png" for k in ("trainability", "stability", "boundary")
         }
