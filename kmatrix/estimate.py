@@ -1,5 +1,7 @@
 """`make estimate`: how long `make` will take, from probes that run like `make` runs cells."""
 
+import contextlib
+import io
 import math
 import random
 import tempfile
@@ -12,6 +14,7 @@ from kmatrix.executor import local_slots
 from kmatrix.plan import GRID_AXES, plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import make_executor, schedule
+from kmatrix.summary import summarize
 
 
 def _probe_round(cfg, cells, executor, scratch, job_base, tag):
@@ -33,7 +36,8 @@ def estimate(cfg, out=print, samples_per_slot=2):
     path (seeding, profile, manifest, W&B) and calls the workload's probe(cell, ctx), which
     runs the cell briefly and returns {"unit", "per_cell", "seconds_per_cell",
     "probe_seconds"}: its own estimate of the cell's run time on this device. Per cell:
-    that estimate plus the worker's overhead around it. The range is the spread over the
+    that estimate plus the worker's overhead around it. The summary at the end is timed by
+    rendering it from no results. The range is the spread over the
     sampled cells; cells that stop early (divergence) make the real run shorter.
     """
     root = results.results_dir(cfg)
@@ -63,6 +67,7 @@ def estimate(cfg, out=print, samples_per_slot=2):
             warm = _probe_round(cfg, todo[: len(slots)], executor, scratch, job_base, "warm")
             first = time.time() - started - snapshot
             timed = _probe_round(cfg, sample, executor, scratch, job_base, "probe")
+        summary_s = _summary_seconds(cfg, cells, Path(scratch) / cfg.name, out)
     failed = [r for r in list(warm.values()) + list(timed.values()) if r["status"] == "failed"]
     if failed:
         out(f"  FAIL    a probe failed: {failed[0].get('error')}")
@@ -74,7 +79,7 @@ def estimate(cfg, out=print, samples_per_slot=2):
     start_s = snapshot + max(0.0, first - warm_s)  # environment snapshot, worker start
     rounds = math.ceil(len(todo) / len(slots))
     low, mean, high = (
-        start_s + rounds * v for v in (min(per_cell), fmean(per_cell), max(per_cell))
+        start_s + rounds * v + summary_s for v in (min(per_cell), fmean(per_cell), max(per_cell))
     )
     where = f"{len(slots)} slot(s): {', '.join(s[0] for s in slots[:4])}"
     out(f"  WORK    {probe['per_cell']:,} {probe['unit']} per cell")
@@ -83,11 +88,25 @@ def estimate(cfg, out=print, samples_per_slot=2):
         f"(mean {fmean(per_cell):.2f}) on {where}"
     )
     out(f"  START   {start_s:.1f} s (environment snapshot, workers' start-up)")
+    out(f"  SUMMARY {summary_s:.1f} s (figures, tables, the W&B summary run)")
     out(f"  TOTAL   about {_minutes(mean)} (range {_minutes(low)} .. {_minutes(high)})")
     if later:
         most = start_s + math.ceil((len(todo) + later) / len(slots)) * max(per_cell)
         out(f"  AT MOST {_minutes(most)} if the later stages ran every cell they may")
     return 0
+
+
+def _summary_seconds(cfg, cells, scratch_root, out):
+    """How long the summary at the end of `make` takes: the real one, rendered here from
+    no results (every cell drawn as missing) into a scratch directory."""
+    started = time.time()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            summarize(cfg, cells, scratch_root)
+    except Exception as e:  # noqa: BLE001 - an estimate, not a run: say so and go on
+        out(f"  SUMMARY not timed ({type(e).__name__}: {e})")
+        return 0.0
+    return time.time() - started
 
 
 def later_cells(cfg, cells):
