@@ -205,3 +205,19 @@ def test_tiny_gpt2_matrix_on_ray(tmp_path, ray_instance):
         assert result["status"] == "ok" and result["metrics"]["steps"] == 3, cell.id
         manifest = json.loads((results.cell_dir(root, cell.id) / "manifest.json").read_text())
         assert manifest["env"]["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # a Ray GPU worker
+
+
+@needs_ray
+def test_a_refined_grid_runs_level_by_level_on_ray(tmp_path, ray_instance):
+    from tests.test_refine import refined_cfg
+
+    cfg = refined_cfg(
+        tmp_path, sweep_x_points=9, sweep_y_points=9, exec_executor="ray", exec_gpus=["auto"]
+    )
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    computed = list(root.glob("cells/*/result.json"))
+    assert 9 < len(computed) < 81  # the coarse grid and the points near the line
+    summary = json.loads((root / "summary" / "summary.json").read_text())
+    (grid,) = summary["refinement"].values()
+    assert grid["complete"] and grid["computed"] == len(computed) and grid["miss_rate"] == 0.0
