@@ -1,7 +1,7 @@
 """Check a refined LLM map against a grid computed in full at a coarser, nested resolution.
 
     python bench/compare_maps.py --refined bench/results/llm_refine_129_grid.npz \
-        --full bench/results/llm_full_33_grid.npz --out bench/results/llm_refine_check.json
+        --full bench/results/llm_full_65_grid.npz --out bench/results/llm_refine_check_65.json
 
 Both are a summary's grid-*.npz of the same configuration (shared seeds: every point is
 a function of its two learning rates alone). The full grid's points are every k-th point

@@ -4,6 +4,9 @@ overhead against training time, and GPU utilisation.
     python bench/llm_grid.py --defconfig fractal-16x16-gpu --gpus "0 1" --out grid.json
     python bench/llm_grid.py --defconfig fractal-16x16 --set "SWEEP_X_POINTS=4" --out cpu.json
 
+A run cut short by --limit keeps its cells; --resume continues it (wall time and cells per
+minute count the cells this run finished; the JSON says it resumed).
+
 Per cell: train = the training loop's steps; setup = model (re)build, data and validation
 batches before the loop; overhead = the worker's runtime for the cell minus train (setup,
 final evaluation, labels, result writing). The worker start (imports, the first cell's
@@ -53,13 +56,15 @@ def main():
     ap.add_argument("--name", default=None, help="matrix name (default: derived)")
     ap.add_argument("--set", default="", help="more setconfig assignments")
     ap.add_argument("--limit", type=float, default=0, help="stop the run after N seconds")
+    ap.add_argument("--resume", action="store_true", help="keep finished cells (no clean)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     name = args.name or f"{args.defconfig}-bench-{args.gpus.replace(' ', '')}"
     make(f"defconfig-{args.defconfig}")
     make("setconfig", f"SET=NAME={name} EXEC_GPUS='{args.gpus}' TRACK_WANDB_DISABLED=y {args.set}")
-    make("clean-results")
+    if not args.resume:
+        make("clean-results")
     samples, stop = [], threading.Event()
     poller = threading.Thread(target=gpu_utilisation, args=(samples, stop), daemon=True)
     poller.start()
@@ -91,7 +96,8 @@ def main():
     finished_at = lambda r: calendar.timegm(  # noqa: E731  (UTC, whole seconds)
         time.strptime(r["finished_at"][:19], "%Y-%m-%dT%H:%M:%S")
     )
-    first = min(results, key=finished_at) if results else None
+    this_run = [r for r in results if finished_at(r) >= int(start)]
+    first = min(this_run, key=finished_at) if this_run else None
     util = [sum(s) / len(s) for s in zip(*samples)] if samples else []
     report = {
         "defconfig": args.defconfig,
@@ -105,7 +111,9 @@ def main():
         "trainable": sum(bool(r["metrics"].get("trainable")) for r in results),
         "wall_s": round(wall, 1),
         "stopped_at_limit": stopped,
-        "cells_per_min": round(len(results) / wall * 60, 1),
+        "resumed": args.resume,
+        "cells_this_run": len(this_run),
+        "cells_per_min": round(len(this_run) / wall * 60, 1),
         "mean_cell_runtime_s": mean(runtime),
         "mean_train_s": mean(train),
         "mean_setup_s": mean(setup),
