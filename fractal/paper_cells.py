@@ -132,13 +132,18 @@ def _meta_common(p, res):
 def run_centre(cell, ctx):
     p = cell.params
     found = find_centre(p, _device(ctx), ctx.cache, ctx.log)
-    n_desc = len(found["levels"])
-    ctx.log(f"{p['experiment']}/{p['path']}: centre {found['centre']} after {n_desc} images")
+    n_desc = found["images"]
+    ctx.log(
+        f"{p['experiment']}/{p['path']}: centre {found['centre']} after {n_desc} images "
+        f"({found['backtracks']} back-ups)"
+    )
     out = {
         "centre": found["centre"],
         "width0": p["width0"],
         "deepest_width": p["deepest_width"],
         "descent": found["levels"],
+        "images": n_desc,
+        "backtracks": found["backtracks"],
         "data_digest": _digest(p, ctx.cache),
     }
     write_json_atomic(Path(ctx.out_dir) / "centre.json", out)
@@ -147,6 +152,7 @@ def run_centre(cell, ctx):
         "status": "ok",
         "metrics": {
             "descent_images": n_desc,
+            "descent_backtracks": found["backtracks"],
             "descent_not_ok": sum(s != "ok" for s in statuses),
         },
         **out,

@@ -12,9 +12,10 @@ quarter of each frame is shared with the next deeper one (shared_pixels).
 
 The centre is given (the paper's panels, PAPER_PANELS, or the user's) or found by
 `descend`: at each depth a low-resolution image around the current centre, and a move to
-a boundary point within the middle half of it, so the frames stay nested around the
-final centre. The automatic path moves to the densest boundary that is not speckle
-(isolated pixels: sign noise rather than structure); paths that start from a given
+a boundary point within the middle quarter of it, so the frames nest around the final
+centre and each lies inside the image twice as wide. The automatic path moves to the
+densest boundary whose next window is not speckle (isolated pixels: sign noise rather
+than structure), and backs up a level where it finds none; paths that start from a given
 centre move to the nearest such point, which keeps the given frames as they were.
 """
 
@@ -40,11 +41,14 @@ PAPER_PANELS = {
 
 # Speckle: the fraction of pixels at least three of whose four neighbours have the other
 # sign (isolated pixels and one-pixel spikes). Sign noise (every pixel a coin flip) has
-# 5/16; a boundary resolved by the pixels has them only at its tips and corners. A descent
-# candidate is rejected above SPECKLE_LOCAL in its neighbourhood; a frame is reported
-# speckled above SPECKLE_FRAME.
-SPECKLE_LOCAL = 0.05
+# 5/16, a converged sea with a few percent of lone diverged pixels (the chaotic band of
+# the lr planes) about as many percent; a boundary resolved by the pixels has them only
+# at its tips and corners. A frame is reported speckled above SPECKLE_FRAME; a descent
+# candidate is rejected when its next window has more than SPECKLE_AHEAD (half that:
+# frames there are judged at another resolution and up to a quarter width off-centre).
 SPECKLE_FRAME = 0.02
+SPECKLE_AHEAD = SPECKLE_FRAME / 2
+ALTERNATIVES = 4
 
 
 def ladder(anchor_width, outer=OUTER_WIDTH):
@@ -143,12 +147,31 @@ def _box_mean(a, b):
     return s / np.outer(hi0 - lo0, hi1 - lo1)
 
 
-def choose_point(values, prefer="dense"):
-    """The next centre on an image [n, n] whose centre is the current one: (dx, dy) in
-    pixels from the centre, and what was seen. Candidates are the edge cells (2x2 sign
-    changes) within the middle half of the image, so the next, 2x narrower, window lies in
-    this one; speckled neighbourhoods are avoided unless nothing else is left. "dense":
-    the candidate with the most boundary around it (nearest on ties); "near": the nearest.
+def speckle_ahead(values):
+    """[n-1, n-1] over the edge cells: the largest isolated fraction of the windows 1/2,
+    1/4 and 1/8 as wide as the image around each cell, the next three frames' windows
+    if the path went on there, seen at this image's resolution."""
+    iso = isolated(values)[:-1, :-1].astype(float)
+    n = iso.shape[0] + 1
+    return np.max([_box_mean(iso, max(3, n // d)) for d in (2, 4, 8)], axis=0)
+
+
+def candidates(values, prefer="dense", reach=0.25):
+    """The next centres to try on an image [n, n] whose centre is the current one, best
+    first, and what was seen: a list of (dx, dy) in pixels from the centre, and info.
+
+    Candidates are the edge cells (2x2 sign changes) within `reach` of the half-width
+    from the centre, the middle quarter: the final centre then stays within a quarter
+    width of this image's centre (the moves below halve), so every frame at most half
+    this wide lies inside it and the
+    windows n / 2, n / 4 and n / 8 pixels wide around a candidate are where the next three
+    frames will be, give or take a quarter of their width. A candidate is acceptable when
+    none of them is speckle (speckle_ahead at most SPECKLE_AHEAD): what the frames there
+    will show, since sign noise is noise at every resolution, and the speckle the 257-pixel
+    frames showed, the 65-pixel descent images showed as well (docs/fractal.md). "dense":
+    the most boundary around the candidate first (an n / 8 box; nearest on ties); "near":
+    the nearest first. Up to ALTERNATIVES acceptable ones are returned, n / 8 pixels apart,
+    for the descent to back up to; none when the image is blank or only speckle is left.
     """
     v = np.asarray(values)
     n = v.shape[0]
@@ -156,30 +179,63 @@ def choose_point(values, prefer="dense"):
     edges = paper_edges(v)
     iy, ix = np.nonzero(edges)
     info = {"edge_fraction": float(edges.mean()), "isolated_fraction": 0.0, "status": "ok"}
+    info["image_isolated_fraction"] = float(isolated(v).mean())
     if len(ix) == 0:
         info["status"] = "blank"
-        return (0.0, 0.0), info
+        return [], info
     dx, dy = ix + 0.5 - h, iy + 0.5 - h  # an edge cell sits between four pixel centres
-    inside = (np.abs(dx) <= h / 2) & (np.abs(dy) <= h / 2)
-    if not inside.any():  # boundary only near the border: step towards it, staying nested
+    reach = h * reach
+    inside = (np.abs(dx) <= reach) & (np.abs(dy) <= reach)
+    if not inside.any():  # boundary only further out: step towards it, staying nested
         info["status"] = "outside"
         k = int(np.argmin(dx**2 + dy**2))
-        return (float(np.clip(dx[k], -h / 2, h / 2)), float(np.clip(dy[k], -h / 2, h / 2))), info
+        return [(float(np.clip(dx[k], -reach, reach)), float(np.clip(dy[k], -reach, reach)))], info
     iy, ix, dx, dy = iy[inside], ix[inside], dx[inside], dy[inside]
-    box = max(3, n // 8)
-    density = _box_mean(edges.astype(float), box)[iy, ix]
-    speckle = _box_mean(isolated(v)[:-1, :-1].astype(float), box)[iy, ix]
-    ok = speckle <= SPECKLE_LOCAL
-    if not ok.any():
-        info["status"] = "speckled"
-        ok = np.ones_like(ok)
+    density = _box_mean(edges.astype(float), max(3, n // 8))[iy, ix]
+    ahead = speckle_ahead(v)[iy, ix]
     dist = dx**2 + dy**2
-    if prefer == "dense":
-        order = np.lexsort((dist, -density))  # most boundary first, then nearest
+    if prefer == "dense":  # no speckle at all ahead first, then most boundary, nearest
+        order = np.lexsort((dist, -density, ahead > 0))
     else:
         order = np.argsort(dist, kind="stable")
-    k = next(int(i) for i in order if ok[i])
-    info.update(density=float(density[k]), isolated_fraction=float(speckle[k]))
+    ok = ahead <= SPECKLE_AHEAD
+    info["least_isolated_ahead"] = float(ahead.min())
+    picked = []
+    apart = max(1.0, n / 8)
+    for i in order:
+        if not ok[i] or any(
+            abs(dx[i] - dx[j]) < apart and abs(dy[i] - dy[j]) < apart for j in picked
+        ):
+            continue
+        picked.append(int(i))
+        if len(picked) == ALTERNATIVES:
+            break
+    if not picked:
+        info["status"] = "speckled"
+        return [], info
+    k = picked[0]
+    info.update(density=float(density[k]), isolated_fraction=float(ahead[k]))
+    return [(float(dx[i]), float(dy[i])) for i in picked], info
+
+
+def choose_point(values, prefer="dense", reach=0.25):
+    """The best next centre on an image (candidates()' first), or where a lost path goes
+    on: the image's centre when blank, else the edge cell within the middle quarter with
+    the least speckle ahead (nearest on ties)."""
+    found, info = candidates(values, prefer, reach)
+    if found:
+        return found[0], info
+    if info["status"] == "blank":
+        return (0.0, 0.0), info
+    v = np.asarray(values)
+    n = v.shape[0]
+    h = (n - 1) / 2
+    iy, ix = np.nonzero(paper_edges(v))
+    dx, dy = ix + 0.5 - h, iy + 0.5 - h
+    inside = (np.abs(dx) <= h * reach) & (np.abs(dy) <= h * reach)
+    ahead = speckle_ahead(v)[iy, ix]
+    k = next(int(i) for i in np.lexsort((dx**2 + dy**2, ahead)) if inside[i])
+    info["isolated_fraction"] = float(ahead[k])
     return (float(dx[k]), float(dy[k])), info
 
 
@@ -190,20 +246,58 @@ def descend(compute, centre, width, deepest, resolution, prefer="dense", log=Non
     compute(centre, width) returns the image [n, n] of the square window of that width
     around centre on the grid centre + (i - (n-1)/2) * width / (n-1) (n = resolution).
     Widths halve exactly from `width`; the last image examined is 2 * deepest wide (it
-    chooses the deepest frame's centre). Pure given `compute`: the same inputs give the
-    same centre. Returns {"centre": [x, y], "levels": [per image: width, centre, move,
-    what choose_point saw]}.
+    chooses the deepest frame's centre). At each depth the best acceptable candidate
+    (candidates()). Where an image has none (blank, or speckle wherever the path could go
+    on), the descent backs up to the deepest level with an untried alternative and goes on
+    from there, as long as the images stay within twice those of a straight descent; past
+    that it goes on through the least speckled point (choose_point). Pure given `compute`:
+    the same inputs give the same centre. Returns {"centre": [x, y], "levels": [per level
+    of the path: width, centre, move, the alternative taken (rank), what candidates()
+    saw], "images": images computed, "backtracks": times it backed up}.
     """
+    w0 = float(width)
+    depth = 0
+    while math.ldexp(w0, -depth) > 1.5 * deepest:
+        depth += 1
+    limit = 2 * depth
+    path = []  # per level: centre, width, alternatives found, the one taken, info
     c = (float(centre[0]), float(centre[1]))
-    w = float(width)
-    levels = []
-    while w > 1.5 * deepest:
+    images = backtracks = 0
+    while len(path) < depth:
+        w = math.ldexp(w0, -len(path))
         values = compute(c, w)
-        (mx, my), info = choose_point(values, prefer)
-        step = w / (resolution - 1)
-        nxt = (c[0] + mx * step, c[1] + my * step)
-        levels.append({"width": w, "centre": list(c), "move_px": [mx, my], **info})
-        if log and info["status"] != "ok":
-            log(f"descent at width {w:.3g}: {info['status']}")
-        c, w = nxt, w / 2
-    return {"centre": list(c), "levels": levels}
+        images += 1
+        reach = 0.5 if not path else 0.25  # the first move: anywhere a half-width window fits
+        found, info = candidates(values, prefer, reach)
+        if not found:
+            j = len(path) - 1
+            while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
+                j -= 1
+            if j >= 0 and images + depth - (j + 1) <= limit:  # room to reach the bottom
+                if log:
+                    log(
+                        f"descent at width {w:.3g}: {info['status']}, back to {path[j]['width']:.3g}"
+                    )
+                del path[j + 1 :]
+                path[j]["rank"] += 1
+                backtracks += 1
+                c = _moved(path[j], resolution)
+                continue
+            move, info = choose_point(values, prefer, reach)
+            found = [move]
+            if log:
+                log(f"descent at width {w:.3g}: {info['status']}")
+        path.append({"centre": c, "width": w, "found": found, "rank": 0, "info": info})
+        c = _moved(path[-1], resolution)
+    levels = [
+        {"width": lv["width"], "centre": list(lv["centre"]), "move_px": list(lv["found"][lv["rank"]]),
+         "rank": lv["rank"], **lv["info"]}
+        for lv in path
+    ]  # fmt: skip
+    return {"centre": list(c), "levels": levels, "images": images, "backtracks": backtracks}
+
+
+def _moved(level, resolution):
+    mx, my = level["found"][level["rank"]]
+    step = level["width"] / (resolution - 1)
+    return (level["centre"][0] + mx * step, level["centre"][1] + my * step)

@@ -122,22 +122,33 @@ def disc(n, cx, cy, r):
 
 
 def test_choose_point_moves_onto_the_boundary():
-    v = disc(33, 16, 16, 10)  # the boundary is a ring 10 px from the centre
+    v = disc(33, 16, 16, 3)  # the boundary is a ring 3 px from the centre
     (dx, dy), info = zoom.choose_point(v, "near")
-    assert info["status"] == "ok" and 9 <= math.hypot(dx, dy) <= 11
-    assert max(abs(dx), abs(dy)) <= 8  # within the middle half: the next window nests
+    assert info["status"] == "ok" and 2 <= math.hypot(dx, dy) <= 4
+    assert max(abs(dx), abs(dy)) <= 4  # within the middle quarter: the frames nest
+    # a ring 10 px out is beyond the middle quarter: a step towards it, clipped
+    (dx, dy), info = zoom.choose_point(disc(33, 16, 16, 10), "near")
+    assert info["status"] == "outside" and max(abs(dx), abs(dy)) == 4
     assert zoom.choose_point(-np.ones((9, 9)))[1]["status"] == "blank"
 
 
 def test_choose_point_prefers_dense_boundary_and_avoids_speckle():
     rng = np.random.default_rng(0)
-    v = np.where(np.arange(65)[None, :] < 40, -1.0, 1.0) * np.ones((65, 1))  # a line at x=40
-    v[:, 12:30] = np.where(rng.random((65, 18)) < 0.5, -1.0, 1.0)  # sign noise left of it
+    v = np.where(np.arange(65)[None, :] < 40, 1.0, -1.0) * np.ones((65, 1))  # a line at x=40
+    v[:, [24, 25, 28, 29]] = -1.0  # stripes: more boundary than the line, and no speckle
+    v[:, :20] = np.where(rng.random((65, 20)) < 0.5, -1.0, 1.0)  # sign noise left of them
     (dx, _), info = zoom.choose_point(v, "dense")
-    assert info["status"] == "ok" and 39 <= dx + 32 <= 40  # the line, not the noise
+    # the stripes' next windows reach into the noise: the line, whose window is clean
+    assert info["status"] == "ok" and dx + 32 == 39.5 and info["isolated_fraction"] == 0
+    clean = v.copy()
+    clean[:, :20] = 1.0
+    found, _ = zoom.candidates(clean, "dense")
+    assert len(found) > 1 and -8 <= found[0][0] <= -2  # without the noise the stripes win
     stats = zoom.frame_stats(v)
     assert stats["speckled"] and not stats["blank"]
     assert not zoom.frame_stats(disc(65, 30, 30, 20))["speckled"]
+    noise = np.where(rng.random((65, 65)) < 0.5, -1.0, 1.0)
+    assert zoom.candidates(noise)[0] == [] and zoom.choose_point(noise)[1]["status"] == "speckled"
 
 
 def test_descent_follows_a_boundary_and_is_deterministic():
@@ -154,6 +165,35 @@ def test_descent_follows_a_boundary_and_is_deterministic():
     r = math.hypot(a["centre"][0] - 1, a["centre"][1] - 1)
     assert abs(r - 0.3) < 1e-5
     assert all(lv["status"] == "ok" for lv in a["levels"])
+
+
+def speckle_world(c, w, n=33):
+    """The line x = 0 and, right of it, a region that looks like dense clean stripes from
+    afar (windows wider than 0.3) and is sign noise from closer: a trap for a greedy
+    descent that prefers dense boundary."""
+    g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
+    y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
+    if w > 0.3:
+        inside = np.sin(2 * np.pi * x / 0.06) < 0
+    else:
+        inside = np.modf(np.abs(np.sin(x * 12989.8 + y * 78233.0) * 43758.5453))[0] < 0.5
+    trap = (x > 0.04) & (x < 0.2) & (np.abs(y) < 0.1)
+    return np.where(trap, np.where(inside, -1.0, 1.0), np.where(x < 0, -1.0, 1.0))
+
+
+def test_descent_backs_out_of_speckle_and_its_frames_are_clean():
+    found = zoom.descend(speckle_world, (0.05, 0.0), 2.0, 1e-4, 33, "dense")
+    assert found["backtracks"] >= 1 and found["images"] <= 2 * len(found["levels"])
+    assert abs(found["centre"][0]) < 1e-3  # on the clean line, not in the trap
+    for k in range(15):  # every frame around the final centre, 2 down to 1.2e-4 wide
+        stats = zoom.frame_stats(speckle_world(found["centre"], math.ldexp(2.0, -k)))
+        assert not stats["blank"] and not stats["speckled"], (k, stats)
+    # the frames nest: each within the descent image twice as wide (the first move may go
+    # twice as far: to anywhere a window half as wide fits)
+    for i, lv in enumerate(found["levels"]):
+        off = max(abs(a - b) for a, b in zip(found["centre"], lv["centre"]))
+        assert off <= lv["width"] * (3 / 8 if i == 0 else 1 / 4)
+    assert found == zoom.descend(speckle_world, (0.05, 0.0), 2.0, 1e-4, 33, "dense")
 
 
 # ------------------------------------------------------------------------------ planning

@@ -1,0 +1,90 @@
+"""The automatic paths of finished fractal-paper runs: per experiment the blank and
+speckled frames, the dimension and the descent, printed and written to one JSON.
+
+    python bench/auto_paths_report.py --out auto_paths_gpu.json fractal-paper=190 ...
+
+Each argument is a matrix name (results/<name>/) and its wall time in seconds
+(bench/auto_paths_gpu.sh passes them).
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kmatrix.results import write_json_atomic  # noqa: E402
+
+
+def device():
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        return out.replace("\n", ", ") or platform.node()
+    except (OSError, subprocess.SubprocessError):
+        return platform.node()
+
+
+def report(name, wall_s):
+    root = Path("results") / name
+    summary = json.loads((root / "summary" / "summary.json").read_text())
+    paths = {}
+    for key, s in (summary.get("workload_summary") or {}).items():
+        if s.get("path") != "auto":
+            continue
+        centre = json.loads(
+            (root / "cells" / f"{s['experiment']}-auto" / "result.json").read_text()
+        )
+        levels = centre.get("descent") or []
+        paths[s["experiment"]] = {
+            "blank_frames": s["blank_frames"],
+            "speckled_frames": s["speckled_frames"],
+            "frames_done": s["frames_done"],
+            "frames": s["frames"],
+            "dimension": s["dimension"],
+            "spread_16_84": s["spread_16_84"],
+            "isolated_fraction_max": s["isolated_fraction_max"],
+            "centre": s["centre"],
+            "descent_images": centre.get("images", len(levels)),
+            "descent_backtracks": centre.get("backtracks"),
+            "descent_not_ok": [lv["width"] for lv in levels if lv["status"] != "ok"],
+        }
+    return {"wall_s": wall_s, "counts": summary.get("counts"), "paths": paths}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="name=wall seconds")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = {"device": device(), "runs": {}}
+    ok = True
+    for item in args.runs:
+        name, wall = item.split("=")
+        r = out["runs"][name] = report(name, float(wall))
+        print(f"{name}: {r['wall_s']:.0f} s, cells {r['counts']}")
+        for exp, p in r["paths"].items():
+            bad = p["blank_frames"] or p["speckled_frames"]
+            ok &= not bad and p["frames_done"] == p["frames"]
+            print(
+                f"  {exp:17s} D {p['dimension'] or float('nan'):.3f} {p['spread_16_84']} "
+                f"blank {p['blank_frames']} speckled {p['speckled_frames']} "
+                f"iso max {p['isolated_fraction_max']:.4f} descent {p['descent_images']} images, "
+                f"{p['descent_backtracks']} back-ups, not ok at {p['descent_not_ok']}"
+            )
+    out["criterion_met"] = bool(ok)
+    print(
+        "criterion (no blank or speckled frame on any automatic path):", "met" if ok else "NOT met"
+    )
+    write_json_atomic(args.out, out)
+
+
+if __name__ == "__main__":
+    main()
