@@ -1,11 +1,15 @@
 """GPT-2 124M training throughput through the workload's own training loop.
 
-Setting of nanoGPT's bench.py (commit 3adf61e1, measured on an H200 at 35.0 ms/iter =
-468K tokens/s): batch 16 x 1024, bf16 autocast, torch.compile, fused AdamW, random tokens already
-on the GPU (no data loading, no W&B, no network). Measured runs:
+Setting of nanoGPT's bench.py: batch 16 x 1024, bf16 autocast, torch.compile, fused
+AdamW, random tokens already on the GPU (no data loading, no W&B, no network). With
+`--nanogpt DIR` (a checkout of github.com/karpathy/nanoGPT; not part of this project),
+nanoGPT's own bench.py runs first, in the same invocation on the same GPU, with those
+settings (`--batch_size=16 --real_data=False`), and every run is compared with it.
+Measured runs:
 
+  reference      nanoGPT's bench.py, unmodified (10 burn-in steps, 20 timed)
   adamw-nanogpt  nanoGPT bench.py's own settings: no biases, no gradient clipping; the
-                 like-for-like comparison with the 468K tokens/s reference
+                 like-for-like comparison with the reference
   adamw-maxout   our GPT-2 defaults (biases, clipping at 1.0), profile maxout_speed
   muon-maxout    the same with Muon on the matrices: Muon's overhead
   adamw-repro    profile paper_repro (deterministic algorithms, no TF32)
@@ -13,14 +17,17 @@ on the GPU (no data loading, no W&B, no network). Measured runs:
 Each run: warmup steps (compilation, autotuning) then `--iters` timed steps between two
 cuda.synchronize() calls. Usage:
 
-  python bench/gpt2_bench.py --out $OUT/gpt2_bench.json     # GPU, ~2-4 minutes
+  python bench/gpt2_bench.py --nanogpt ../nanoGPT --out $OUT/gpt2_bench.json  # GPU, ~3-5 min
   python bench/gpt2_bench.py --quick --out /tmp/b.json      # CPU smoke test, tiny model
 """
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +48,6 @@ from gpt2.presets import config_from_preset  # noqa: E402
 from gpt2.optim import build_optimizers, default_hp, default_lrs  # noqa: E402
 from gpt2.train import TrainSettings, configure_runtime, train  # noqa: E402
 
-NANOGPT_H200 = {"ms_per_iter": 35.0, "tokens_per_s": 468_000}
 # name, optimizer, profile, biases, gradient clipping
 RUNS = [
     ("adamw-nanogpt", "adamw", "maxout_speed", False, 0.0),
@@ -107,7 +113,6 @@ def measure(name, optimizer, profile, bias, grad_clip, a, device):
         "peak_mem_mb": out["metrics"]["peak_mem_mb"],
         "warmup_s": warmup_s,
         "final_loss": out["losses"][-1],
-        "vs_nanogpt_h200": tokens_per_s / NANOGPT_H200["tokens_per_s"],
         "knobs": {k: knobs[k] for k in ("tf32", "deterministic_algorithms", "attention_backends")},
     }
     print(
@@ -119,6 +124,36 @@ def measure(name, optimizer, profile, bias, grad_clip, a, device):
     if device == "cuda":
         torch.cuda.empty_cache()
     torch._dynamo.reset()  # each run compiles under its own global settings
+    return row
+
+
+def nanogpt_reference(checkout, a):
+    """Run nanoGPT's bench.py from `checkout` with this benchmark's batch and sequence
+    length; its own printed time per iteration, as tokens per second."""
+    bench = Path(checkout) / "bench.py"
+    if not bench.is_file():
+        raise SystemExit(f"--nanogpt {checkout}: no bench.py there (a nanoGPT checkout?)")
+    sha256 = {
+        f: hashlib.sha256((Path(checkout) / f).read_bytes()).hexdigest()[:16]
+        for f in ("bench.py", "model.py")
+    }
+    args = [f"--batch_size={a.batch_size}", f"--block_size={a.seq_len}", "--real_data=False"]
+    proc = subprocess.run(
+        [sys.executable, "bench.py", *args], cwd=checkout, capture_output=True, text=True
+    )
+    found = re.findall(r"time per iteration: ([0-9.]+)ms", proc.stdout)
+    if proc.returncode or not found:
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise SystemExit(f"nanoGPT's bench.py failed (exit {proc.returncode}):\n{tail}")
+    ms = float(found[-1])
+    row = {
+        "name": "reference",
+        "what": "nanoGPT bench.py " + " ".join(args),
+        "sha256": sha256,  # of the files run: which nanoGPT version this was
+        "ms_per_iter": ms,
+        "tokens_per_s": a.batch_size * a.seq_len / ms * 1000,
+    }
+    print(f"{'reference':14s} {ms:8.2f} ms/iter {row['tokens_per_s']:12,.0f} tok/s", flush=True)
     return row
 
 
@@ -136,6 +171,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=15, help="untimed steps first (compilation)")
     p.add_argument("--iters", type=int, default=50, help="timed steps")
     p.add_argument("--runs", default=",".join(r[0] for r in RUNS), help="subset of run names")
+    p.add_argument("--nanogpt", metavar="DIR", help="nanoGPT checkout: measure its bench.py")
     a = p.parse_args(argv)
     if a.quick:
         a.batch_size, a.seq_len, a.warmup, a.iters, a.compile = 4, 64, 1, 3, False
@@ -143,6 +179,7 @@ def main(argv=None):
     if device == "cuda":
         torch.cuda.init()
 
+    reference = nanogpt_reference(a.nanogpt, a) if a.nanogpt else None
     rows = []
     for name, optimizer, profile, bias, grad_clip in RUNS:
         if name not in a.runs.split(","):
@@ -160,6 +197,8 @@ def main(argv=None):
                 }
             )
     by = {r["name"]: r for r in rows if "error" not in r}
+    for r in by.values():  # > 1: faster than nanoGPT's bench.py in this run
+        r["vs_reference"] = r["tokens_per_s"] / reference["tokens_per_s"] if reference else None
     ratio = lambda a_, b_: (
         by[a_]["ms_per_iter"] / by[b_]["ms_per_iter"] if a_ in by and b_ in by else None
     )  # noqa: E731
@@ -180,7 +219,7 @@ def main(argv=None):
             "iters": a.iters,
             "peak_flops": PEAK_FLOPS,
         },
-        "reference_nanogpt_h200": NANOGPT_H200,
+        "reference": reference,
         "runs": rows,
         "muon_overhead": ratio("muon-maxout", "adamw-maxout"),  # time ratio, 1.0 = free
         "paper_repro_cost": ratio("adamw-repro", "adamw-maxout"),
