@@ -16,22 +16,27 @@ class Progress:
 
     The ETA counts only cells finished in this run (not those a resume found done) and
     only their own run time (not the workers' start-up): the mean run time of this run's
-    cells, times the cells left, shared among the slots.
+    cells, times the cells left, shared among the slots. A slot's first cell pays the
+    worker's one-time warm-up (first model build, lazy imports, compilation), so it
+    counts only until some slot has finished a second.
     """
 
     def __init__(self, total, already_done=0, title="matrix", live=None, slots=1):
         self.total, self.done, self.failed = total, already_done, 0
         self.title, self.slots = title, max(1, slots)
         self.start = time.time()
-        self.runtimes = []  # run time of each cell finished in this run
+        self.runtimes = []  # run time of each cell finished in this run, after a slot's first
+        self.first_runtimes = []  # each slot's first cell: includes the worker's warm-up
+        self._slots_seen = set()
         self.running = {}
         self.live = sys.stdout.isatty() if live is None else live
         self._rich = None
 
     def eta(self):
-        if not self.runtimes:
+        runtimes = self.runtimes or self.first_runtimes
+        if not runtimes:
             return None
-        mean = sum(self.runtimes) / len(self.runtimes)
+        mean = sum(runtimes) / len(runtimes)
         return mean * (self.total - self.done) / min(self.slots, max(1, self.total - self.done))
 
     def __enter__(self):
@@ -70,7 +75,11 @@ class Progress:
             self._rich.update(self._render())
 
     def finished(self, cell_id, status, runtime_s, slot, note=""):
-        self.runtimes.append(runtime_s)
+        if slot in self._slots_seen:
+            self.runtimes.append(runtime_s)
+        else:
+            self._slots_seen.add(slot)
+            self.first_runtimes.append(runtime_s)
         if status != "retry":
             self.done += 1
         self.failed += status == "failed"

@@ -255,3 +255,18 @@ def test_estimate_counts_one_time_preparation_once(tmp_path, capsys):
     # finished cells are not estimated again
     assert driver.run_matrix(cfg, live=False) == 0
     assert estimate(cfg) == 0 and "0 to run" in capsys.readouterr().out
+
+
+def test_eta_leaves_out_each_slots_first_cell_once_others_finish(capsys):
+    from kmatrix.progress import Progress
+
+    progress = Progress(102, live=False, slots=2)
+    assert progress.eta() is None
+    progress.finished("a", "ok", 8.0, "cpu0")  # warm-up: the only figure there is
+    assert progress.eta() == pytest.approx(8.0 * 101 / 2)
+    progress.finished("b", "ok", 8.0, "cpu1")
+    progress.finished("c", "ok", 3.0, "cpu0")  # a slot's second cell: warm-up is out
+    assert progress.eta() == pytest.approx(3.0 * 99 / 2)
+    progress.finished("d", "ok", 2.0, "cpu1")
+    assert progress.eta() == pytest.approx(2.5 * 98 / 2)
+    assert "ETA 0:02:02" in capsys.readouterr().out.splitlines()[-1]
