@@ -39,10 +39,10 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         if early:  # local workers start now, importing torch while results are read
             executor = stack.enter_context(make_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
-        final, job_base, stage, new = {}, None, 0, cells
+        final, job_base, stage, new, found = {}, None, 0, cells, {}
         while True:
             write_plan(cells, root / "plan.json")
-            found = {c.id: results.read_result(root, c.id) for c in new}
+            found.update({c.id: results.read_result(root, c.id) for c in new})
             todo = [c for c in new if not results.is_done(found[c.id])]
             head = (
                 f"{cfg.name}: {len(cells)} cells"
@@ -71,9 +71,9 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                     final.update(schedule(cfg, todo, executor, root, job_base, progress))
+                found.update({c.id: results.read_result(root, c.id) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only
-            found = {c.id: results.read_result(root, c.id) for c in cells}
             new = stages.next_stage(cfg, cells, found)
             if not new:
                 break
