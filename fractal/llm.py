@@ -16,10 +16,8 @@ from fractal import dimension
 from fractal.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
-from kmatrix.plan import sweep_values
+from kmatrix.plan import combination, sweep_values
 from kmatrix.results import as_float, results_dir, write_atomic
-
-GRID_AXES = ("i", "j", "x", "y")
 
 axes = gpt2.axes
 dry_run = gpt2.dry_run
@@ -72,7 +70,7 @@ def run(cell, ctx):
 
 def group_name(point):
     """The grid a cell belongs to: its axis values other than the grid position."""
-    parts = [str(v) for k, v in point.items() if k not in GRID_AXES]
+    parts = [str(v) for v in combination(point).values()]
     return "-".join(parts).replace("/", "_") or "grid"
 
 

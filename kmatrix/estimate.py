@@ -11,7 +11,7 @@ from statistics import fmean
 
 from kmatrix import manifest, refine, results, stages, tracking
 from kmatrix.executor import local_slots
-from kmatrix.plan import GRID_AXES, plan
+from kmatrix.plan import combination, plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import make_executor, schedule
 from kmatrix.summary import summarize
@@ -114,7 +114,7 @@ def later_cells(cfg, cells):
     (a workload's own stages are not known in advance: 0)."""
     if not refine.enabled(cfg):
         return 0
-    groups = {tuple((k, v) for k, v in c.point.items() if k not in GRID_AXES) for c in cells}
+    groups = {tuple(combination(c.point).items()) for c in cells}
     return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)
 
 

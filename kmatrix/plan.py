@@ -126,10 +126,15 @@ def grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, index):
     return Cell(cell_id(point, list(point)[:-2], counts), index, module_path, point, seed, params)
 
 
+def combination(point):
+    """A grid cell's point without the grid: which grid of the plan it belongs to."""
+    return {k: v for k, v in point.items() if k not in GRID_AXES}
+
+
 def grid_base(cfg, cell):
     """(axis point without the grid, parameters before the sweep) of a grid cell's
     combination: what grid_cell() needs to make its neighbours."""
-    base_point = {k: v for k, v in cell.point.items() if k not in GRID_AXES}
+    base_point = combination(cell.point)
     wl = load_workload(cell.workload)
     return base_point, wl.cell_params(cfg, base_point)
 

@@ -25,7 +25,7 @@ stored, the same results always give the same plan.
 import random
 
 from kmatrix.errors import ConfigError
-from kmatrix.plan import GRID_AXES, grid_base, grid_cell, load_workload, sweep_values
+from kmatrix.plan import combination, grid_base, grid_cell, load_workload, sweep_values
 
 
 def enabled(cfg):
@@ -122,7 +122,7 @@ def _groups(cells):
     """Grid cells by their axis combination: {key: (the first cell, {(i, j): cell})}."""
     groups = {}
     for cell in cells:
-        key = tuple((k, v) for k, v in cell.point.items() if k not in GRID_AXES)
+        key = tuple(combination(cell.point).items())
         first, at = groups.setdefault(key, (cell, {}))
         at[(cell.point["i"], cell.point["j"])] = cell
     return groups
