@@ -10,26 +10,18 @@ Each argument is a matrix name (results/<name>/) and its wall time in seconds
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kmatrix.manifest import nvidia_smi  # noqa: E402
 from kmatrix.results import write_json_atomic  # noqa: E402
 
 
 def device():
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        return out.replace("\n", ", ") or platform.node()
-    except (OSError, subprocess.SubprocessError):
-        return platform.node()
+    names = nvidia_smi("--query-gpu=name", "--format=csv,noheader")
+    return names.replace("\n", ", ") if names else platform.node()
 
 
 def report(name, wall_s):

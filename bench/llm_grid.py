@@ -26,20 +26,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kmatrix.manifest import nvidia_smi  # noqa: E402
 
 
 def gpu_utilisation(samples, stop):
     """Poll nvidia-smi once a second: mean utilisation per GPU while the grid runs."""
     while not stop.is_set():
+        out = nvidia_smi("--query-gpu=utilization.gpu", "--format=csv,noheader,nounits")
         try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-            ).stdout.split()
-            samples.append([float(x) for x in out])
-        except (OSError, subprocess.SubprocessError, ValueError):
+            samples.append([float(x) for x in out.split()])
+        except (AttributeError, ValueError):  # no nvidia-smi (None) or no number
             return
         stop.wait(1.0)
 
@@ -126,15 +124,7 @@ def main():
         "gpu_util_mean_pct": [round(u, 1) for u in util],
         "refinement": summary.get("refinement"),
         "maps": summary.get("workload_summary"),
-        "device": (
-            subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-            ).stdout.split("\n")[0]
-            if os.path.exists("/usr/bin/nvidia-smi") or samples
-            else "cpu"
-        ),
+        "device": (nvidia_smi("--query-gpu=name", "--format=csv,noheader") or "cpu").split("\n")[0],
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))

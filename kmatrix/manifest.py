@@ -70,7 +70,7 @@ def torch_info(device):
             "name": props.name,
             "memory_gib": round(props.total_memory / 2**30, 1),
             "capability": f"{props.major}.{props.minor}",
-            "driver": _nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader"),
+            "driver": nvidia_smi("--query-gpu=driver_version", "--format=csv,noheader"),
         }
         try:
             info["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
@@ -79,7 +79,8 @@ def torch_info(device):
     return info
 
 
-def _nvidia_smi(*args):
+def nvidia_smi(*args):
+    """nvidia-smi's output for these arguments, or None (no GPU, no driver, a hang)."""
     try:
         out = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20)
         return out.stdout.strip() or None
@@ -137,7 +138,7 @@ def write_environment_snapshot(root):
         "python": sys.version,
         "platform": platform.platform(),
         "pip_freeze": freeze,
-        "nvidia_smi": _nvidia_smi(),
+        "nvidia_smi": nvidia_smi(),
     }
     blob = json.dumps(snapshot, sort_keys=True)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
