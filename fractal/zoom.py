@@ -173,6 +173,13 @@ def candidates(values, prefer="dense", reach=0.25):
     the nearest first. Up to ALTERNATIVES acceptable ones are returned, n / 8 pixels apart,
     for the descent to back up to; none when the image is blank or only speckle is left.
     """
+    found, info, _ = _candidates(values, prefer, reach)
+    return found, info
+
+
+def _candidates(values, prefer, reach):
+    """candidates(), and the fallback choose_point() takes when there are none: the edge
+    cell within reach with the least speckle ahead (nearest on ties), or None."""
     v = np.asarray(values)
     n = v.shape[0]
     h = (n - 1) / 2
@@ -182,14 +189,15 @@ def candidates(values, prefer="dense", reach=0.25):
     info["image_isolated_fraction"] = float(isolated(v).mean())
     if len(ix) == 0:
         info["status"] = "blank"
-        return [], info
+        return [], info, None
     dx, dy = ix + 0.5 - h, iy + 0.5 - h  # an edge cell sits between four pixel centres
     reach = h * reach
     inside = (np.abs(dx) <= reach) & (np.abs(dy) <= reach)
     if not inside.any():  # boundary only further out: step towards it, staying nested
         info["status"] = "outside"
         k = int(np.argmin(dx**2 + dy**2))
-        return [(float(np.clip(dx[k], -reach, reach)), float(np.clip(dy[k], -reach, reach)))], info
+        move = (float(np.clip(dx[k], -reach, reach)), float(np.clip(dy[k], -reach, reach)))
+        return [move], info, None
     iy, ix, dx, dy = iy[inside], ix[inside], dx[inside], dy[inside]
     density = _box_mean(edges.astype(float), max(3, n // 8))[iy, ix]
     ahead = speckle_ahead(v)[iy, ix]
@@ -212,31 +220,24 @@ def candidates(values, prefer="dense", reach=0.25):
             break
     if not picked:
         info["status"] = "speckled"
-        return [], info
+        k = int(np.lexsort((dist, ahead))[0])
+        return [], info, ((float(dx[k]), float(dy[k])), float(ahead[k]))
     k = picked[0]
     info.update(density=float(density[k]), isolated_fraction=float(ahead[k]))
-    return [(float(dx[i]), float(dy[i])) for i in picked], info
+    return [(float(dx[i]), float(dy[i])) for i in picked], info, None
 
 
 def choose_point(values, prefer="dense", reach=0.25):
     """The best next centre on an image (candidates()' first), or where a lost path goes
     on: the image's centre when blank, else the edge cell within the middle quarter with
     the least speckle ahead (nearest on ties)."""
-    found, info = candidates(values, prefer, reach)
+    found, info, fallback = _candidates(values, prefer, reach)
     if found:
         return found[0], info
-    if info["status"] == "blank":
+    if fallback is None:  # blank
         return (0.0, 0.0), info
-    v = np.asarray(values)
-    n = v.shape[0]
-    h = (n - 1) / 2
-    iy, ix = np.nonzero(paper_edges(v))
-    dx, dy = ix + 0.5 - h, iy + 0.5 - h
-    inside = (np.abs(dx) <= h * reach) & (np.abs(dy) <= h * reach)
-    ahead = speckle_ahead(v)[iy, ix]
-    k = next(int(i) for i in np.lexsort((dx**2 + dy**2, ahead)) if inside[i])
-    info["isolated_fraction"] = float(ahead[k])
-    return (float(dx[k]), float(dy[k])), info
+    move, info["isolated_fraction"] = fallback
+    return move, info
 
 
 def descend(compute, centre, width, deepest, resolution, prefer="dense", log=None):
