@@ -52,14 +52,23 @@ def test_a_line_and_a_circle_are_found_exactly(levels):
 
 
 def test_guard_band_catches_what_the_coarse_cell_misses():
-    x, y = grid(33)
-    truth = (x - 0.11) ** 2 + (y - 0.07) ** 2 < 0.05**2  # a blob smaller than a coarse cell
-    assert truth.any()
+    n = 33  # levels=3: coarse points every 8
+    j, i = np.mgrid[0:n, 0:n]
+    # a boundary at j = 12 with a spike down to j = 19 between the coarse columns 16 and
+    # 24: the coarse cell [16, 24] x [16, 24] it reaches into has four corners of one label
+    truth = (j < 12) | ((i >= 19) & (i <= 21) & (j < 20))
     without, _, _ = refined(truth, levels=3, guard=0)
-    assert (without != truth).any()  # nothing at the coarse points: the blob is missed...
-    for guard in (0, 1, 2):  # ...and a guard band cannot see it either: a known limit
-        labels, _, _ = refined(truth, levels=3, guard=guard)
-        assert (labels == without).all() or (labels == truth).all()
+    assert (without != truth).sum() > 0  # no guard: the spike's tip is inferred wrong
+    with_guard, _, _ = refined(truth, levels=3, guard=1)
+    assert (with_guard == truth).all()  # the band sees the boundary next to that cell
+
+
+def test_a_feature_touching_no_coarse_point_is_missed_at_any_guard():
+    j, i = np.mgrid[0:33, 0:33]
+    blob = (i - 17) ** 2 + (j - 18) ** 2 < 4  # inside one coarse cell, away from its corners
+    for guard in (0, 1, 2):  # every coarse label is the same: a known limit of refinement
+        labels, _, _ = refined(blob, levels=3, guard=guard)
+        assert not labels.any()
 
 
 def test_a_fractal_boundary_from_the_paper_engine():
