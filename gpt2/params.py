@@ -216,20 +216,30 @@ def check_precisions(precisions, gpus):
             )
 
 
+def init_checkpoint(source):
+    """The checkpoint file GPT2_INIT_FROM names (a checkpoint.pt, or a gpt2 cell directory
+    holding one); a ConfigError if there is none."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise ConfigError(
+            "GPT2_INIT_FROM",
+            f"no checkpoint at {path} (from {Path.cwd()})",
+            "train that model first (for the fine-tuning grids: `make "
+            "defconfig-fractal-ft-pretrain && make`), or name a checkpoint.pt or a cell "
+            "directory run with GPT2_CHECKPOINT_INTERVAL > 0",
+        )
+    return path
+
+
 def preflight(cfg, cells, gpus):
     """Before any cell runs (kmatrix.preflight): the precisions on these GPUs (or the CPU),
     the sizes of every cell (sweeps and presets resolved) and every distinct data source,
     offline included."""
     check_precisions({c.params["precision"] for c in cells if "precision" in c.params}, gpus)
     for source in sorted({c.params.get("init_from") or "" for c in cells} - {""}):
-        path = Path(source)
-        if not (path / "checkpoint.pt" if path.is_dir() else path).is_file():
-            raise ConfigError(
-                "GPT2_INIT_FROM",
-                f"no checkpoint at {source} (from {Path.cwd()})",
-                "train that model first (for the fine-tuning grids: `make "
-                "defconfig-fractal-ft-pretrain && make`), or name a checkpoint.pt",
-            )
+        init_checkpoint(source)
     seen = set()
     for cell in cells:
         p = cell.params

@@ -18,7 +18,7 @@ from kmatrix.errors import ConfigError, Diverged
 from .model import GPT
 from .presets import config_from_preset
 from .optim import GROUPS, OPTIMIZERS, build_optimizers
-from .params import AUTOCAST_DTYPES
+from .params import AUTOCAST_DTYPES, init_checkpoint
 from .checkpoint import load_checkpoint
 from .train import TrainSettings, evaluate, runtime_knobs, train
 
@@ -29,16 +29,7 @@ from .train import TrainSettings, evaluate, runtime_knobs, train
 
 def _init_weights(source):
     """Model weights from a checkpoint file or a gpt2 cell directory (weights only)."""
-    path = Path(source)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
-        raise ConfigError(
-            "GPT2_INIT_FROM",
-            f"no checkpoint at {path}",
-            "point it at a checkpoint.pt or a cell directory run with GPT2_CHECKPOINT_INTERVAL > 0",
-        )
-    state = load_checkpoint(path)
+    state = load_checkpoint(init_checkpoint(source))
     return state["model"] if "model" in state else state
 
 
