@@ -27,14 +27,7 @@ SHAPES = {
 
 
 def estimate(edges, method):
-    if method == "paper":
-        sizes = dimension.porespy_sizes(edges.shape)
-        slopes = dimension.porespy_slopes(sizes, dimension.porespy_counts(edges, sizes))
-    else:
-        sizes = dimension.box_sizes(edges.shape)
-        slopes = dimension.local_slopes(sizes, dimension.box_counts(edges, sizes))
-    slopes = np.asarray(slopes, dtype=float)
-    return round(float(np.median(slopes[np.isfinite(slopes)])), 3)
+    return round(float(np.median(dimension.edge_box_count(edges, method)["slopes"])), 3)
 
 
 def main():

@@ -121,6 +121,18 @@ def box_count(values, min_size=1, max_fraction=0.25, method="pow2"):
     "pow2": powers of two from min_size to max_fraction of the side."""
     if method == "paper":
         edges = paper_edges(values)
+    elif method == "pow2":
+        edges = edge_pixels(values)
+    else:
+        raise ValueError(f"method={method!r}; expected one of {METHODS}")
+    return edge_box_count(edges, method, min_size, max_fraction)
+
+
+def edge_box_count(edges, method="pow2", min_size=1, max_fraction=0.25):
+    """box_count() of a boundary image already made ([n0, n1] bool): either estimator's
+    box sizes, counts and finite local slopes."""
+    edges = np.asarray(edges, dtype=bool)
+    if method == "paper":
         if min(edges.shape) < 2:
             return {"sizes": [], "counts": [], "slopes": [], "edge_pixels": int(edges.sum())}
         sizes = porespy_sizes(edges.shape)
@@ -128,7 +140,6 @@ def box_count(values, min_size=1, max_fraction=0.25, method="pow2"):
         slopes = porespy_slopes(sizes, counts)
         slopes = slopes[np.isfinite(slopes)]
     elif method == "pow2":
-        edges = edge_pixels(values)
         sizes = box_sizes(edges.shape, min_size, max_fraction)
         counts = box_counts(edges, sizes)
         slopes = local_slopes(sizes, counts)
@@ -149,10 +160,7 @@ def fractal_dimension(frames, min_size=1, max_fraction=0.25, method="pow2"):
     """
     if isinstance(frames, np.ndarray) and frames.ndim == 2:
         frames = [frames]
-    slopes = []
-    for values in frames:
-        slopes += box_count(values, min_size, max_fraction, method)["slopes"]
-    return float(np.median(slopes)) if slopes else float("nan")
+    return pooled_median([box_count(v, min_size, max_fraction, method)["slopes"] for v in frames])
 
 
 def pooled_median(slopes_per_frame):
@@ -203,23 +211,22 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(5, 4))
-    estimate = fractal_dimension(frames, method=method)
+    counted = [box_count(values, method=method) for values in frames]
+    estimate = pooled_median([bc["slopes"] for bc in counted])
     used = set()
-    for k, values in enumerate(frames):
-        bc = box_count(values, method=method)
+    for k, bc in enumerate(counted):
         sizes, counts = np.asarray(bc["sizes"], float), np.asarray(bc["counts"], float)
         keep = counts > 0
         used.update(sizes[keep].tolist())
         ax.loglog(sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=f"frame {k}")
-    if np.isfinite(estimate):
+    bc = counted[0] if counted else {"counts": []}
+    if np.isfinite(estimate) and bc["counts"] and bc["counts"][0] > 0:
         # reference line of the estimated slope through the first frame's smallest box
-        bc = box_count(frames[0], method=method)
-        if bc["counts"] and bc["counts"][0] > 0:
-            s = np.asarray(bc["sizes"], float)
-            ax.loglog(
-                s, bc["counts"][0] * (s / s[0]) ** -estimate, "k--", lw=1,
-                label=f"slope -{estimate:.3f}",
-            )  # fmt: skip
+        s = np.asarray(bc["sizes"], float)
+        ax.loglog(
+            s, bc["counts"][0] * (s / s[0]) ** -estimate, "k--", lw=1,
+            label=f"slope -{estimate:.3f}",
+        )  # fmt: skip
     # one label per box size used (at most 8, evenly picked), no minor labels: readable
     ticks = sorted(used)
     ticks = ticks[:: max(1, -(-len(ticks) // 8))]

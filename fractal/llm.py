@@ -133,26 +133,20 @@ PAPER_ESTIMATOR_FROM = 1025
 
 def boundary_dimension(trainable):
     """Box-counting dimension of the boundary between trainable and not: the median of
-    the local slopes, with the estimator that suits the map's resolution. From 64 points
-    per side, the paper's (porespy's box sizes: 10 log-spaced sizes from 10 px to the
-    side, boxes that are all boundary not counted); below, ours (powers of two from 1 px
-    to a quarter of the side), since a 16 x 16 grid has no room for 10 px boxes.
+    the local slopes, with the estimator that suits the map's resolution. From
+    PAPER_ESTIMATOR_FROM points per side, the paper's (porespy's box sizes: 10
+    log-spaced sizes from 10 px to the side, boxes that are all boundary not counted);
+    below, ours (powers of two from 1 px to a quarter of the side), since a 16 x 16 grid
+    has no room for 10 px boxes.
     Returns (dimension or None, boundary pixels, {"estimator", "box_sizes"})."""
     edges = boundary(trainable)
     n = int(edges.sum())
-    paper = min(np.shape(trainable)) >= PAPER_ESTIMATOR_FROM
-    if paper:
-        sizes = dimension.porespy_sizes(edges.shape)
-        slopes = dimension.porespy_slopes(sizes, dimension.porespy_counts(edges, sizes))
-    else:
-        sizes = dimension.box_sizes(edges.shape)
-        slopes = dimension.local_slopes(sizes, dimension.box_counts(edges, sizes))
-    how = {"estimator": "paper" if paper else "pow2", "box_sizes": [int(x) for x in sizes]}
-    slopes = np.asarray(slopes, dtype=np.float64)
-    slopes = slopes[np.isfinite(slopes)]
-    if n < 2 or min(edges.shape) < 2 or not slopes.size:
+    method = "paper" if min(np.shape(trainable)) >= PAPER_ESTIMATOR_FROM else "pow2"
+    bc = dimension.edge_box_count(edges, method)
+    how = {"estimator": method, "box_sizes": bc["sizes"]}
+    if n < 2 or min(edges.shape) < 2 or not bc["slopes"]:
         return None, n, how
-    return float(np.median(slopes)), n, how
+    return float(np.median(bc["slopes"])), n, how
 
 
 def summarize(summary_dir, cells, results, cfg):
