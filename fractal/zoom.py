@@ -232,12 +232,16 @@ def choose_point(values, prefer="dense", reach=0.25):
     on: the image's centre when blank, else the edge cell within the middle quarter with
     the least speckle ahead (nearest on ties)."""
     found, info, fallback = _candidates(values, prefer, reach)
-    if found:
-        return found[0], info
-    if fallback is None:  # blank
-        return (0.0, 0.0), info
+    return (found[0] if found else _lost(info, fallback)), info
+
+
+def _lost(info, fallback):
+    """Where a path with no acceptable candidate goes on: the least speckled edge cell
+    (recording its speckle in `info`), or straight on when the image is blank."""
+    if fallback is None:
+        return (0.0, 0.0)
     move, info["isolated_fraction"] = fallback
-    return move, info
+    return move
 
 
 def descend(compute, centre, width, deepest, resolution, prefer="dense", log=None):
@@ -269,7 +273,7 @@ def descend(compute, centre, width, deepest, resolution, prefer="dense", log=Non
         values = compute(c, w)
         images += 1
         reach = 0.5 if not path else 0.25  # the first move: anywhere a half-width window fits
-        found, info = candidates(values, prefer, reach)
+        found, info, fallback = _candidates(values, prefer, reach)
         if not found:
             j = len(path) - 1
             while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
@@ -284,8 +288,7 @@ def descend(compute, centre, width, deepest, resolution, prefer="dense", log=Non
                 backtracks += 1
                 c = _moved(path[j], resolution)
                 continue
-            move, info = choose_point(values, prefer, reach)
-            found = [move]
+            found = [_lost(info, fallback)]
             if log:
                 log(f"descent at width {w:.3g}: {info['status']}")
         path.append({"centre": c, "width": w, "found": found, "rank": 0, "info": info})
