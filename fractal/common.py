@@ -10,7 +10,6 @@ import math
 WIDTH = 16  # hidden width; the input dimension is the same
 MAX_VAL = 1e6  # normalised losses are clipped here; non-finite ones become this
 TAIL = 20  # converged iff the mean of the last TAIL normalised losses < 1
-N_PARAMS = WIDTH * WIDTH + WIDTH  # 272: the paper uses as many data points as parameters
 
 # h = phi(a * PHI_SCALE) with a = x @ W0 (the 1/sqrt(16) folded in), and phi'(z) =
 # PHI_SCALE * core(h), where core is (1 - h^2) | [a > 0] | 1: the chain rule brings the

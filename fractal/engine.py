@@ -29,7 +29,7 @@ import time
 import numpy as np
 import torch
 
-from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, N_PARAMS, OPENING_WINDOW  # noqa: F401
+from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, OPENING_WINDOW  # noqa: F401
 from fractal.common import PHI_SCALE, TAIL, WIDTH
 
 from fractal.problem import (  # noqa: E402,F401 - engine.load_data etc. for its callers

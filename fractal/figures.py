@@ -1,7 +1,7 @@
 """Figures of the fractal workload.
 
 Paper mode (one image per experiment): the notebook's colour scheme, per-image PNGs with
-log10 axes, the summary figure and the zoom animation. (LLM grids: fractal/grid_figures.py.)
+log10 axes and the summary figures. (LLM grids: fractal/grid_figures.py.)
 
 Every figure takes a `title` that callers prefix with the run profile, so paper_repro and
 maxout_speed images are never mistaken for each other.
@@ -125,43 +125,6 @@ def summary_figure(panels, path, title=None):
     return save_figure(fig, path, title)
 
 
-def zoom_animation(frames, path, axes="lr_vs_lr", title=None, fps=2, size=5.0):
-    """Animation of a zoom sequence: frames are dicts with values and window.
-
-    Writes a GIF with matplotlib's PillowWriter (Pillow is a matplotlib dependency). If
-    writing the GIF fails anyway, falls back to a contact sheet of all frames as a PNG
-    next to it (same name, .png) and returns that path instead.
-    """
-    from matplotlib import animation
-
-    fig, ax = plt.subplots(figsize=(size, size))
-    im = draw_image(ax, frames[0]["values"], frames[0]["window"], axes)
-
-    def show(k):
-        f = frames[k]
-        im.set_data(paper_colors(f["values"]))
-        im.set_extent(_extent(f["window"], np.shape(f["values"])))
-        ax.set_xlim(im.get_extent()[:2])
-        ax.set_ylim(im.get_extent()[2:])
-        ax.set_title(f"{title + ': ' if title else ''}frame {k}", fontsize=9)
-        return (im,)
-
-    anim = animation.FuncAnimation(fig, show, frames=len(frames), blit=False)
-    try:
-        fig.tight_layout()
-        anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=100)
-        plt.close(fig)
-        return path
-    except Exception:  # noqa: BLE001 - any writer problem: fall back to a still image
-        plt.close(fig)
-        sheet = str(path).rsplit(".", 1)[0] + ".png"
-        panels = [
-            dict(name=f"frame {k}", values=f["values"], window=f["window"], axes=axes)
-            for k, f in enumerate(frames)
-        ]
-        return summary_figure(panels, sheet, title)
-
-
 def save_frame_png(values, path):
     """A zoom frame as a bare image in the paper's colours (one pixel per pixel, row 0 at
     the bottom): cheap enough for every frame of a sequence."""
@@ -184,11 +147,7 @@ def frame_sheet(p, loaded, stats, path, title=None, panels=12):
         return None
     if len(ks) > panels:
         ks = [ks[int(round(i))] for i in np.linspace(0, len(ks) - 1, panels)]
-    cols = min(4, len(ks))
-    rows = -(-len(ks) // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
-    for ax in axs.flat[len(ks) :]:
-        ax.axis("off")
+    fig, axs = _panel_grid(len(ks), 3.2, 3.2, cols=4)
     dims = stats.get("frame_dimensions") or {}
     for ax, k in zip(axs.flat, ks):
         values, window = loaded[k]
@@ -214,11 +173,7 @@ def slopes_vs_depth(sheets, path, title=None):
     experiments = sorted({p["experiment"] for p, _, _ in sheets.values()})
     if not experiments:
         return None
-    cols = min(3, len(experiments))
-    rows = -(-len(experiments) // cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
-    for ax in axs.flat[len(experiments) :]:
-        ax.axis("off")
+    fig, axs = _panel_grid(len(experiments), 4.6, 3.4)
     for ax, name in zip(axs.flat, experiments):
         for key, (p, _, stats) in sorted(sheets.items()):
             if p["experiment"] != name:

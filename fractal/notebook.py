@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fractal.common import WIDTH
+
 PATH = Path(__file__).with_name("data") / "notebook.npz"
-WIDTH = 16
 MINIBATCH_STEPS = 1000  # the table's length: the paper's minibatch experiment ran 1000 steps
 MINIBATCH_SIZE = 16
 
@@ -32,7 +33,6 @@ def generate(path=PATH, minibatch_steps=MINIBATCH_STEPS):
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
 
     def init(rng, depth=2):  # the notebook's init: one key per layer, W ~ N(0, 1)
         keys = jax.random.split(rng, depth)

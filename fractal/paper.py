@@ -26,13 +26,6 @@ from kmatrix.cell import cell_id
 from kmatrix.errors import ConfigError
 
 
-def _engine():
-    # imported lazily: the engine pulls in torch, which planning and linting never need
-    from fractal import engine
-
-    return engine
-
-
 def zooming(cfg):
     return cfg.get("fractal_zoom_frames", 1) > 1
 

@@ -38,11 +38,8 @@ def test_paper_image_and_summary(tmp_path):
         dict(name="relu", values=None, window=(-3, 6, -3, 6), axes="lr_vs_lr", dimension=None),
     ]
     figures.summary_figure(panels, tmp_path / "s.png", "summary [maxout_speed]")
-    frames = [dict(values=v, window=(-3, 6, -3, 6)), dict(values=-v, window=(0, 3, 0, 3))]
-    out = figures.zoom_animation(frames, tmp_path / "z.gif")
     for name in ("a.png", "s.png"):
         assert (tmp_path / name).stat().st_size > 1000
-    assert str(out).endswith(".gif") and (tmp_path / "z.gif").stat().st_size > 1000
 
 
 def test_zoom_figures(tmp_path):
