@@ -139,14 +139,23 @@ def _decades(width):
     return f"{width:.3g} decades"
 
 
-def frame_sheet(p, loaded, stats, path, title=None, panels=12):
-    """Up to `panels` frames of one zoom path, evenly spread over its depth, each titled
-    with its index, width and box-counting dimension."""
-    ks = sorted(loaded)
-    if not ks:
-        return None
+SHEET_PANELS = 12
+
+
+def sheet_frames(frames, panels=SHEET_PANELS):
+    """The frames a sheet shows: up to `panels` of them, evenly spread over the depth."""
+    ks = sorted(frames)
     if len(ks) > panels:
         ks = [ks[int(round(i))] for i in np.linspace(0, len(ks) - 1, panels)]
+    return ks
+
+
+def frame_sheet(p, loaded, stats, path, title=None):
+    """The sheet_frames() of one zoom path among those `loaded`, each titled with its
+    index, width and box-counting dimension."""
+    ks = sheet_frames(loaded)
+    if not ks:
+        return None
     fig, axs = _panel_grid(len(ks), 3.2, 3.2, cols=4)
     dims = stats.get("frame_dimensions") or {}
     for ax, k in zip(axs.flat, ks):

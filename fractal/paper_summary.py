@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from fractal import dimension, figures, zoom
-from kmatrix.results import cell_file, read_result
+from kmatrix.results import cell_file
 
 
 def summarize(summary_dir, cells, results, cfg):
@@ -16,7 +16,7 @@ def summarize(summary_dir, cells, results, cfg):
     if not any(c.params.get("kind") in ("centre", "frame") for c in cells):
         return _summarize_images(summary_dir, root, cells, results, cfg)
     frames = [c for c in cells if c.params.get("kind") == "frame"]
-    frame_results = {c.id: results.get(c.id) or read_result(root, c.id) for c in frames}
+    frame_results = {c.id: results.get(c.id) for c in frames}
     groups = {}
     for c in frames:
         key = "/".join(str(c.point[n]) for n in c.point if n != "frame")
@@ -61,13 +61,14 @@ def summarize(summary_dir, cells, results, cfg):
             ),
             "runtime_s": runtime,
         }
-        loaded = {}
+        show = p["anchor_frame"] if p["path"] != "auto" else 0  # the overview's and panel's
+        on_sheet = figures.sheet_frames(r["frame"] for _, r in done)
+        loaded = {}  # only the frames a figure draws: a path's pixels can be large
         for c, r in done:
             path = cell_file(root, c.id, r.get("values") or "frame.npy")  # never leaves it
-            if path is not None and path.is_file():
+            if r["frame"] in {*on_sheet, show} and path is not None and path.is_file():
                 loaded[r["frame"]] = (np.load(path), r["window"])
-        sheets[key] = (p, loaded, out[key])
-        show = p["anchor_frame"] if p["path"] != "auto" else 0
+        sheets[key] = (p, {k: loaded[k] for k in on_sheet if k in loaded}, out[key])
         values, window = loaded.get(show, (None, None))
         overview.append(
             {"name": f"{key}, frame {show}", "values": values, "window": window or p["window"],
