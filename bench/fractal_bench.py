@@ -25,7 +25,6 @@ Sections, each on CUDA unless --quick (the tanh experiment, width 16, 272 points
 import argparse
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -35,11 +34,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal import notebook, zoom  # noqa: E402
+from fractal.common import WIDTH  # noqa: E402
 from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, make_problem  # noqa: E402
+from kmatrix.kconfig import load_kconfig  # noqa: E402
 
-N, D = EXPERIMENTS["tanh"]["n_points"], 16
-PAPER_STEPS = {"tanh": 500, "relu": 500, "identity": 500, "minibatch": 1000}
-PAPER_STEPS.update(single_datapoint=500, paraminit=500)
+N, D = EXPERIMENTS["tanh"]["n_points"], WIDTH
+_KCONFIG = load_kconfig()
+PAPER_STEPS = {  # the paper's steps per experiment: FRACTAL_STEPS_<NAME>'s defaults
+    name: int(_KCONFIG.syms[f"FRACTAL_STEPS_{name.upper()}"].defaults[0][0].name)
+    for name in EXPERIMENTS
+}
 
 
 def flops_per_pixel_step(n=N, d=D):
@@ -83,11 +87,6 @@ def _configs():
     ]
 
 
-def _sync(device):
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def run(res, steps, device, name="tanh", window=OPENING_WINDOW, grid=None, **kw):
     """compute_image, timed after a tiny run of the same kernel (its compilation)."""
     e = EXPERIMENTS[name]
@@ -111,7 +110,6 @@ def run(res, steps, device, name="tanh", window=OPENING_WINDOW, grid=None, **kw)
 def sweep(device, steps, res=256):
     rows, configs = [], _configs()
     for cfg in configs:
-        run(16, 2, device, backend="triton", triton_config=cfg)  # compile
         _, row = run(res, steps, device, backend="triton", triton_config=cfg, early_exit="none")
         rows.append(row)
         print(f"  {cfg}: {row['pixel_steps_per_s'] / 1e6:8.1f} M pixel-steps/s", flush=True)
@@ -280,7 +278,6 @@ def main():
         out["engine"] = [run(16, 20, args.device, early_exit=m)[1] for m in ("none", "nonfinite")]
         out["threshold"] = []
     else:
-        run(16, 2, args.device)  # compile and warm up
         if args.sweep:
             out["best_config"], out["sweep"] = sweep(args.device, 200)
         ref_rates = {}
