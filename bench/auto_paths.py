@@ -88,8 +88,8 @@ def run_path(cfg, name, every, log):
         "centre": found["centre"],
         "steps": p["steps"],
         "descent_levels": len(levels),
-        "descent_images": found.get("images", len(levels)),  # with back-ups
-        "descent_backtracks": found.get("backtracks", 0),
+        "descent_images": found["images"],  # with back-ups
+        "descent_backtracks": found["backtracks"],
         "descent_status": {s: sum(lv["status"] == s for lv in levels) for s in _statuses(levels)},
         "descent_s": descent_s,
         "descent": levels,

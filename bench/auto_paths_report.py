@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.results import read_result, write_json_atomic  # noqa: E402
 
 
 def device():
@@ -31,10 +31,8 @@ def report(name, wall_s):
     for key, s in (summary.get("workload_summary") or {}).items():
         if s.get("path") != "auto":
             continue
-        centre = json.loads(
-            (root / "cells" / f"{s['experiment']}-auto" / "result.json").read_text()
-        )
-        levels = centre.get("descent") or []
+        centre = read_result(root, f"{s['experiment']}-auto")
+        levels = centre["descent"]
         paths[s["experiment"]] = {
             "blank_frames": s["blank_frames"],
             "speckled_frames": s["speckled_frames"],
@@ -44,8 +42,9 @@ def report(name, wall_s):
             "spread_16_84": s["spread_16_84"],
             "isolated_fraction_max": s["isolated_fraction_max"],
             "centre": s["centre"],
-            "descent_images": centre.get("images", len(levels)),
-            "descent_backtracks": centre.get("backtracks"),
+            "descent_images": centre["images"],
+            "descent_backtracks": centre["backtracks"],
+            "descent_s": centre.get("runtime_s"),
             "descent_not_ok": [lv["width"] for lv in levels if lv["status"] != "ok"],
         }
     return {"wall_s": wall_s, "counts": summary.get("counts"), "paths": paths}
