@@ -11,9 +11,14 @@ be the same; on the points it inferred, the full grid says how often inference w
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kmatrix.results import write_json_atomic  # noqa: E402
 
 
 def main():
@@ -47,7 +52,7 @@ def main():
         ),
         "inferred_stable_wrong": int((at["stable"][inferred] != full["stable"][inferred]).sum()),
     }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_json_atomic(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fractal import grid_figures, llm  # noqa: E402
+from kmatrix.results import write_json_atomic  # noqa: E402
 
 
 def main():
@@ -67,7 +68,7 @@ def main():
     )
     fig.tight_layout()
     fig.savefig(args.png, dpi=110)
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_json_atomic(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -9,7 +9,6 @@ two from 1 px to a quarter of the side). The result decides the estimator of a m
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fractal import dimension, llm  # noqa: E402
+from kmatrix.results import write_json_atomic  # noqa: E402
 
 SHAPES = {
     "vertical line": lambda x, y: x < 0.3,
@@ -43,7 +43,7 @@ def main():
             row.update({m: estimate(edges, m) for m in ("paper", "pow2")})
             rows.append(row)
             print(row)
-    Path(args.out).write_text(json.dumps(rows, indent=1) + "\n")
+    write_json_atomic(args.out, rows)
 
 
 if __name__ == "__main__":

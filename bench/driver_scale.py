@@ -29,6 +29,7 @@ from kmatrix import kconfig, results  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
 from kmatrix.driver import plan_table  # noqa: E402
 from kmatrix.plan import plan, write_plan  # noqa: E402
+from kmatrix.results import write_json_atomic  # noqa: E402
 
 
 def bench_plan(side, tmp):
@@ -128,7 +129,7 @@ def main():
         "plan": planning,
         "resume": resume,
     }
-    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    write_json_atomic(args.out, out)
     print(json.dumps(out, indent=1))
 
 

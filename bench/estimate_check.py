@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kmatrix.results import write_json_atomic  # noqa: E402
+
 SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
 SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
 
@@ -80,7 +84,7 @@ def main():
         "python": platform.python_version(),
         "runs": rows,
     }
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    write_json_atomic(args.out, report)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ cuda.synchronize() calls. Usage:
 
 import argparse
 import hashlib
-import json
 import os
 import platform
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kmatrix.results import write_json_atomic  # noqa: E402
 from kmatrix.seeding import PROFILE_ENV, seed_everything  # noqa: E402
 
 # The bench runs without the executor, which sets PROFILE_ENV for workers: set it here,
@@ -227,9 +227,7 @@ def main(argv=None):
     }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_json_atomic(out, result)
     print(f"wrote {out}")
     return 0 if rows and all("error" not in r for r in rows) else 1
 
