@@ -17,7 +17,7 @@ Measured runs:
 Each run: warmup steps (compilation, autotuning) then `--iters` timed steps between two
 cuda.synchronize() calls. Usage:
 
-  python bench/gpt2_bench.py --nanogpt ../nanoGPT --out $OUT/gpt2_bench.json  # GPU, ~3-5 min
+  python bench/gpt2_bench.py --nanogpt ../nanoGPT --out $OUT/gpt2_bench.json  # GPU, ~2 min
   python bench/gpt2_bench.py --quick --out /tmp/b.json      # CPU smoke test, tiny model
 """
 

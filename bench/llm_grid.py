@@ -43,9 +43,11 @@ def gpu_utilisation(samples, stop):
         stop.wait(1.0)
 
 
+MAKE = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
+
+
 def make(*args):
-    cmd = ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args]
-    return subprocess.run(cmd, cwd=ROOT, check=True)
+    return subprocess.run([*MAKE, *args], cwd=ROOT, check=True)
 
 
 def main():
@@ -68,8 +70,7 @@ def main():
     poller = threading.Thread(target=gpu_utilisation, args=(samples, stop), daemon=True)
     poller.start()
     start = time.time()
-    cmd = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(MAKE, cwd=ROOT, start_new_session=True)
     try:
         proc.wait(timeout=args.limit or None)
         stopped = False

@@ -149,7 +149,9 @@ def trainability_figure(
     if missing.any():
         legend.append(Patch(facecolor=MISSING, hatch="//", edgecolor="#9a9a9a", label="no result"))
     if inferred is not None and np.any(inferred):
-        pale = tuple(0.5 + 0.5 * c for c in matplotlib.colors.to_rgb(TRAINABLE_DARK))
+        pale = tuple(  # what the white veil at INFERRED_ALPHA makes of the colour
+            c + INFERRED_ALPHA * (1 - c) for c in matplotlib.colors.to_rgb(TRAINABLE_DARK)
+        )
         legend.append(Patch(color=pale, label="inferred (pale)"))
     ax.legend(handles=legend, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 

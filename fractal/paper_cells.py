@@ -278,7 +278,7 @@ def dry_run(cell, ctx):
         values = [res["values"]]
     else:
         start = math.ldexp(p["deepest_width"], 2)  # two descent images
-        q = {**p, "start_width": max(start, p["deepest_width"]), "descent_resolution": 9}
+        q = {**p, "start_width": start, "descent_resolution": 9}
         found = find_centre(q, "cpu", ctx.cache, resolution=9, steps=5)
         q = {**p, "frame": 0, "centre": found["centre"], "reuse_from": None}
         values = [frame_values(q, "cpu", None, ctx.cache, resolution=9, steps=5)[0]["values"]]
