@@ -16,7 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
-from kmatrix.results import read_result, write_json_atomic  # noqa: E402
+from kmatrix.results import read_result  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 
 def device():

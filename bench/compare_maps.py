@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 
 def main():

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix import driver, results  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 
 def main():

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix import kconfig, results  # noqa: E402
+from kmatrix import files, kconfig, results  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
 from kmatrix.driver import plan_table  # noqa: E402
 from kmatrix.plan import plan, write_plan  # noqa: E402
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 
 def bench_plan(side, tmp):
@@ -92,7 +92,7 @@ def bench_resume(side, tmp):
     results.claim(root, cfg, config_files=())
     losses = [3.0 - k / 20 for k in range(30)]
     for cell in cells[::2]:  # half finished, as a killed run leaves them
-        results.write_json_atomic(
+        files.write_json_atomic(
             results.make_cell_dir(root, cell.id) / "result.json",
             {"id": cell.id, "status": "ok", "metrics": {"final_loss": 1.5}, "losses": losses,
              "point": cell.point, "params": cell.params, "runtime_s": 1.0},

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
 SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 from kmatrix.seeding import PROFILE_ENV, seed_everything  # noqa: E402
 
 # The bench runs without the executor, which sets PROFILE_ENV for workers: set it here,

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
-from kmatrix.results import write_json_atomic  # noqa: E402
+from kmatrix.files import write_json_atomic  # noqa: E402
 
 
 def gpu_utilisation(samples, stop):

@@ -240,7 +240,7 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     if own:
         fig.tight_layout()
         if path is not None:
-            from kmatrix.results import write_atomic
+            from kmatrix.files import write_atomic
 
             write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
         plt.close(fig)

@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from kmatrix.results import write_atomic  # noqa: E402
+from kmatrix.files import write_atomic  # noqa: E402
 
 # x and y labels of the paper's two kinds of image (engine: paraminit_vs_lr puts the
 # weight offset on x and the one shared learning rate on y)

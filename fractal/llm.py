@@ -17,7 +17,8 @@ from fractal.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
 from kmatrix.plan import combination, sweep_values
-from kmatrix.results import as_float, results_dir, write_atomic
+from kmatrix.results import results_dir
+from kmatrix.files import as_float, write_atomic
 
 axes = gpt2.axes
 dry_run = gpt2.dry_run

@@ -10,7 +10,8 @@ import numpy as np
 
 from fractal import dimension, figures, notebook, zoom
 from kmatrix.cell import Cell
-from kmatrix.results import cell_file, write_atomic, write_json_atomic
+from kmatrix.results import cell_file
+from kmatrix.files import write_atomic, write_json_atomic
 
 
 def _engine():

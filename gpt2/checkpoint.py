@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from kmatrix.results import write_atomic
+from kmatrix.files import write_atomic
 
 
 def rng_state():

@@ -4,7 +4,7 @@ finished results (missing and diverged cells included)."""
 import math
 from pathlib import Path
 
-from kmatrix.results import as_float, write_atomic
+from kmatrix.files import as_float, write_atomic
 
 
 def _get(obj, key):

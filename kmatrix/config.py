@@ -253,7 +253,7 @@ def render_config_py(values):
 
 def write_config(values, out_dir="."):
     """Write config.py and config.json (atomically, deterministic output)."""
-    from kmatrix.results import write_atomic
+    from kmatrix.files import write_atomic
 
     out_dir = Path(out_dir)
     text = json.dumps(values, indent=1, sort_keys=True, allow_nan=False) + "\n"

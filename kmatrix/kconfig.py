@@ -16,7 +16,7 @@ import kconfiglib
 
 from kmatrix import config as typed
 from kmatrix.errors import ConfigError
-from kmatrix.results import write_atomic
+from kmatrix.files import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kmatrix.results import write_json_atomic
+from kmatrix.files import write_json_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")

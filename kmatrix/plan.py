@@ -174,7 +174,7 @@ def write_plan(cells, path):
     """plan.json: every cell fully resolved. Parameters shared by all cells are written
     once ("params"); each cell lists only the ones it sets differently ("params_diff"),
     so a 512 x 512 grid takes tens of MB, not a GB."""
-    from kmatrix.results import write_json_atomic
+    from kmatrix.files import write_json_atomic
 
     common = dict(cells[0].params) if cells else {}
     for cell in cells[1:]:

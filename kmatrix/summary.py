@@ -6,7 +6,8 @@ from pathlib import Path
 
 from kmatrix import refine, tracking
 from kmatrix.plan import load_workload
-from kmatrix.results import read_result, write_atomic, write_json_atomic
+from kmatrix.results import read_result
+from kmatrix.files import write_atomic, write_json_atomic
 
 
 def _row(cell, result, swept):

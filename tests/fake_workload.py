@@ -66,12 +66,12 @@ def run(cell, ctx):
     if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
         os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
     if behaviour == "disk_full":  # the disk fills up while the cell writes its result
-        import kmatrix.results
+        import kmatrix.files
 
         def full(path, write):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-        kmatrix.results.write_atomic = full
+        kmatrix.files.write_atomic = full
     if behaviour == "segfault":
         import ctypes
 

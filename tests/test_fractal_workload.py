@@ -14,7 +14,7 @@ from kmatrix.cell import Cell, RunContext, cell_id
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
-from kmatrix.results import write_json_atomic
+from kmatrix.files import write_json_atomic
 
 BASE = dict(
     name="t",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kmatrix import config as typed
-from kmatrix import driver, kconfig, results
+from kmatrix import driver, files, kconfig, results
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan
@@ -190,14 +190,14 @@ def test_clean_results_deletes_only_a_results_directory(tmp_path):
 
 
 def test_atomic_write_leaves_no_temp_file_and_the_old_file_intact(tmp_path):
-    path = results.write_json_atomic(tmp_path / "r.json", {"a": 1})
+    path = files.write_json_atomic(tmp_path / "r.json", {"a": 1})
 
     def fill_disk(f):
         f.write(b"{")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(OSError):
-        results.write_atomic(path, fill_disk)
+        files.write_atomic(path, fill_disk)
     assert json.loads(path.read_text()) == {"a": 1} and os.listdir(tmp_path) == ["r.json"]
 
 
