@@ -1,7 +1,7 @@
 """A fake workload for the driver's tests: each cell does what its params say.
 
 params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "segfault"
-| "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
+| "progress" (reports 4 steps, 0.3 s apart) | "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
 its result fails with ENOSPC); any other name behaves like "ok".
 """
 
@@ -63,6 +63,12 @@ def run(cell, ctx):
         raise ConnectionError("hub time-out (simulated)")
     if behaviour == "hang":
         time.sleep(3600)
+    if behaviour == "progress":
+        from kmatrix import progress
+
+        for step in range(1, 5):
+            progress.report(step, 4, "steps")
+            time.sleep(0.3)
     if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
         os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
     if behaviour == "disk_full":  # the disk fills up while the cell writes its result
