@@ -24,19 +24,25 @@ SETUP :=
 TEST_SETUP :=
 endif
 
+# pip's own lines say what it fetches and installs; scripts/heartbeat.py adds a line
+# whenever pip is silent for 30 s (unpacking torch is), so a log never goes quiet.
+PIP = scripts/heartbeat.py
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   first run: building .venv (about a minute; later runs skip this)"
+	@echo "  SETUP   first run: building .venv (minutes: torch alone is a ~200 MB download on"
+	@echo "          a machine without CUDA, several GB with it; later runs skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
-	$(Q).venv/bin/python -m pip install -q --upgrade pip
+	$(Q)python3 $(PIP) "upgrading pip" .venv/bin/python -m pip install --upgrade pip
 	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
-	$(Q).venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(Q)python3 $(PIP) "installing torch" .venv/bin/python -m pip install "torch==$(TORCH_VERSION)"
 	@echo "  SETUP   installing kmatrix with kconfiglib, wandb, datasets, tiktoken, matplotlib..."
-	$(Q).venv/bin/python -m pip install -q -e ".[dev]"
+	$(Q)python3 $(PIP) "installing kmatrix's dependencies" \
+		.venv/bin/python -m pip install -e ".[dev]"
 	$(Q)touch $@
+	@echo "  SETUP   .venv ready"
 
 .venv/.installed-ray: .venv/.installed
 	@echo "  SETUP   installing the ray extra for the Ray executor's tests"
-	$(Q).venv/bin/python -m pip install -q -e ".[dev,ray]"
+	$(Q)python3 $(PIP) "installing ray" .venv/bin/python -m pip install -e ".[dev,ray]"
 	$(Q)touch $@
 
 # Configuration: .config (Kconfig) -> config.py + config.json (typed values).
@@ -115,8 +121,9 @@ clean-results: config.json
 
 # Development.
 .PHONY: test format clean distclean help
+# tests/pytest_heartbeat.py names a test that runs long, so the output never goes silent.
 test: | $(TEST_SETUP)
-	$(Q)$(PYTHON) -m pytest
+	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat
 
 format: | $(SETUP)
 	$(Q)$(PYTHON) -m black .
