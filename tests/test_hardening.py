@@ -334,3 +334,33 @@ def test_a_missing_or_broken_wandb_never_fails_a_run(tmp_path, monkeypatch, caps
     assert "W&B tracking is off: wandb cannot be imported" in capsys.readouterr().err
     log = (results.cell_dir(results.results_dir(cfg), "ok-s0") / "log.txt").read_text()
     assert "wandb cannot be imported" in log
+
+
+def test_sigint_sent_to_make_alone_stops_the_run(tmp_path):
+    """`kill -INT <make's pid>` (not Ctrl-C, which signals the whole process group):
+    make passes nothing on, so the driver notices make giving up and stops too."""
+    values = dict(make_cfg(tmp_path, behaviours=["hang"], seeds=[0, 1]).as_dict())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(values))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp_path / "Makefile").write_text(
+        f"check:\n\t{sys.executable} {ROOT / 'scripts' / 'matrix.py'} check --config {config}\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    env.pop("MAKEFLAGS", None)
+    proc = subprocess.Popen(
+        ["make", "-C", str(tmp_path), "check"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(tmp.glob("kmatrix-check-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp.glob("kmatrix-check-*")), "make check never started"
+    proc.send_signal(signal.SIGINT)  # make's pid only
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "interrupted" in err
+    assert not list(tmp.glob("kmatrix-check-*"))
