@@ -251,6 +251,8 @@ def test_estimate_counts_one_time_preparation_once(tmp_path, capsys):
     assert estimate(cfg) == 0
     out = capsys.readouterr().out
     assert "CELLS   8" in out and "8 to run" in out
+    assert "COVERS  the spread of the 4 probed cells' times" in out  # and says what it does not
+    assert "not a change of load" in out
     probe = next(line for line in out.splitlines() if "PROBE" in line)
     low, high = (float(v) for v in probe.split("cells: ")[1].split(" s per cell")[0].split(".."))
     assert 1.0 <= low < high and 2.0 <= high < 1000  # the spread, and no preparation

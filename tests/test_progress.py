@@ -96,3 +96,9 @@ def test_make_tests_heartbeat_names_a_long_test_only():
     line = heartbeat_line(state, 100.0 + 95)
     assert "test 7/40 still running after 1m35s: tests/t.py::test_x (suite 3m15s)" in line
     assert heartbeat_line({**state, "nodeid": None}, 1e6) is None
+
+
+def test_the_summary_line_counts_read_as_words():
+    counts = {"missing": 2, "ok": 1250, "diverged": 6}
+    assert driver.count_text(counts) == "1,258 cells: 1,250 ok, 6 diverged, 2 missing"
+    assert driver.count_text({}) == "0 cells: none"
