@@ -79,9 +79,9 @@ list-defconfigs:
 lint-defconfigs: | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py lint
 
+# A value the menu takes but the typed check refuses is not kept: .config is restored.
 menuconfig: .config | $(SETUP)
-	$(Q)$(PYTHON) -m menuconfig Kconfig
-	$(Q)$(PYTHON) scripts/config.py genconfig
+	$(Q)$(PYTHON) scripts/config.py menuconfig
 
 olddefconfig: .config | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py genconfig

@@ -9,6 +9,7 @@ loses nothing that was finished and ends with a message, not a traceback.
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -364,3 +365,23 @@ def test_sigint_sent_to_make_alone_stops_the_run(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "interrupted" in err
     assert not list(tmp.glob("kmatrix-check-*"))
+
+
+def test_a_value_menuconfig_saved_but_the_check_refuses_leaves_dotconfig_unchanged(dotconfig):
+    """The menu takes any string for a float symbol; nothing it saved that way stays."""
+    before = dotconfig.read_text()
+    assert 'CONFIG_FRACTAL_X_MAX="' in before
+
+    def menu():  # what saving 'abc' in menuconfig writes
+        text = re.sub(r'CONFIG_FRACTAL_X_MAX="[^"]*"', 'CONFIG_FRACTAL_X_MAX="abc"', before)
+        dotconfig.write_text(text)
+
+    with pytest.raises(ConfigError) as e:
+        kconfig.edit_dotconfig(menu, dotconfig=dotconfig)
+    message = str(e.value)
+    assert dotconfig.read_text() == before
+    rejected = dotconfig.with_name(".config.rejected")
+    assert 'CONFIG_FRACTAL_X_MAX="abc"' in rejected.read_text()
+    assert "FRACTAL_X_MAX: 'abc' is not a number" in message and ".config is unchanged" in message
+    assert message.count("fix:") == 1  # the value's own fix, once
+    assert message.count("make menuconfig") == 1
