@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from kmatrix import progress
+from kmatrix.progress import report as report_progress
 from kmatrix.errors import Diverged
 from kmatrix.seeding import apply_profile
 
@@ -293,9 +293,9 @@ def train(
         tokens += s.tokens_per_step
         elapsed += time.perf_counter() - t0
         if s.max_steps:  # the driver's heartbeat shows the budget spent
-            progress.report(step, s.max_steps, "steps")
+            report_progress(step, s.max_steps, "steps")
         elif s.max_tokens:
-            progress.report(tokens, s.max_tokens, "tokens")
+            report_progress(tokens, s.max_tokens, "tokens")
 
         last = done()
         evaluating = bool(s.eval_interval and step % s.eval_interval == 0 and val_batches)
