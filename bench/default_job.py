@@ -5,7 +5,8 @@ machine's load recorded, since on a shared machine the load sets the time.
 
 In a scratch copy of this checkout (no .config, no results; .venv skipped: this Python
 is used): `make` from start to exit, its output kept. Records the wall time, the cell's
-own run time (result.json), the 1-minute load average before, during (sampled every 5 s)
+own run time (result.json), the CPU time of make and everything it ran (what the job
+costs whatever the load), the 1-minute load average before, during (sampled every 5 s)
 and after, the CPU count and the commit.
 """
 
@@ -50,7 +51,7 @@ def main():
         shutil.copytree(ROOT, tree, ignore=lambda d, names: top(d, names) + ["__pycache__"])
         load_before = os.getloadavg()
         threading.Thread(target=sample, daemon=True).start()
-        started = time.time()
+        started, cpu_before = time.time(), os.times()
         proc = subprocess.run(
             ["make", "--no-print-directory", f"PYTHON={sys.executable}"],
             cwd=tree,
@@ -58,6 +59,11 @@ def main():
             text=True,
         )
         wall = time.time() - started
+        cpu_after = os.times()  # make and everything under it (all waited for)
+        cpu = sum(
+            getattr(cpu_after, f) - getattr(cpu_before, f)
+            for f in ("children_user", "children_system")
+        )
         done.set()
         result = json.loads(
             next((tree / "results" / "default" / "cells").glob("*/result.json")).read_text()
@@ -70,6 +76,7 @@ def main():
         "make_exit": proc.returncode,
         "wall_s": round(wall, 1),
         "cell_runtime_s": result.get("runtime_s"),
+        "cpu_s": round(cpu, 1),  # CPU time of make and all it ran: what load cannot change
         "load_avg_1m_before": round(load_before[0], 2),
         "load_avg_1m_during": {
             "min": round(min(loads), 2) if loads else None,
