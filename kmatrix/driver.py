@@ -8,6 +8,7 @@ import contextlib
 import time
 
 from kmatrix import manifest, results, stages, tracking
+from kmatrix.job import make_job
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import full_disk, make_executor, schedule
@@ -39,7 +40,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         if early:  # local workers start now, importing torch while results are read
             executor = stack.enter_context(make_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
-        final, job_base, stage, new, found = {}, None, 0, cells, {}
+        final, job, stage, new, found = {}, None, 0, cells, {}
         while True:
             write_plan(cells, root / "plan.json")
             found.update({c.id: results.read_result(root, c.id) for c in new})
@@ -53,15 +54,14 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 f"  RUN     {head}, {len(new) - len(todo)} already done, {len(todo)} to run -> {root}"
             )
             if todo:
-                job_base = job_base or {
-                    "profile": cfg.get("profile"),
-                    "config_hash": cfg.hash,
-                    "environment_hash": manifest.write_environment_snapshot(root),
-                    "git": manifest.git_info(),
-                    "tracking": tracking.settings(cfg, root),
-                }
-                cpu = all(s.name.startswith("cpu") for s in getattr(executor, "slots", []))
-                if executor is None or early and cpu and len(todo) < len(executor.slots):
+                job = job or make_job(
+                    cfg,
+                    "run",
+                    root,
+                    environment_hash=manifest.write_environment_snapshot(root),
+                    tracking=tracking.settings(cfg, root),
+                )
+                if executor is None or early and executor.cpu and len(todo) < len(executor.slots):
                     if executor is not None:  # fewer cells than CPU workers: fewer workers,
                         executor.close()  # each with more threads
                     executor = stack.enter_context(make_executor(cfg, max_cells=len(todo)))
@@ -70,7 +70,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 with progress:
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
-                    final.update(schedule(cfg, todo, executor, root, job_base, progress))
+                    final.update(schedule(cfg, todo, executor, job, progress))
                 found.update({c.id: results.read_result(root, c.id) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only
@@ -127,19 +127,13 @@ def check_matrix(cfg, out=print, live=False, full=False):
             "(the grid's diagonal and corners); FULL=1 dry-runs all"
         )
     executor = make_executor(cfg, cpu_only=True, max_cells=len(cells))
-    lines = []
-
-    class Report(Progress):
-        def finished(self, cell_id, status, runtime_s, slot, note=""):
-            self.done += 1
-            verdict = "PASS" if status == "ok" else "FAIL"
-            lines.append((cell_id, verdict, note))
-            out(f"  {verdict}  {cell_id}{note}")
-
-    with executor, Report(len(cells), live=False) as progress:
-        final = schedule(
-            cfg, cells, executor, None, {"profile": cfg.get("profile")}, progress, "dry_run"
-        )
+    job = make_job(cfg, "dry_run", results.results_dir(cfg))
+    with executor:
+        final = schedule(cfg, cells, executor, job, Progress(len(cells), quiet=True))
+    for cell in cells:
+        error = final[cell.id].get("error")
+        note = f"  {error.splitlines()[0][:120]}" if error else ""
+        out(f"  {'PASS' if final[cell.id]['status'] == 'ok' else 'FAIL'}  {cell.id}{note}")
     failed = [c for c in cells if final[c.id]["status"] != "ok"]
     out(
         f"  CHECK   {len(cells) - len(failed)}/{len(cells)} cells pass the dry run "

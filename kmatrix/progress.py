@@ -21,7 +21,7 @@ class Progress:
     counts only until some slot has finished a second.
     """
 
-    def __init__(self, total, already_done=0, title="matrix", live=None, slots=1):
+    def __init__(self, total, already_done=0, title="matrix", live=None, slots=1, quiet=False):
         self.total, self.done, self.failed = total, already_done, 0
         self.title, self.slots = title, max(1, slots)
         self.start = time.time()
@@ -29,7 +29,8 @@ class Progress:
         self.first_runtimes = []  # each slot's first cell: includes the worker's warm-up
         self._slots_seen = set()
         self.running = {}
-        self.live = sys.stdout.isatty() if live is None else live
+        self.quiet = quiet  # count, but print nothing (probes, checks that print their own)
+        self.live = not quiet and (sys.stdout.isatty() if live is None else live)
         self._rich = None
 
     def eta(self):
@@ -83,6 +84,8 @@ class Progress:
         if status != "retry":
             self.done += 1
         self.failed += status == "failed"
+        if self.quiet:
+            return
         line = (
             f"[{self.done:>{len(str(self.total))}}/{self.total}] {status:<8} {cell_id}"
             f"  {runtime_s:.1f}s  ({slot})  ETA {_fmt_eta(self.eta())}{note}"
