@@ -7,7 +7,8 @@ again; failed or missing cells do. Transient failures are retried with backoff.
 import contextlib
 import time
 
-from kmatrix import manifest, results, stages, tracking
+from kmatrix import manifest, refine, results, stages, tracking
+from kmatrix.grid import axis_titles, combination
 from kmatrix.job import make_job
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
@@ -104,7 +105,7 @@ def covering_cells(cells):
         if "i" not in cell.point:
             chosen.append(cell)
             continue
-        key = tuple((k, v) for k, v in cell.point.items() if k not in ("i", "j", "x", "y"))
+        key = tuple(combination(cell.point).items())
         grids.setdefault(key, []).append(cell)
     for grid in grids.values():
         at = {(c.point["i"], c.point["j"]): c for c in grid}
@@ -144,17 +145,11 @@ def check_matrix(cfg, out=print, live=False, full=False):
     return 1 if failed else 0
 
 
-def _axis_names(cfg, cells):
-    """Column names of a plan: the matrix axes, with x/y named after the swept knobs."""
-    names = list(cells[0].point) if cells else []
-    swept = {"x": cfg.get("sweep_x_param") or "x", "y": cfg.get("sweep_y_param") or "y"}
-    return names, [swept.get(n, n) for n in names]
-
-
 def plan_table(cfg, cells, full=False, head=20, tail=5):
     """The lines of `make plan`: a header, then one row per cell (the first `head` and
     last `tail` unless `full`), as plain text sized to its contents."""
-    names, titles = _axis_names(cfg, cells)
+    names = list(cells[0].point) if cells else []
+    titles = axis_titles(cfg, names)
     lines = [f"{cfg.name}: {len(cells)} cells ({cfg.workload}, profile {cfg.get('profile')})"]
     for name, title in zip(names, titles):
         if name in ("i", "j"):
@@ -188,14 +183,12 @@ def _fmt(value):
 def print_plan(cfg, out=print, full=False):
     """`make plan`: the cells known in advance (a staged plan's first stage, and the
     stages that finished results already decide)."""
-    from kmatrix.estimate import later_cells
-
     root = results.results_dir(cfg)
     cells, _, complete = stages.known_cells(cfg, plan(cfg), root)
     for line in plan_table(cfg, cells, full=full):
         out(line)
     if not complete and stages.staged(cfg, cells):
-        later = later_cells(cfg, cells)
+        later = refine.later_cells(cfg, cells)
         more = f"up to {later:,} more cells" if later else "more cells"
         out(f"\nlater stages: {more}, planned from the results of these")
     return 0

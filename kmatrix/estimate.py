@@ -11,7 +11,7 @@ from statistics import fmean
 
 from kmatrix import manifest, refine, results, stages, tracking
 from kmatrix.job import make_job
-from kmatrix.plan import combination, plan
+from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import make_executor, schedule
 from kmatrix.summary import summarize
@@ -42,7 +42,7 @@ def estimate(cfg, out=print, samples_per_slot=2):
     cells, found, complete = stages.known_cells(cfg, plan(cfg), root)
     todo = [c for c in cells if not results.is_done(found[c.id])]
     out(f"  CELLS   {len(cells)} ({cfg.workload}, {cfg.get('profile')}), {len(todo)} to run")
-    later = later_cells(cfg, cells) if not complete else 0
+    later = refine.later_cells(cfg, cells) if not complete else 0
     if later:
         out(f"  LATER   up to {later:,} more cells in later stages, planned from these results")
     if not todo:
@@ -101,15 +101,6 @@ def _summary_seconds(cfg, cells, scratch_root, out):
         out(f"  SUMMARY not timed ({type(e).__name__}: {e})")
         return 0.0
     return time.time() - started
-
-
-def later_cells(cfg, cells):
-    """How many cells later stages may still add: a refined grid's points not planned yet
-    (a workload's own stages are not known in advance: 0)."""
-    if not refine.enabled(cfg):
-        return 0
-    groups = {tuple(combination(c.point).items()) for c in cells}
-    return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)
 
 
 def _minutes(seconds):
