@@ -52,6 +52,17 @@ def test_a_finished_cell_line_resets_the_heartbeat(capsys):
     assert "1/3 cells done" in out and "cpu0 b, 30 s" in out  # no report: its time
 
 
+def test_a_cells_eta_counts_from_its_first_report_not_its_start_up():
+    clock = Clock()
+    bar = Progress(1, live=False, clock=clock)
+    bar.set_running({"cpu0": "a"})
+    clock.now += 100  # start-up: imports, data, the first chunk
+    bar.set_running({"cpu0": "a"}, {"cpu0": {"done": 10, "total": 100, "unit": "pixels"}})
+    clock.now += 20
+    bar.set_running({"cpu0": "a"}, {"cpu0": {"done": 30, "total": 100, "unit": "pixels"}})
+    assert bar.eta() == pytest.approx(70 / (20 / 20))  # 20 pixels in 20 s: 70 s to go
+
+
 def test_eta_from_running_cells_counts_the_cells_not_started():
     clock = Clock()
     bar = Progress(3, live=False, slots=1, clock=clock)
