@@ -140,7 +140,7 @@ help:
 	@echo '  defconfig-<name>  - lint defconfigs/<name>, then load it into .config (tab completes)'
 	@echo '  list-defconfigs   - list the defconfigs in defconfigs/'
 	@echo '  lint-defconfigs   - lint every defconfig: file:line: problem, non-zero on any'
-	@echo '  menuconfig        - edit .config in a menu (kconfiglib menuconfig)'
+	@echo '  menuconfig        - edit .config in a menu; a value the check refuses is not kept'
 	@echo '  olddefconfig      - fill new symbols with defaults, regenerate config.py'
 	@echo '  setconfig SET=".." - set symbols from the command line, e.g. SET="SWEEP_X_POINTS=32"'
 	@echo '  savedefconfig     - write a minimal defconfig to ./defconfig (DEFCONFIG=path)'
