@@ -113,3 +113,25 @@ def test_the_summary_line_counts_read_as_words():
     counts = {"missing": 2, "ok": 1250, "diverged": 6}
     assert driver.count_text(counts) == "1,258 cells: 1,250 ok, 6 diverged, 2 missing"
     assert driver.count_text({}) == "0 cells: none"
+
+
+def test_set_up_says_what_it_is_doing_while_pip_is_quiet(monkeypatch, capfd):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "heartbeat.py"
+    spec = importlib.util.spec_from_file_location("heartbeat", path)
+    heartbeat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heartbeat)
+    monkeypatch.setattr(heartbeat, "QUIET_S", 0.5)
+    command = [
+        sys.executable,
+        "-c",
+        "import time; print('Collecting torch', flush=True); time.sleep(2.5)",
+    ]
+    monkeypatch.setattr(sys, "argv", ["heartbeat.py", "installing torch", *command])
+    assert heartbeat.main() == 0
+    out = capfd.readouterr().out
+    assert "Collecting torch\n" in out  # the command's own lines pass through
+    assert "  SETUP   still installing torch (0m0" in out
