@@ -128,7 +128,7 @@ def test_set_up_says_what_it_is_doing_while_pip_is_quiet(monkeypatch, capfd):
     command = [
         sys.executable,
         "-c",
-        "import time; print('Collecting torch', flush=True); time.sleep(2.5)",
+        "import time; print('Collecting torch', flush=True); time.sleep(3.5)",
     ]
     monkeypatch.setattr(sys, "argv", ["heartbeat.py", "installing torch", *command])
     assert heartbeat.main() == 0
