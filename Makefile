@@ -28,8 +28,8 @@ endif
 # whenever pip is silent for 30 s (unpacking torch is), so a log never goes quiet.
 PIP = scripts/heartbeat.py
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   first run: building .venv (minutes: torch alone is a ~200 MB download on"
-	@echo "          a machine without CUDA, several GB with it; later runs skip this)"
+	@echo "  SETUP   first run: building .venv (minutes, mostly torch's download; later runs"
+	@echo "          skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
 	$(Q)python3 $(PIP) "upgrading pip" .venv/bin/python -m pip install --upgrade pip
 	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
