@@ -113,6 +113,7 @@ def test_the_summary_line_counts_read_as_words():
     counts = {"missing": 2, "ok": 1250, "diverged": 6}
     assert driver.count_text(counts) == "1,258 cells: 1,250 ok, 6 diverged, 2 missing"
     assert driver.count_text({}) == "0 cells: none"
+    assert driver.count_text({"ok": 1}) == "1 cell: 1 ok"
 
 
 def test_set_up_says_what_it_is_doing_while_pip_is_quiet(monkeypatch, capfd):
