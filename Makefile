@@ -28,8 +28,8 @@ endif
 # whenever pip is silent for 30 s (unpacking torch is), so a log never goes quiet.
 PIP = scripts/heartbeat.py
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   first run: building .venv (minutes: torch alone is a ~200 MB download on"
-	@echo "          a machine without CUDA, several GB with it; later runs skip this)"
+	@echo "  SETUP   first run: building .venv (minutes, mostly torch's download; later runs"
+	@echo "          skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
 	$(Q)python3 $(PIP) "upgrading pip" .venv/bin/python -m pip install --upgrade pip
 	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
@@ -140,7 +140,7 @@ help:
 	@echo '  defconfig-<name>  - lint defconfigs/<name>, then load it into .config (tab completes)'
 	@echo '  list-defconfigs   - list the defconfigs in defconfigs/'
 	@echo '  lint-defconfigs   - lint every defconfig: file:line: problem, non-zero on any'
-	@echo '  menuconfig        - edit .config in a menu (kconfiglib menuconfig)'
+	@echo '  menuconfig        - edit .config in a menu; a value the check refuses is not kept'
 	@echo '  olddefconfig      - fill new symbols with defaults, regenerate config.py'
 	@echo '  setconfig SET=".." - set symbols from the command line, e.g. SET="SWEEP_X_POINTS=32"'
 	@echo '  savedefconfig     - write a minimal defconfig to ./defconfig (DEFCONFIG=path)'

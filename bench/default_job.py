@@ -5,8 +5,8 @@ machine's load recorded, since on a shared machine the load sets the time.
 
 In a scratch copy of this checkout (no .config, no results; .venv skipped: this Python
 is used): `make` from start to exit, its output kept. Records the wall time, the cell's
-own run time (result.json), the CPU time of make and everything it ran (what the job
-costs whatever the load), the 1-minute load average before, during (sampled every 5 s)
+own run time (result.json), the CPU time of make and everything it ran (under load it grows
+too: measured, not assumed constant), the 1-minute load average before, during (sampled every 5 s)
 and after, the CPU count and the commit.
 """
 
@@ -76,7 +76,7 @@ def main():
         "make_exit": proc.returncode,
         "wall_s": round(wall, 1),
         "cell_runtime_s": result.get("runtime_s"),
-        "cpu_s": round(cpu, 1),  # CPU time of make and all it ran: what load cannot change
+        "cpu_s": round(cpu, 1),  # CPU time of make and all it ran
         "load_avg_1m_before": round(load_before[0], 2),
         "load_avg_1m_during": {
             "min": round(min(loads), 2) if loads else None,

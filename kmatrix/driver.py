@@ -199,7 +199,8 @@ def count_text(counts):
     order = ["ok", "diverged", "failed", "inferred", "missing"]
     names = order + sorted(set(counts) - set(order))
     parts = [f"{counts[n]:,} {n}" for n in names if counts.get(n)]
-    return f"{sum(counts.values()):,} cells: " + (", ".join(parts) or "none")
+    total = sum(counts.values())
+    return f"{total:,} cell{'' if total == 1 else 's'}: " + (", ".join(parts) or "none")
 
 
 def _summary(cfg, cells, root, out):

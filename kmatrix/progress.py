@@ -74,6 +74,7 @@ class Progress:
         self._slots_seen = set()
         self.running = {}  # slot -> cell id
         self.parts = {}  # slot -> the running cell's last report: done, total, unit
+        self.first_part = {}  # slot -> (when, done, cell id) of the cell's first report
         self.since = {}  # slot -> (cell id, when this driver first saw it running)
         self.quiet = quiet  # count, but print nothing (probes, checks that print their own)
         self.live = not quiet and (sys.stdout.isatty() if live is None else live)
@@ -86,8 +87,12 @@ class Progress:
         for slot, part in self.parts.items():
             if slot in self.since and part.get("done") and part.get("total"):
                 spent = now - self.since[slot][1]
-                projected.append(spent * part["total"] / part["done"])
-                left.append(projected[-1] - spent)
+                rate = part["done"] / spent
+                seen = self.first_part.get(slot)
+                if seen and part["done"] > seen[1]:  # from the first report on: no start-up
+                    rate = (part["done"] - seen[1]) / max(now - seen[0], 1e-9)
+                left.append((part["total"] - part["done"]) / rate)
+                projected.append(spent + left[-1])
         if not left:
             return None
         waiting = max(0, self.total - self.done - len(self.running))
@@ -139,6 +144,11 @@ class Progress:
             for slot, cell in self.running.items()
         }
         self.parts = {s: p for s, p in (parts or {}).items() if s in self.running}
+        for slot, part in self.parts.items():  # a cell's rate counts from its first report
+            first = self.first_part.get(slot)
+            if first is None or first[2] != self.running[slot]:
+                self.first_part[slot] = (now, part["done"], self.running[slot])
+        self.first_part = {s: f for s, f in self.first_part.items() if s in self.parts}
         if self._rich is not None:
             self._rich.update(self._render())
         elif self.running and not self.quiet and now - self.last_output >= HEARTBEAT_S:

@@ -52,6 +52,17 @@ def test_a_finished_cell_line_resets_the_heartbeat(capsys):
     assert "1/3 cells done" in out and "cpu0 b, 30 s" in out  # no report: its time
 
 
+def test_a_cells_eta_counts_from_its_first_report_not_its_start_up():
+    clock = Clock()
+    bar = Progress(1, live=False, clock=clock)
+    bar.set_running({"cpu0": "a"})
+    clock.now += 100  # start-up: imports, data, the first chunk
+    bar.set_running({"cpu0": "a"}, {"cpu0": {"done": 10, "total": 100, "unit": "pixels"}})
+    clock.now += 20
+    bar.set_running({"cpu0": "a"}, {"cpu0": {"done": 30, "total": 100, "unit": "pixels"}})
+    assert bar.eta() == pytest.approx(70 / (20 / 20))  # 20 pixels in 20 s: 70 s to go
+
+
 def test_eta_from_running_cells_counts_the_cells_not_started():
     clock = Clock()
     bar = Progress(3, live=False, slots=1, clock=clock)
@@ -102,3 +113,26 @@ def test_the_summary_line_counts_read_as_words():
     counts = {"missing": 2, "ok": 1250, "diverged": 6}
     assert driver.count_text(counts) == "1,258 cells: 1,250 ok, 6 diverged, 2 missing"
     assert driver.count_text({}) == "0 cells: none"
+    assert driver.count_text({"ok": 1}) == "1 cell: 1 ok"
+
+
+def test_set_up_says_what_it_is_doing_while_pip_is_quiet(monkeypatch, capfd):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "heartbeat.py"
+    spec = importlib.util.spec_from_file_location("heartbeat", path)
+    heartbeat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heartbeat)
+    monkeypatch.setattr(heartbeat, "QUIET_S", 0.5)
+    command = [
+        sys.executable,
+        "-c",
+        "import time; print('Collecting torch', flush=True); time.sleep(3.5)",
+    ]
+    monkeypatch.setattr(sys, "argv", ["heartbeat.py", "installing torch", *command])
+    assert heartbeat.main() == 0
+    out = capfd.readouterr().out
+    assert "Collecting torch\n" in out  # the command's own lines pass through
+    assert "  SETUP   still installing torch (0m0" in out
