@@ -167,3 +167,84 @@ def test_adam_oscillates_without_overflow_and_is_labelled():
     losses = pixel_losses(**EXPERIMENTS["tanh"], x_value=1e3, y_value=1e3, steps=60, seed=0,
                           optimizer="adam")  # fmt: skip
     assert np.isfinite(losses).all() and losses[-20:].mean() > 1
+
+
+# ------------------------------------------------------------------------------ triton
+
+KERNEL_OPTIMIZERS = ["momentum", "nesterov", "adam", "adamw", "rmsprop"]
+# relu and identity: the kernel's arithmetic is the torch engine's to rounding; tanh at
+# small lrs, since an adaptive step divides by the gradient's own size, so the last-bit
+# differences of the fast tanh grow fastest where the dynamics are chaotic (large lrs)
+KERNEL_WINDOWS = {"relu": (-1, 2.5, -1, 2.5), "identity": (-1, 2.5, -1, 2.5),
+                  "tanh": (-3, -1, -3, -1)}  # fmt: skip
+
+
+def kernel_checks(device):
+    """Per "optimizer/experiment": the tl kernel against the torch backend (max relative
+    difference, same labels, kernel); "exit/<optimizer>": its exact early exit (bitwise
+    equal to no exit, pixels stopped); "axis": a knob on the x axis."""
+    from fractal import triton_engine as te
+
+    cfg = te.OPT_CONFIG if device == "cuda" else te.Config(2, 64, 1, tanh="fast")
+    tri = dict(backend="triton", device=device, triton_config=cfg)
+    out = {}
+
+    def compare(key, kw):
+        a = compute_image(**kw, backend="torch", device=device)
+        b = compute_image(**kw, **tri)
+        rel = np.abs(b["values"] - a["values"]) / np.abs(a["values"])
+        out[key] = [float(rel.max()), bool((a["converged"] == b["converged"]).all()),
+                    b["triton_config"]["kernel"]]  # fmt: skip
+
+    for opt in KERNEL_OPTIMIZERS:
+        for name, window in KERNEL_WINDOWS.items():
+            kw = dict(EXPERIMENTS[name], window=window, resolution=(3, 2), steps=12)
+            compare(f"{opt}/{name}", dict(kw, optimizer=opt))
+    kw = dict(EXPERIMENTS["relu"], axes="beta1_vs_lr", window=(-2, 0, -1, 1), resolution=(3, 2))
+    compare("axis", dict(kw, steps=12, optimizer="adam", optim={"weight_decay": 0.01}))
+    for opt in ["momentum", "nesterov", "adamw"]:
+        kw = dict(EXPERIMENTS["tanh"], window=(1, 9, 1, 9), resolution=(4, 3), steps=40,
+                  optimizer=opt)  # fmt: skip
+        full = compute_image(**kw, **tri, early_exit="none")
+        fast = compute_image(**kw, **tri, early_exit="nonfinite")
+        out[f"exit/{opt}"] = [
+            bool(np.array_equal(full["values"], fast["values"])),
+            int((fast["steps_run"] < 40).sum()),
+        ]
+    return out
+
+
+KERNEL_SCRIPT = """
+import json
+from tests.test_fractal_optim import kernel_checks
+print(json.dumps(kernel_checks("cpu")))
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel_vs_torch(tmp_path_factory):
+    pytest.importorskip("triton")
+    if torch.cuda.is_available():
+        return kernel_checks("cuda")
+    from tests.test_fractal_engine import _run_script
+
+    return _run_script(tmp_path_factory, KERNEL_SCRIPT)
+
+
+@pytest.mark.parametrize("name", list(KERNEL_WINDOWS))
+@pytest.mark.parametrize("optimizer", KERNEL_OPTIMIZERS)
+def test_kernel_matches_torch(kernel_vs_torch, optimizer, name):
+    max_rel, same, kernel = kernel_vs_torch[f"{optimizer}/{name}"]
+    assert same and kernel == "tl"
+    assert max_rel < (1e-8 if name == "tanh" else 1e-11)
+
+
+def test_kernel_knob_axis(kernel_vs_torch):
+    max_rel, same, _ = kernel_vs_torch["axis"]
+    assert same and max_rel < 1e-11
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adamw"])
+def test_kernel_early_exit_is_exact(kernel_vs_torch, optimizer):
+    bitwise, stopped = kernel_vs_torch[f"exit/{optimizer}"]
+    assert bitwise and stopped >= 3
