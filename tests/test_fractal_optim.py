@@ -248,3 +248,70 @@ def test_kernel_knob_axis(kernel_vs_torch):
 def test_kernel_early_exit_is_exact(kernel_vs_torch, optimizer):
     bitwise, stopped = kernel_vs_torch[f"exit/{optimizer}"]
     assert bitwise and stopped >= 3
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_kconfig_defaults_are_the_engines():
+    # every optimizer of the engine is a FRACTAL_OPTIMIZER member whose knobs default to
+    # common.OPTIMIZERS, and the cells carry them (nothing extra for gradient descent)
+    from fractal import paper
+    from kmatrix import config, kconfig
+    from kmatrix.config import Config
+
+    kconf = kconfig.load_kconfig()
+    kconf.syms["WORKLOAD_FRACTAL"].set_value("y")
+    for name, defaults in OPTIMIZERS.items():
+        kconf.syms[f"FRACTAL_OPTIMIZER_{name.upper()}"].set_value("y")
+        values = config.typed_values(kconf)
+        assert values["fractal_optimizer"] == name
+        params = paper.optimizer_params(Config(values))
+        if name == "gd":
+            assert params == {}
+        else:
+            assert params == {"optimizer": name, "optim": defaults}
+
+
+def test_plan_validates_the_knob_axis():
+    from fractal import paper
+    from kmatrix.config import Config
+    from kmatrix.errors import ConfigError
+    from tests.test_fractal_workload import BASE
+
+    base = dict(BASE, fractal_experiments=["tanh"], fractal_optimizer="adam", fractal_beta1=0.5,
+                fractal_beta2=0.99, fractal_eps=1e-8, fractal_weight_decay=0.0)  # fmt: skip
+    cfg = Config(dict(base, fractal_knob_axis="beta1", fractal_x_max=0.0))
+    paper.validate(cfg)
+    p = paper.cell_params(cfg, {"experiment": "tanh"})
+    assert p["axes"] == "beta1_vs_lr" and p["optimizer"] == "adam" and p["optim"]["beta2"] == 0.99
+    for change, symbol in [
+        (dict(fractal_knob_axis="beta1"), "FRACTAL_X_MAX"),  # x = 1 - beta1 up to 1e6
+        (dict(fractal_knob_axis="alpha", fractal_x_max=0.0), "FRACTAL_KNOB_AXIS"),
+        (dict(fractal_knob_axis="eps", fractal_experiments=["paraminit"]), "FRACTAL_KNOB_AXIS"),
+        (dict(fractal_optimizer="muon", fractal_backend="triton"), "FRACTAL_BACKEND_TRITON"),
+    ]:
+        with pytest.raises(ConfigError, match=symbol):
+            paper.validate(Config(dict(base, **change)))
+
+
+def test_image_cell_trains_with_the_optimizer(tmp_path):
+    # an image cell with Adam: its values are compute_image's with Adam, and meta.json says so
+    import json
+
+    from fractal import paper
+    from kmatrix.cell import RunContext
+    from kmatrix.config import Config
+    from tests.test_fractal_workload import BASE, make_cell
+
+    cfg = Config(dict(BASE, fractal_experiments=["tanh"], fractal_optimizer="adam",
+                      fractal_beta1=0.8, fractal_beta2=0.999, fractal_eps=1e-8,
+                      fractal_weight_decay=0.0, fractal_steps=30))  # fmt: skip
+    cell = make_cell(cfg, {"experiment": "tanh"})
+    out = tmp_path / "cell"
+    assert paper.run(cell, RunContext("cpu", out, profile="paper_repro"))["status"] == "ok"
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["optimizer"] == "adam" and meta["optim"]["beta1"] == 0.8
+    want = compute_image(**EXPERIMENTS["tanh"], window=(-3, 6, -3, 6), resolution=8, steps=30,
+                         optimizer="adam", optim={"beta1": 0.8})  # fmt: skip
+    assert np.array_equal(np.load(out / "frame_00.npy"), want["values"])
