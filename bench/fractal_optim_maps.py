@@ -68,7 +68,7 @@ def figure(args):
     for root in args.zoom:
         summary = json.loads((Path(root) / "summary" / "summary.json").read_text())
         for key, s in (summary.get("workload_summary") or {}).items():
-            cfg = json.loads((Path(root) / "config.json").read_text())
+            cfg = json.loads((Path(root) / "config" / "config.json").read_text())
             opt = cfg.get("fractal_optimizer") or "gd"
             dims[opt] = {k: s.get(k) for k in ("dimension", "spread_16_84", "frames_done",
                                                "deepest_width", "runtime_s", "centre")}  # fmt: skip
