@@ -7,10 +7,11 @@
 #    descent kernels as before) -> $OUT/fractal_optim_tests.log;
 # 2. bench/fractal_optim_bench.py (pixel-steps/s per optimizer at 1024 x 1024) ->
 #    $OUT/fractal_optim_bench.json;
-# 3. bench/fractal_optim_maps.py maps (the opening windows) -> $OUT/fractal_optim_maps.*;
-# 4. each given defconfig (default: fractal-optim-adam) through make, W&B disabled, timed
+# 3. each given defconfig (default: fractal-optim-adam) through make, W&B disabled, timed
 #    -> $OUT/<name>.tar.gz (make's log, the summary, config and every cell's result and
-#    meta: the frames' pixels stay behind). BUDGET: seconds for the whole script.
+#    meta: the frames' pixels stay behind), within BUDGET seconds from the start;
+# 4. bench/fractal_optim_maps.py maps (the opening windows at MAPS_RESOLUTION, default
+#    513) -> $OUT/fractal_optim_maps.*.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -22,7 +23,6 @@ t0=$(date +%s)
 "$PY" -m pytest tests/test_fractal_engine.py -q -k "triton" 2>&1 | tee -a "$OUT/fractal_optim_tests.log"
 echo "tests: $(($(date +%s) - t0)) s" | tee -a "$OUT/fractal_optim_tests.log"
 "$PY" bench/fractal_optim_bench.py --out "$OUT/fractal_optim_bench.json"
-"$PY" bench/fractal_optim_maps.py maps --out-dir "$OUT"
 # the zoom runs get what is left of BUDGET seconds (default: no limit); a run stopped
 # there keeps the frames it finished (deepest first), and make summary pools them
 for name in "${@:-fractal-optim-adam}"; do
@@ -38,4 +38,5 @@ for name in "${@:-fractal-optim-adam}"; do
     (cd results && find "$name" -name '*.json' -o -name '*.csv' -o -name '*.log' \
         -o -name '*.png' -path '*summary*' | tar czf "$OUT/$name.tar.gz" -T -)
 done
+"$PY" bench/fractal_optim_maps.py maps --out-dir "$OUT" --resolution "${MAPS_RESOLUTION:-513}"
 echo "all: $(($(date +%s) - t0)) s"
