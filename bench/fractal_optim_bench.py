@@ -56,8 +56,12 @@ def main():
     device = "cuda" if cuda else "cpu"
     n = args.resolution if not args.quick else 16
     kw = dict(EXPERIMENTS["tanh"], window=OPENING_WINDOW, device=device, early_exit="none")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
+    commit = (
+        os.environ.get("KMATRIX_COMMIT")
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )  # a copied tree (the lent GPU's) names its commit in KMATRIX_COMMIT
     out = {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,

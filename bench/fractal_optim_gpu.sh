@@ -12,6 +12,7 @@
 #    meta: the frames' pixels stay behind), within BUDGET seconds from the start;
 # 4. bench/fractal_optim_maps.py maps (the opening windows at MAPS_RESOLUTION, default
 #    513) -> $OUT/fractal_optim_maps.*.
+# A copied tree is no git checkout of its branch: set KMATRIX_COMMIT to the commit copied.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -30,7 +31,7 @@ for name in "${@:-fractal-optim-adam}"; do
     left=$((${BUDGET:-100000} - start + t0))
     make PYTHON="$PY" "defconfig-$name" >/dev/null
     make PYTHON="$PY" setconfig SET="TRACK_WANDB_DISABLED=y" >/dev/null
-    rm -rf "results/$name"
+    rm -rf "results/$name" && mkdir -p results
     timeout "$left" make PYTHON="$PY" 2>&1 | tee "results/$name.log"
     echo "$name: $(($(date +%s) - start)) s wall through make" | tee -a "results/$name.log"
     make PYTHON="$PY" summary >/dev/null 2>&1 || true
