@@ -8,9 +8,10 @@ X @ [W0_1 ... W0_P] and X^T @ [dZ_1 ... dZ_P], plus per-pixel elementwise work.
 The network follows the reference notebook exactly (mean-field parameterisation):
     z = x W0 / sqrt(16),  h = phi(z),  y_hat = h W1 / 16
     phi = tanh(sqrt(2) z) | sqrt(2) relu(z) | z,   loss = mean((y_hat - y)^2)
-trained by plain gradient descent with one learning rate per layer. Gradients are written
-out by hand (two layers), and a pixel keeps only running sums of its normalised loss, never
-its trajectory, so images up to 4096 x 4096 fit.
+trained by plain gradient descent with one learning rate per layer (or another optimizer
+per pixel: `Optimizer`, common.OPTIMIZERS). Gradients are written out by hand (two
+layers), and a pixel keeps only running sums of its normalised loss, never its
+trajectory, so images up to 4096 x 4096 fit.
 
 Two backends: this file's PyTorch one (CPU and CUDA) and a fused Triton kernel
 (fractal/triton_engine.py, CUDA) that keeps a block of pixels' weights in registers across
@@ -20,7 +21,8 @@ Work that cannot change the image is skipped: a pixel stops training once an out
 weight is inf or NaN (from then on every loss is non-finite, so each later step adds the
 same constant to its value: early_exit="nonfinite", the default), and pixels already
 computed (a zoom frame's inner quarter, shared with the next deeper frame) are passed in
-as `known` and not trained again.
+as `known` and not trained again. The exit is exact for every optimizer: each update is
+w <- a w - u with a finite factor a, so a non-finite output weight stays non-finite.
 """
 
 import os

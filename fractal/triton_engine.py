@@ -39,6 +39,12 @@ adds the remaining steps' v = 1e6 to the sums one by one (kernel_lib._finish_sum
 image is bitwise the same). Its hardware then takes the next program: with one pixel per
 program (the Gluon kernel's default) stopped pixels free their warp at once.
 
+Optimizers (OPT, common.OPT_CODE): momentum, Nesterov, Adam, AdamW and RMSprop keep their
+state (momentum buffer, m and v) in registers beside the weights and update it once per
+step (_opt_update), from the true gradients (the host passes the loss's constant factors
+as GC0, GC1 and the plain learning rates) and per-pixel knobs (KN, [P, 4]). Gradient
+descent keeps its original arithmetic.
+
 This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
 fractal/gluon_kernel.py instead: the same arithmetic (both call kernel_lib) with explicit
 layouts and the products transposed, 1.3x faster on an H200 (Config.kernel picks one).
