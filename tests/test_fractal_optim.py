@@ -158,15 +158,19 @@ def test_early_exit_is_exact_for_optimizers(optimizer):
     assert np.array_equal(a["values"], b["values"])
 
 
-def test_adam_oscillates_without_overflow_and_is_labelled():
-    # Adam's step is bounded by ~lr per weight: at lr 1e3 the weights stay finite for every
-    # step (no early exit), and the convergence measure labels the pixel diverged
+def test_adam_at_huge_lrs_stays_finite_and_settles():
+    # Adam's step is bounded by ~lr per weight: at lr 1e3 on both layers the weights stay
+    # finite (no early exit) while the loss first rises by orders of magnitude, so after 60
+    # steps the convergence measure labels the pixels diverged; by 500 steps the shrinking
+    # adaptive steps have let the output layer settle just below the first loss (the
+    # hidden layer saturated), and the same measure labels it converged
     kw = dict(EXPERIMENTS["tanh"], steps=60, optimizer="adam")
     img = compute_image(**kw, window=(3, 4, 3, 4), resolution=2)
     assert (img["steps_run"] == 60).all() and not img["converged"].any()
-    losses = pixel_losses(**EXPERIMENTS["tanh"], x_value=1e3, y_value=1e3, steps=60, seed=0,
+    losses = pixel_losses(**EXPERIMENTS["tanh"], x_value=1e3, y_value=1e3, steps=500, seed=0,
                           optimizer="adam")  # fmt: skip
-    assert np.isfinite(losses).all() and losses[-20:].mean() > 1
+    assert np.isfinite(losses).all() and losses.max() > 1e3
+    assert losses[-20:].mean() < 1 and losses[-20:].mean() > 0.5
 
 
 # ------------------------------------------------------------------------------ triton
