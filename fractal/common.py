@@ -44,3 +44,28 @@ TANH_PADE = (
     1.6670487438724687e-07, 0.00029145845780692353, 0.054596933399795614,
     1.0101180413960942e-05, 0.005045828060438326, 0.34657359027997264,
 )  # fmt: skip
+
+# Optimizers a pixel can be trained with, and their knobs with torch's defaults (the
+# project's Muon's for muon). gd is the paper's plain gradient descent. momentum and
+# nesterov are torch.optim.SGD's heavy ball and Nesterov momentum; adam and adamw are
+# torch.optim.Adam (weight decay added to the gradient) and AdamW (decoupled); rmsprop is
+# torch.optim.RMSprop (no momentum, not centred); muon orthogonalises the input layer's
+# 16 x 16 update by Newton-Schulz (gpt2/optimizers.py's Muon: Nesterov momentum, 5 steps)
+# and trains the output layer with Adam (beta1, beta2, eps), as Muon is used in practice.
+OPTIMIZERS = {
+    "gd": {},
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9),
+    "adam": dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0),
+    "adamw": dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01),
+    "rmsprop": dict(alpha=0.99, eps=1e-8, weight_decay=0.0),
+    "muon": dict(momentum=0.95, beta1=0.9, beta2=0.999, eps=1e-8),
+}
+# Knobs that are decay rates in [0, 1): as an image axis they are spaced as log10(1 - knob)
+# (1 - beta1 from 1e-3 to 1 spans beta1 0 .. 0.999); the others as log10(knob).
+DECAY_KNOBS = ("momentum", "beta1", "beta2", "alpha")
+# The optimizers the tl kernel runs (triton_engine.py); the others train on the torch
+# backend. Kernel knob slots: (momentum | beta1 | alpha, beta2, eps, weight_decay).
+OPT_CODE = {"gd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "adamw": 4, "rmsprop": 5}
+MUON_NS = (3.4445, -4.7750, 2.0315)  # gpt2/optimizers.py's quintic Newton-Schulz, 5 steps
+MUON_NS_STEPS = 5

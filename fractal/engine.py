@@ -8,9 +8,10 @@ X @ [W0_1 ... W0_P] and X^T @ [dZ_1 ... dZ_P], plus per-pixel elementwise work.
 The network follows the reference notebook exactly (mean-field parameterisation):
     z = x W0 / sqrt(16),  h = phi(z),  y_hat = h W1 / 16
     phi = tanh(sqrt(2) z) | sqrt(2) relu(z) | z,   loss = mean((y_hat - y)^2)
-trained by plain gradient descent with one learning rate per layer. Gradients are written
-out by hand (two layers), and a pixel keeps only running sums of its normalised loss, never
-its trajectory, so images up to 4096 x 4096 fit.
+trained by plain gradient descent with one learning rate per layer (or another optimizer
+per pixel: `Optimizer`, common.OPTIMIZERS). Gradients are written out by hand (two
+layers), and a pixel keeps only running sums of its normalised loss, never its
+trajectory, so images up to 4096 x 4096 fit.
 
 Two backends: this file's PyTorch one (CPU and CUDA) and a fused Triton kernel
 (fractal/triton_engine.py, CUDA) that keeps a block of pixels' weights in registers across
@@ -20,7 +21,8 @@ Work that cannot change the image is skipped: a pixel stops training once an out
 weight is inf or NaN (from then on every loss is non-finite, so each later step adds the
 same constant to its value: early_exit="nonfinite", the default), and pixels already
 computed (a zoom frame's inner quarter, shared with the next deeper frame) are passed in
-as `known` and not trained again.
+as `known` and not trained again. The exit is exact for every optimizer: each update is
+w <- a w - u with a finite factor a, so a non-finite output weight stays non-finite.
 """
 
 import os
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 
 from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, OPENING_WINDOW  # noqa: F401
+from fractal.common import DECAY_KNOBS, MUON_NS, MUON_NS_STEPS, OPT_CODE, OPTIMIZERS  # noqa
 from fractal.common import PHI_SCALE, TAIL, WIDTH
 from kmatrix.progress import report as report_progress
 
@@ -40,10 +43,13 @@ from fractal.problem import (  # noqa: E402,F401 - engine.load_data etc. for its
     OFFSET_MODES,
     axis_values,
     check_data,
+    check_optimizer,
+    knob_axis,
     finalise,
     load_data,
     make_problem,
     pixel_hparams,
+    pixel_knobs,
     pixel_value,
     sanitise_,
 )
@@ -99,9 +105,10 @@ class TorchTrainer:
         torch.mm(X.T, self.D, out=self.G0)
         return self.G0, g1
 
-    def step(self, W0, W1, off, lr0c, lr1c, step, last):
+    def step(self, W0, W1, off, lr0c, lr1c, step, last, opt=None):
         """One step for the P pixels: returns their loss (before the update); updates W0,
-        W1 in place unless `last` (the last update would never be read out)."""
+        W1 in place unless `last` (the last update would never be read out): by gradient
+        descent, or by `opt` (an Optimizer) when given."""
         if self.offset_mode == "every_step":
             W0.add_(off)
         r = self.forward(self.X, self.Y, W0, W1, self.A)
@@ -115,16 +122,115 @@ class TorchTrainer:
         else:
             X, A = self.X, self.A
         g0, g1 = self.backward(X, W1, A, r)
+        if opt is not None:
+            opt.update(W0, W1, g0.view(WIDTH, self.P, WIDTH), g1)
+            return loss
         W0.addcmul_(g0.view(WIDTH, self.P, WIDTH), lr0c, value=-1.0)
         W1.addcmul_(g1, lr1c, value=-1.0)
         return loss
 
 
+def newton_schulz(G, steps=MUON_NS_STEPS):
+    """gpt2/optimizers.py's zeropower_via_newtonschulz5 for a batch of square matrices
+    [P, 16, 16], in their own dtype (float64 here; the project's Muon runs fp32 or bf16)."""
+    a, b, c = MUON_NS
+    X = G / (torch.linalg.matrix_norm(G, keepdim=True) + 1e-7)  # spectral norm <= 1
+    for _ in range(steps):
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b * A + c * A @ A
+        X = torch.baddbmm(X, B, X, beta=a)  # a * X + B @ X
+    return X
+
+
+class Optimizer:
+    """A per-pixel optimizer (common.OPTIMIZERS) for P pixels, as torch.optim applies it
+    to one network: its state lives beside the weights, W0's [16, P, 16] and W1's [P, 16].
+    Knobs are floats, or [P] tensors (an image axis). The gradients arrive without the
+    loss's constant factors (c0, c1), which adaptive steps need, so they are applied here."""
+
+    def __init__(self, name, knobs, lr0, lr1, c0, c1, P, dt, dev):
+        self.name, self.c0, self.c1, self.t = name, c0, c1, 0
+        self.knobs = dict(knobs)
+        self.lr0, self.lr1 = lr0, lr1  # [P]
+        # two state tensors per layer (Adam's m and v; one unused by the others)
+        self.s0 = [torch.zeros(WIDTH, P, WIDTH, dtype=dt, device=dev) for _ in range(2)]
+        self.s1 = [torch.zeros(P, WIDTH, dtype=dt, device=dev) for _ in range(2)]
+
+    @staticmethod
+    def bytes_per_pixel(itemsize):
+        return itemsize * 10 * WIDTH * (WIDTH + 1)  # state and temporaries, both layers
+
+    def keep(self, mask):
+        """Drops the pixels not in `mask` (the engine's compaction of stopped pixels)."""
+        self.lr0, self.lr1 = self.lr0[mask], self.lr1[mask]
+        self.knobs = {k: v[mask] if torch.is_tensor(v) else v for k, v in self.knobs.items()}
+        self.s0 = [s[:, mask].contiguous() for s in self.s0]
+        self.s1 = [s[mask].contiguous() for s in self.s1]
+
+    def _k(self, name, layer):
+        v = self.knobs[name]
+        if torch.is_tensor(v):
+            return v.view(1, -1, 1) if layer == 0 else v.view(-1, 1)
+        return v
+
+    def update(self, W0, W1, g0, g1):
+        self.t += 1
+        lr0, lr1 = self.lr0.view(1, -1, 1), self.lr1.view(-1, 1)
+        G0, G1 = g0 * self.c0, g1 * self.c1  # the true gradients
+        if self.name == "muon":
+            self._muon(W0, G0, lr0, self.s0[0])
+            self._adam(W1, G1, lr1, *self.s1, 1, decoupled=False)
+            return
+        step = {"momentum": self._sgd, "nesterov": self._sgd, "rmsprop": self._rmsprop}
+        step = step.get(self.name, self._adam)
+        step(W0, G0, lr0, *self.s0, 0, decoupled=self.name == "adamw")
+        step(W1, G1, lr1, *self.s1, 1, decoupled=self.name == "adamw")
+
+    def _sgd(self, W, G, lr, buf, _, layer, decoupled):
+        # torch.optim.SGD (dampening 0): buf = mu buf + g (the first step: buf = g, the same
+        # as mu * 0 + g), heavy ball W -= lr buf, Nesterov W -= lr (g + mu buf)
+        mu = self._k("momentum", layer)
+        buf.mul_(mu).add_(G)
+        W.sub_(lr * (G + mu * buf if self.name == "nesterov" else buf))
+
+    def _adam(self, W, G, lr, m, v, layer, decoupled):
+        # torch.optim.Adam / AdamW, bias correction as there
+        b1, b2, eps = (self._k(k, layer) for k in ("beta1", "beta2", "eps"))
+        wd = self._k("weight_decay", layer) if "weight_decay" in self.knobs else 0.0
+        if decoupled:
+            W.mul_(1 - lr * wd)
+        elif torch.is_tensor(wd) or wd != 0:
+            G = G + wd * W
+        m.lerp_(G, 1 - b1)
+        v.mul_(b2).add_((1 - b2) * G * G)
+        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
+        denom = (v.sqrt() / (bc2**0.5)).add_(eps)
+        W.sub_((lr / bc1) * m / denom)
+
+    def _rmsprop(self, W, G, lr, v, _, layer, decoupled):
+        alpha, eps, wd = (self._k(k, layer) for k in ("alpha", "eps", "weight_decay"))
+        if torch.is_tensor(wd) or wd != 0:
+            G = G + wd * W
+        v.mul_(alpha).add_((1 - alpha) * G * G)
+        W.sub_(lr * G / v.sqrt().add_(eps))
+
+    def _muon(self, W0, G0, lr0, buf):
+        # gpt2/optimizers.py's Muon: Nesterov momentum by lerp, then the orthogonalised
+        # update of each pixel's 16 x 16 matrix (rows: inputs, columns: hidden units)
+        mu = self._k("momentum", 0)
+        buf.lerp_(G0, 1 - mu)
+        g = G0.lerp(buf, mu)
+        U = newton_schulz(g.permute(1, 0, 2)).permute(1, 0, 2)
+        W0.sub_(lr0 * U)
+
+
 def _train_chunk(
-    problem, nl, lr0, lr1, offset, steps, offset_mode, record=False, tail=TAIL, early_exit="none"
-):
+    problem, nl, lr0, lr1, offset, steps, offset_mode, record=False, tail=TAIL,
+    early_exit="none", optimizer="gd", knobs=None,
+):  # fmt: skip
     """Trains the pixels of one chunk: sum(v), sum(1/v), tail sum of v, steps trained (each
-    [P]) and the [steps, P] normalised losses when record is True.
+    [P]) and the [steps, P] normalised losses when record is True. `knobs`: the
+    optimizer's, each a float or a [P] tensor.
 
     With early_exit, a pixel stops once an output-layer weight is inf or NaN ("threshold":
     also once v > MAX_VAL); each later step adds v = MAX_VAL to its sums, as it would have
@@ -142,6 +248,9 @@ def _train_chunk(
     lr0c = (lr0 * tr.c0).view(1, P, 1)
     lr1c = (lr1 * tr.c1).view(P, 1)
     dt, dev = W0.dtype, W0.device
+    opt = None
+    if optimizer != "gd":
+        opt = Optimizer(optimizer, knobs, lr0, lr1, tr.c0, tr.c1, P, dt, dev)
     sum_v, sum_inv, tail_sum = (torch.zeros(P, dtype=dt, device=dev) for _ in range(3))
     steps_run = torch.full((P,), steps, dtype=torch.int32, device=dev)
     n_tail = min(tail, steps)
@@ -152,7 +261,7 @@ def _train_chunk(
     for step in range(steps):
         last = step == steps - 1
         if len(active):
-            loss = tr.step(W0, W1, off, lr0c, lr1c, step, last)
+            loss = tr.step(W0, W1, off, lr0c, lr1c, step, last, opt)
             if step == 0:
                 L0 = loss
             raw = loss / L0
@@ -180,17 +289,21 @@ def _train_chunk(
             active, W0, W1 = active[keep], W0[:, keep].contiguous(), W1[keep].contiguous()
             off, lr0c, lr1c, L0 = off[:, keep], lr0c[:, keep], lr1c[keep], L0[keep]
             stopped = stopped[keep]
+            if opt is not None:
+                opt.keep(keep)
             if len(active):
                 tr = TorchTrainer(problem, nl, len(active), offset_mode)
     return (sum_v, sum_inv, tail_sum, steps_run), traj
 
 
-def _torch_chunk_pixels(problem, device, chunk_pixels):
+def _torch_chunk_pixels(problem, device, chunk_pixels, optimizer="gd"):
     if chunk_pixels:
         return int(chunk_pixels)
     X, idx = problem["X"], problem["idx"]
     n_grad = X.shape[0] if idx is None else idx.shape[1]
     per_pixel = TorchTrainer.bytes_per_pixel(X.shape[0], n_grad, X.element_size())
+    if optimizer != "gd":
+        per_pixel += Optimizer.bytes_per_pixel(X.element_size())
     if torch.device(device).type == "cuda":
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         budget = 0.6 * free
@@ -201,15 +314,16 @@ def _torch_chunk_pixels(problem, device, chunk_pixels):
 
 def _train_torch(
     problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False, tail=TAIL,
-    early_exit="none",
+    early_exit="none", optimizer="gd", knobs=None,
 ):  # fmt: skip
     outs, n = [], lr0.numel()
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
+        kn = {k: v[sl] if torch.is_tensor(v) else v for k, v in (knobs or {}).items()}
         outs.append(
             _train_chunk(
                 problem, nonlinearity, lr0[sl], lr1[sl], offset[sl], steps, offset_mode,
-                record, tail, early_exit,
+                record, tail, early_exit, optimizer, kn,
             )  # fmt: skip
         )
         report_progress(min(s + chunk, n), n, "pixels")  # the driver's heartbeat shows it
@@ -222,10 +336,11 @@ def _train_torch(
 # public API
 
 
-def _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit="none"):
+def _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit="none", optimizer="gd",
+           optim=None):  # fmt: skip
+    """Raises ValueError naming a bad setting; returns the optimizer's knobs."""
     for name, val, allowed in [
         ("nonlinearity", nonlinearity, NONLINEARITIES),
-        ("axes", axes, AXES),
         ("batch", batch, BATCHES),
         ("dtype", dtype, ("float64", "float32")),
         ("offset_mode", offset_mode, OFFSET_MODES),
@@ -233,6 +348,7 @@ def _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit="none"):
     ]:
         if val not in allowed:
             raise ValueError(f"{name}={val!r}; expected one of {allowed}")
+    return check_optimizer(optimizer, optim, axes)
 
 
 def triton_available(device):
@@ -246,10 +362,13 @@ def triton_available(device):
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def pick_backend(backend, device):
+def pick_backend(backend, device, optimizer="gd"):
+    in_kernel = optimizer in OPT_CODE  # the others train on the torch backend only
     if backend == "auto":
-        use = torch.device(device).type == "cuda" and triton_available(device)
+        use = torch.device(device).type == "cuda" and triton_available(device) and in_kernel
         return "triton" if use else "torch"
+    if backend == "triton" and not in_kernel:
+        raise ValueError(f"the Triton kernel has no {optimizer}: use backend='torch' or 'auto'")
     if backend == "triton" and not triton_available(device):
         raise RuntimeError("backend='triton' needs triton and CUDA (or TRITON_INTERPRET=1)")
     if backend not in ("triton", "torch"):
@@ -272,7 +391,8 @@ def _setup(gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, de
     )
     dt = getattr(torch, dtype)
     as_tensor = lambda v: torch.tensor(v, dtype=dt, device=device)  # noqa: E731
-    return (problem, *pixel_hparams(axes, as_tensor(gx), as_tensor(gy)))
+    x = as_tensor(gx)
+    return (problem, *pixel_hparams(axes, x, as_tensor(gy)), x)
 
 
 def compute_image(
@@ -297,6 +417,8 @@ def compute_image(
     data=None,
     known=None,
     early_exit="nonfinite",
+    optimizer="gd",
+    optim=None,
 ):
     """Trains one network per pixel of a log10-spaced grid and returns {"values",
     "converged"} ([ny, nx], row = y, row 0 = y min) plus timing and provenance.
@@ -308,10 +430,12 @@ def compute_image(
     seeded draw of make_problem. `known` = (mask, values), both [ny, nx]: pixels whose
     values are already known (computed on the same grid points) are copied, not trained.
     `early_exit`: see common.EXIT_CODE ("nonfinite" leaves the image unchanged).
+    `optimizer` (common.OPTIMIZERS) trains every pixel, with `optim` overriding its knobs;
+    axes "<knob>_vs_lr" put one knob on x (log10 of 1 - knob for a decay rate).
     The result's "pixel_steps" counts the steps trained, "steps_run" each pixel's.
     """
-    _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit)
-    backend = pick_backend(backend, device)
+    knobs = _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit, optimizer, optim)
+    backend = pick_backend(backend, device, optimizer)
     if grid is not None:
         xs, ys = (np.power(10.0, np.asarray(g, dtype=np.float64)) for g in grid)
     else:
@@ -323,9 +447,11 @@ def compute_image(
     if known is not None:
         todo = ~np.asarray(known[0], dtype=bool).reshape(-1)
     gx, gy = np.tile(xs, ny)[todo], np.repeat(ys, nx)[todo]
-    problem, lr0, lr1, offset = _setup(
+    _check_knob_axis(axes, gx)
+    problem, lr0, lr1, offset, x = _setup(
         gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device, data
     )
+    knobs = pixel_knobs(knobs, axes, x)
     info = {}
     if not todo.any():
         sums = [torch.zeros(0, dtype=getattr(torch, dtype)) for _ in range(3)]
@@ -346,16 +472,18 @@ def compute_image(
             info=info,
             tail=tail,
             early_exit=early_exit,
+            optimizer=optimizer,
+            knobs=knobs,
         )
     else:
-        chunk = _torch_chunk_pixels(problem, device, chunk_pixels)
+        chunk = _torch_chunk_pixels(problem, device, chunk_pixels, optimizer)
         # Denormal float64 arithmetic is 10-100x slower on x86 CPUs and diverging pixels
         # pass through denormals; flushing them changes values far below the labels' scale.
         flush = torch.device(device).type == "cpu" and torch.set_flush_denormal(True)
         try:
             sums, _ = _train_torch(
                 problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, tail=tail,
-                early_exit=early_exit,
+                early_exit=early_exit, optimizer=optimizer, knobs=knobs,
             )  # fmt: skip
         finally:
             if flush:
@@ -384,8 +512,23 @@ def compute_image(
         "device": str(device),
         "dtype": dtype,
         "early_exit": early_exit,
+        **({} if optimizer == "gd" else {"optimizer": optimizer, "optim": _plain(knobs)}),
         **info,
     }
+
+
+def _plain(knobs):
+    """The knobs for a result file: floats, and "axis" for one on the image's x axis."""
+    return {k: "axis" if torch.is_tensor(v) else v for k, v in knobs.items()}
+
+
+def _check_knob_axis(axes, gx):
+    k = knob_axis(axes)
+    if k in DECAY_KNOBS and len(gx) and not np.max(gx) <= 1:
+        raise ValueError(
+            f"axes={axes!r}: x is 1 - {k}, which must lie in (0, 1]; got up to "
+            f"{np.max(gx):.3g}: keep the window's x maximum <= 0 (log10)"
+        )
 
 
 def pixel_losses(
@@ -403,15 +546,19 @@ def pixel_losses(
     offset_mode="every_step",
     device="cpu",
     data=None,
+    optimizer="gd",
+    optim=None,
 ):
     """The full trajectory of losses / first loss (not sanitised) of ONE pixel, through the
     same vectorised code path as compute_image's torch backend (tests, debugging)."""
-    _check(nonlinearity, axes, batch, dtype, offset_mode)
-    problem, lr0, lr1, offset = _setup(
+    knobs = _check(nonlinearity, axes, batch, dtype, offset_mode, "none", optimizer, optim)
+    _check_knob_axis(axes, [x_value])
+    problem, lr0, lr1, offset, x = _setup(
         [x_value], [y_value], axes, n_points, steps, seed, batch, minibatch_size, dtype, device,
         data,
     )  # fmt: skip
     _, traj = _train_torch(
-        problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, 1, record=True
-    )
+        problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, 1, record=True,
+        optimizer=optimizer, knobs=pixel_knobs(knobs, axes, x),
+    )  # fmt: skip
     return traj[:, 0].double().cpu().numpy()

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from fractal import notebook, zoom
-from fractal.common import EXPERIMENTS, TAIL
+from fractal.common import DECAY_KNOBS, EXPERIMENTS, OPTIMIZERS, TAIL
 from kmatrix.cell import cell_id
 from kmatrix.errors import ConfigError
 
@@ -96,6 +96,7 @@ def validate(cfg):
             "choose FRACTAL_DIMENSION_POW2, or FRACTAL_RESOLUTION >= 32",
         )
     _validate_data(cfg, experiments)
+    _validate_optimizer(cfg, experiments)
     if zooming(cfg):
         _validate_zoom(cfg)
 
@@ -126,6 +127,49 @@ def _validate_data(cfg, experiments):
                     f"{path} (experiment {name}) not found",
                     "give an .npz with X, Y, W0, W1 (and idx); see docs/fractal.md",
                 )
+
+
+# the Kconfig symbol of each optimizer knob (common.OPTIMIZERS)
+_KNOB_SYMBOLS = {
+    "momentum": "fractal_momentum",
+    "beta1": "fractal_beta1",
+    "beta2": "fractal_beta2",
+    "alpha": "fractal_rmsprop_alpha",
+    "eps": "fractal_eps",
+    "weight_decay": "fractal_weight_decay",
+}
+
+
+def optimizer_params(cfg):
+    """The cells' optimizer, its knobs and, with FRACTAL_KNOB_AXIS, the axes; nothing for
+    plain gradient descent on the two lrs, so those cells stay as they were."""
+    opt = cfg.get("fractal_optimizer") or "gd"
+    knob = cfg.get("fractal_knob_axis") or ""
+    if opt == "gd" and not knob:
+        return {}
+    knobs = {k: cfg.get(sym) for k, sym in _KNOB_SYMBOLS.items() if k in OPTIMIZERS[opt]}
+    out = {"optimizer": opt, "optim": {k: v for k, v in knobs.items() if v is not None}}
+    return {**out, "axes": f"{knob}_vs_lr"} if knob else out
+
+
+def _validate_optimizer(cfg, experiments):
+    opt = cfg.get("fractal_optimizer") or "gd"
+    if opt == "muon" and cfg.get("fractal_backend") == "triton":
+        raise ConfigError("FRACTAL_BACKEND_TRITON", "the Triton kernel has no Muon", "use auto")
+    knob = cfg.get("fractal_knob_axis") or ""
+    if not knob:
+        return
+    if knob not in OPTIMIZERS[opt]:
+        raise ConfigError(
+            "FRACTAL_KNOB_AXIS", f"{opt} has no knob {knob!r}", f"one of {list(OPTIMIZERS[opt])}"
+        )
+    bad = [n for n in experiments if EXPERIMENTS[n]["axes"] != "lr_vs_lr"]
+    if bad:
+        raise ConfigError("FRACTAL_KNOB_AXIS", f"{bad} have no lr x lr axes", "deselect them")
+    if knob in DECAY_KNOBS and cfg.fractal_x_max > 0:
+        raise ConfigError(
+            "FRACTAL_X_MAX", f"x is log10(1 - {knob}), which must be <= 0", "set it <= 0"
+        )
 
 
 def _validate_zoom(cfg):
@@ -180,6 +224,7 @@ def cell_params(cfg, point):
         "early_exit": cfg.get("fractal_exit", "nonfinite"),
         "exit_verify": bool(cfg.get("fractal_exit_verify")),
         "reuse": bool(cfg.get("fractal_reuse_pixels", True)),
+        **optimizer_params(cfg),
     }
     if not zooming(cfg):
         return p

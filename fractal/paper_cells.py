@@ -54,6 +54,8 @@ def compute(p, device, cache=None, **kw):
         tail=p["tail"],
         data=problem_data(p, cache),
         early_exit=p.get("early_exit", "nonfinite"),
+        optimizer=p.get("optimizer", "gd"),
+        optim=p.get("optim"),
     )
     args.update(kw)
     return _engine().compute_image(**args)
@@ -128,6 +130,7 @@ def _meta_common(p, res):
         "device": res["device"],
         "dtype": res["dtype"],
         "early_exit": res["early_exit"],
+        **{k: res[k] for k in ("optimizer", "optim") if k in res},
     }
 
 

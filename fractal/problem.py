@@ -9,10 +9,10 @@ hyperparameters. The label: a pixel's value from its normalised losses, converge
 import numpy as np
 import torch
 
-from fractal.common import MAX_VAL, TAIL, WIDTH
+from fractal.common import DECAY_KNOBS, MAX_VAL, OPTIMIZERS, TAIL, WIDTH
 
 NONLINEARITIES = ("tanh", "relu", "identity")
-AXES = ("lr_vs_lr", "paraminit_vs_lr")
+AXES = ("lr_vs_lr", "paraminit_vs_lr")  # and "<knob>_vs_lr" (knob_axis)
 BATCHES = ("full", "minibatch")
 # paraminit_vs_lr: the notebook adds the offset to W0 inside train_step, and the updated
 # weights keep it, so the offset is added again before every step ("every_step", the
@@ -99,13 +99,51 @@ def axis_values(window, resolution):
     return np.logspace(x0, x1, nx), np.logspace(y0, y1, ny)
 
 
+def knob_axis(axes):
+    """The optimizer knob on the x axis of "<knob>_vs_lr" axes, or None."""
+    if axes in AXES or not axes.endswith("_vs_lr"):
+        return None
+    return axes[: -len("_vs_lr")]
+
+
+def check_optimizer(optimizer, optim, axes):
+    """The optimizer's knobs: its defaults (common.OPTIMIZERS) updated by `optim`; raises
+    ValueError naming an unknown optimizer, knob or axis, or a knob out of its domain."""
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer={optimizer!r}; expected one of {tuple(OPTIMIZERS)}")
+    knobs = dict(OPTIMIZERS[optimizer])
+    for k, v in (optim or {}).items():
+        if k not in knobs:
+            raise ValueError(f"{optimizer} has no knob {k!r}; its knobs: {tuple(knobs)}")
+        v = float(v)
+        bad = not 0 <= v < 1 if k in DECAY_KNOBS else not (v > 0 if k == "eps" else v >= 0)
+        if bad or v != v:
+            raise ValueError(f"{optimizer} knob {k}={v} is outside its domain")
+        knobs[k] = v
+    k = knob_axis(axes)
+    if axes not in AXES and k not in knobs:
+        extra = [f"{name}_vs_lr" for name in knobs]
+        raise ValueError(f"axes={axes!r}; expected one of {AXES + tuple(extra)}")
+    return knobs
+
+
 def pixel_hparams(axes, x, y):
     """Per-pixel (lr0, lr1, offset) from the x and y values of each pixel."""
     if axes == "lr_vs_lr":
         return x, y, torch.zeros_like(x)
-    if axes == "paraminit_vs_lr":
-        return y, y.clone(), x
+    if axes == "paraminit_vs_lr" or knob_axis(axes):  # one lr for both layers on y
+        return y, y.clone(), x if axes == "paraminit_vs_lr" else torch.zeros_like(x)
     raise ValueError(f"unknown axes {axes!r}; expected one of {AXES}")
+
+
+def pixel_knobs(knobs, axes, x):
+    """The optimizer knobs with the x axis' knob per pixel: 1 - x for a decay rate
+    (DECAY_KNOBS), x otherwise; the others stay floats."""
+    k = knob_axis(axes)
+    out = dict(knobs)
+    if k is not None:
+        out[k] = 1.0 - x if k in DECAY_KNOBS else x.clone()
+    return out
 
 
 # ----------------------------------------------------------------------------------------

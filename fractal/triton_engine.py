@@ -39,6 +39,12 @@ adds the remaining steps' v = 1e6 to the sums one by one (kernel_lib._finish_sum
 image is bitwise the same). Its hardware then takes the next program: with one pixel per
 program (the Gluon kernel's default) stopped pixels free their warp at once.
 
+Optimizers (OPT, common.OPT_CODE): momentum, Nesterov, Adam, AdamW and RMSprop keep their
+state (momentum buffer, m and v) in registers beside the weights and update it once per
+step (_opt_update), from the true gradients (the host passes the loss's constant factors
+as GC0, GC1 and the plain learning rates) and per-pixel knobs (KN, [P, 4]). Gradient
+descent keeps its original arithmetic.
+
 This file holds the tl kernel. On CUDA, train() runs by default the Gluon kernel of
 fractal/gluon_kernel.py instead: the same arithmetic (both call kernel_lib) with explicit
 layouts and the products transposed, 1.3x faster on an H200 (Config.kernel picks one).
@@ -55,7 +61,7 @@ import triton
 import triton.language as tl
 
 from fractal.common import EXIT_CODE, NL_CODE, OFFSET_CODE, PHI_SCALE, TAIL, TANH_CODE, TANH_PADE
-from fractal.common import WIDTH
+from fractal.common import OPT_CODE, WIDTH
 from fractal.kernel_lib import INTERPRET, _finish_sums, _label_sums, _phi, libdevice
 
 KERNELS = ("tl", "gluon")
@@ -95,6 +101,8 @@ class Config:
 # not import, for float32.
 DEFAULT_CONFIG = Config(1, 16, 1, tanh="fast", maxnreg=168, kernel="gluon")
 PORTABLE_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=128)
+# the optimizers' (tl kernel): their state (Adam: 2 more [16, 16] per pixel) on chip too
+OPT_CONFIG = Config(2, 16, 2, tanh="fast", maxnreg=168)
 
 
 def config_from_env():
@@ -145,6 +153,53 @@ def _backward(
 
 
 @triton.jit
+def _opt_update(
+    w0, w1, g0, g1, m0, v0, m1, v1, b1t, b2t, lr0, lr1, s, k0, k1, k2, k3, OPT: tl.constexpr
+):
+    """One step of the optimizer OPT (common.OPT_CODE > 0) for both layers, as the torch
+    engine's Optimizer (engine.py) takes it: g0, g1 are the true gradients with respect to
+    W0 and W1, lr0 and lr1 the plain learning rates; w0 is s * W0, so W0's step is
+    multiplied by s (and W0 = w0 / s in L2 weight decay). Knobs per column: k0 momentum,
+    beta1 or alpha; k1 beta2; k2 eps; k3 weight decay."""
+    if OPT <= 2:  # torch.optim.SGD: buf = mu buf + g; heavy ball or Nesterov
+        m0 = m0 * k0[None, :] + g0
+        m1 = m1 * k0 + g1
+        if OPT == 2:
+            u0 = g0 + k0[None, :] * m0
+            u1 = g1 + k0 * m1
+        else:
+            u0 = m0
+            u1 = m1
+        w0 -= (s * lr0)[None, :] * u0
+        w1 -= lr1 * u1
+    elif OPT <= 4:  # torch.optim.Adam (L2 weight decay) or AdamW (decoupled)
+        if OPT == 3:
+            g0 += (k3 / s)[None, :] * w0
+            g1 += k3 * w1
+        else:
+            w0 = w0 * (1.0 - lr0 * k3)[None, :]
+            w1 = w1 * (1.0 - lr1 * k3)
+        b1t = b1t * k0
+        b2t = b2t * k1
+        m0 += (1.0 - k0)[None, :] * (g0 - m0)
+        m1 += (1.0 - k0) * (g1 - m1)
+        v0 = v0 * k1[None, :] + ((1.0 - k1)[None, :] * g0) * g0
+        v1 = v1 * k1 + ((1.0 - k1) * g1) * g1
+        bc1 = 1.0 - b1t
+        rbc2 = 1.0 / tl.sqrt(1.0 - b2t)
+        w0 -= (s * lr0 / bc1)[None, :] * m0 / (tl.sqrt(v0) * rbc2[None, :] + k2[None, :])
+        w1 -= (lr1 / bc1) * m1 / (tl.sqrt(v1) * rbc2 + k2)
+    else:  # torch.optim.RMSprop (no momentum, not centred)
+        g0 += (k3 / s)[None, :] * w0
+        g1 += k3 * w1
+        v0 = v0 * k0[None, :] + ((1.0 - k0)[None, :] * g0) * g0
+        v1 = v1 * k0 + ((1.0 - k0) * g1) * g1
+        w0 -= (s * lr0)[None, :] * g0 / (tl.sqrt(v0) + k2[None, :])
+        w1 -= lr1 * g1 / (tl.sqrt(v1) + k2)
+    return w0, w1, m0, v0, m1, v1, b1t, b2t
+
+
+@triton.jit
 def fractal_kernel(
     X,
     Y,
@@ -159,10 +214,13 @@ def fractal_kernel(
     SUM_INV,
     SUM_TAIL,
     STEPS_RUN,
+    KN,
     n_pixels,
     N,
     steps,
     n_tail,
+    GC0: tl.float64,
+    GC1: tl.float64,
     C0: tl.float64,
     C1: tl.float64,
     C2: tl.float64,
@@ -178,6 +236,7 @@ def fractal_kernel(
     D: tl.constexpr,
     TANH: tl.constexpr,
     EXIT: tl.constexpr,
+    OPT: tl.constexpr,
 ):
     pid = tl.program_id(0)
     C: tl.constexpr = BLOCK_P * D
@@ -198,6 +257,21 @@ def fractal_kernel(
     off = tl.load(OFF + pcol, mask=cmask, other=0.0) * s
     if OFFSET_MODE == 1:
         w0 += off[None, :]
+    # the optimizer (common.OPT_CODE): knobs per column, state on chip beside the weights
+    if OPT > 0:
+        k0 = tl.load(KN + pcol * 4, mask=cmask, other=0.0)  # momentum | beta1 | alpha
+        k1 = tl.load(KN + pcol * 4 + 1, mask=cmask, other=0.0)  # beta2
+        k2 = tl.load(KN + pcol * 4 + 2, mask=cmask, other=1.0)  # eps
+        k3 = tl.load(KN + pcol * 4 + 3, mask=cmask, other=0.0)  # weight decay
+    else:
+        k0 = tl.zeros([C], dtype=w0.dtype)
+        k1, k2, k3 = k0, k0, k0
+    m0 = tl.zeros([D, C], dtype=w0.dtype)
+    v0 = tl.zeros([D, C], dtype=w0.dtype)
+    m1 = tl.zeros([C], dtype=w0.dtype)
+    v1 = tl.zeros([C], dtype=w0.dtype)
+    b1t = tl.zeros([C], dtype=w0.dtype) + 1.0  # beta1^t, beta2^t of Adam's bias correction
+    b2t = b1t
 
     pix = pid * BLOCK_P + tl.arange(0, BLOCK_P)
     pmask = pix < n_pixels
@@ -242,8 +316,14 @@ def fractal_kernel(
             loss / N, L0, sum_v, sum_inv, sum_tail, step, steps, n_tail
         )
 
-        w0 -= lr0[None, :] * g0
-        w1 -= lr1 * g1
+        if OPT == 0:  # gradient descent: the lrs carry the gradient's constant factors
+            w0 -= lr0[None, :] * g0
+            w1 -= lr1 * g1
+        else:
+            w0, w1, m0, v0, m1, v1, b1t, b2t = _opt_update(
+                w0, w1, g0 * GC0, g1 * GC1, m0, v0, m1, v1, b1t, b2t, lr0, lr1, s,
+                k0, k1, k2, k3, OPT,
+            )  # fmt: skip
         step += 1
         go = step < steps
         if EXIT > 0:
@@ -291,6 +371,22 @@ def _gluon_data(X, Y, idx):
     return (XB, Yp, XMB, YMB), n_pad, mb_pad
 
 
+def _knob_slots(optimizer, knobs, P, dt, dev):
+    """The kernel's knobs [P, 4]: (momentum | beta1 | alpha, beta2, eps, weight decay)."""
+    names = {
+        "momentum": ("momentum", None, None, None),
+        "nesterov": ("momentum", None, None, None),
+        "adam": ("beta1", "beta2", "eps", "weight_decay"),
+        "adamw": ("beta1", "beta2", "eps", "weight_decay"),
+        "rmsprop": ("alpha", None, "eps", "weight_decay"),
+    }[optimizer]
+    kn = torch.zeros(P, 4, dtype=dt, device=dev)
+    for j, name in enumerate(names):
+        if name is not None:
+            kn[:, j] = knobs[name]
+    return kn.contiguous()
+
+
 def _next_pow2(n):
     return 1 << max(0, (n - 1).bit_length())
 
@@ -308,15 +404,24 @@ def train(
     info=None,
     tail=TAIL,
     early_exit="nonfinite",
+    optimizer="gd",
+    knobs=None,
 ):
     """Same contract as the torch backend: (sum_v, sum_inv, tail_sum, steps_run), each [P]
-    (steps_run: the steps each pixel trained before it stopped, int32)."""
+    (steps_run: the steps each pixel trained before it stopped, int32). `optimizer`: one of
+    common.OPT_CODE (the tl kernel: the Gluon one runs gradient descent only), `knobs` its
+    knobs (floats or [P] tensors)."""
+    if optimizer not in OPT_CODE:
+        raise ValueError(f"the Triton kernel has no {optimizer}; it runs {tuple(OPT_CODE)}")
     cfg = config or config_from_env()
     X, Y, W0, W1, idx = (problem[k] for k in ("X", "Y", "W0", "W1", "idx"))
     dev, dt = X.device, X.dtype
     gluon_kernel = _gluon_kernel() if cfg.kernel == "gluon" else None
-    if cfg.kernel == "gluon" and (INTERPRET or gluon_kernel is None or dt != torch.float64):
-        cfg = dataclasses.replace(PORTABLE_CONFIG, tanh=cfg.tanh)
+    no_gluon = INTERPRET or gluon_kernel is None or dt != torch.float64 or optimizer != "gd"
+    if cfg.kernel == "gluon" and no_gluon:
+        cfg = dataclasses.replace(
+            OPT_CONFIG if optimizer != "gd" else PORTABLE_CONFIG, tanh=cfg.tanh
+        )
     if dt != torch.float64 and cfg.tanh == "fast":  # _tanh_fast works on float64 bits
         cfg = dataclasses.replace(cfg, tanh="libdevice")
     if dev.type != "cuda" and not INTERPRET:
@@ -336,6 +441,10 @@ def train(
     c = 2.0 / (n_grad * WIDTH)
     lr0c = (lr0 * (c * PHI_SCALE[nonlinearity] * scale)).contiguous()
     lr1c = (lr1 * c).contiguous()
+    kn = torch.zeros(1, 4, dtype=dt, device=dev)
+    if optimizer != "gd":  # adaptive steps need the true gradients and the plain lrs
+        lr0c, lr1c = lr0.contiguous(), lr1.contiguous()
+        kn = _knob_slots(optimizer, knobs, P, dt, dev)
     offset = offset.contiguous()
     const = torch.tensor([scale], dtype=dt, device=dev)
     has_offset = bool((offset != 0).any())
@@ -363,6 +472,7 @@ def train(
         grid = (triton.cdiv(e - s, cfg.block_p),)
         per_pixel = (lr0c[s:e], lr1c[s:e], offset[s:e])
         out = (sums[0][s:e], sums[1][s:e], sums[2][s:e], steps_run[s:e])
+        kn_chunk = kn[s:e] if optimizer != "gd" else kn
         if cfg.kernel == "gluon":
             gluon_kernel[grid](
                 *data, W0, W1, *per_pixel, const, *out, e - s, n, n_pad, steps,
@@ -370,8 +480,9 @@ def train(
             )  # fmt: skip
         else:
             fractal_kernel[grid](
-                X, Y, W0, W1, *per_pixel, idx_t, const, *out, e - s, n, steps,
-                min(tail, steps), *TANH_PADE, **const_kw,
+                X, Y, W0, W1, *per_pixel, idx_t, const, *out, kn_chunk, e - s, n, steps,
+                min(tail, steps), c * PHI_SCALE[nonlinearity], c, *TANH_PADE,
+                OPT=OPT_CODE[optimizer], **const_kw,
             )  # fmt: skip
     if info is not None:
         info.update(triton_config=cfg.__dict__ | {"tanh": tanh}, chunk_pixels=chunk)
