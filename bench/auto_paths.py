@@ -1,15 +1,15 @@
-"""The automatic zoom paths on the CPU: the descent, then a sample of each path's frames.
+"""The zoom paths on the CPU: the descent, then a sample of each path's frames.
 
     python bench/auto_paths.py --label after --out bench/results/auto_paths_cpu.json
 
 For each experiment: the workload's own centre cell (fractal.paper.cell_params), its
 descent (paper_cells.find_centre) and every --every-th frame plus the deepest
 (paper_cells.frame_values, the torch engine), each frame's width, edge and isolated
-fractions, blank and speckled (zoom.frame_stats). The frames are small (the CPU trains
-~5e4 pixel-steps/s on the 272-point experiments), so this shows where a path goes and
-whether its region is speckle, not the frames at full resolution (bench/auto_paths_gpu.sh
-runs those). --label keeps several runs side by side in one JSON (e.g. before and after
-a change to the descent).
+fractions, blank, its noise test and its median slope. The frames are small (the CPU
+trains ~5e4 pixel-steps/s on the 272-point experiments), so this shows where a path goes
+and whether the arithmetic made its structure, not the frames at full resolution
+(bench/auto_paths_gpu.sh runs those). --path auto (default) or paper; --label keeps
+several runs side by side in one JSON (e.g. before and after a change to the descent).
 """
 
 import argparse
@@ -21,7 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fractal import paper, paper_cells, zoom  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fractal import dimension, paper, paper_cells, zoom  # noqa: E402
 from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
 from kmatrix.files import write_json_atomic  # noqa: E402
@@ -46,7 +48,7 @@ def config(args):
         fractal_y_min=y0,
         fractal_y_max=y1,
         fractal_zoom_frames=args.frames,
-        fractal_paths=["auto"],
+        fractal_paths=[args.path],
         fractal_zoom_outer_width=6.0,
         fractal_descent_resolution=args.descent_resolution,
         fractal_dimension="pow2",
@@ -60,8 +62,8 @@ def config(args):
     return Config(values)
 
 
-def run_path(cfg, name, every, log):
-    p = paper.cell_params(cfg, {"experiment": name, "path": "auto"})
+def run_path(cfg, name, path, every, log):
+    p = paper.cell_params(cfg, {"experiment": name, "path": path})
     cache = {}
     t = time.perf_counter()
     found = paper_cells.find_centre(p, "cpu", cache, log=log)
@@ -73,11 +75,15 @@ def run_path(cfg, name, every, log):
         t = time.perf_counter()
         res, _, _ = paper_cells.frame_values(q, "cpu", None, cache)
         stats = zoom.frame_stats(res["values"])
+        slopes = dimension.box_count(res["values"], method="pow2")["slopes"]
         frames.append(
             {
                 "frame": k,
                 "width": p["width0"] * 2.0**-k,
                 **stats,
+                "noise": res["noise"],
+                "arithmetic": res["noise"]["arithmetic"],
+                "median_slope": float(np.median(slopes)) if slopes else None,
                 "converged_fraction": float((res["values"] < 0).mean()),
                 "runtime_s": time.perf_counter() - t,
             }
@@ -95,7 +101,7 @@ def run_path(cfg, name, every, log):
         "descent": levels,
         "frames": frames,
         "blank_frames": [f["frame"] for f in frames if f["blank"]],
-        "speckled_frames": [f["frame"] for f in frames if f["speckled"]],
+        "arithmetic_frames": [f["frame"] for f in frames if f["arithmetic"]],
     }
 
 
@@ -107,6 +113,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
     ap.add_argument("--data", default="notebook", choices=["notebook", "seeded"])
+    ap.add_argument("--path", default="auto", choices=["auto", "paper"])
     ap.add_argument("--frames", type=int, default=20, help="zoom frames (the GPU runs: 44)")
     ap.add_argument("--resolution", type=int, default=33, help="frame pixels per side")
     ap.add_argument("--descent-resolution", type=int, default=17)
@@ -132,12 +139,12 @@ def main():
     }
     started = time.perf_counter()
     for name in args.experiments:
-        r = run_path(cfg, name, args.every, lambda s: print(s, flush=True))
+        r = run_path(cfg, name, args.path, args.every, lambda s: print(s, flush=True))
         run["paths"][name] = r
         print(
             f"== {name}: centre {r['centre']}, descent {r['descent_s']:.0f} s "
             f"{r['descent_status']}, blank {r['blank_frames']}, "
-            f"speckled {r['speckled_frames']}",
+            f"arithmetic {r['arithmetic_frames']}",
             flush=True,
         )
         run["wall_s"] = time.perf_counter() - started

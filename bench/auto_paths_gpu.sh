@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
-# The automatic zoom paths at full settings on one GPU, as a user runs them:
+# The zoom paths at full settings on one GPU, as a user runs them:
 #
 #     PYTHON=python OUT=/tmp/out bash bench/auto_paths_gpu.sh
 #
-# 1. defconfig-fractal-paper with only the automatic paths (the notebook's data: the run
-#    in bench/results/fractal_paper_summary.json whose automatic paths went into speckle);
-# 2. defconfig-fractal-paper-auto (seeded data). Both: 44 frames of 257 x 257 per path,
-#    W&B disabled. Then bench/auto_paths_report.py prints per experiment the blank and
-#    speckled frames and the dimension, and writes $OUT/auto_paths_gpu.json (with the
-#    logs beside it). PYTHON: an environment with the project's dependencies (default
-#    .venv/bin/python, which make builds when missing). EXTRA_SET: more assignments
-#    (a CPU smoke test: "FRACTAL_RESOLUTION=33 FRACTAL_ZOOM_FRAMES=3 EXEC_GPUS=none ...").
-#    Results go to results/<defconfig>-autocheck/, deleted first.
+# RUNS (default "fractal-paper fractal-paper-auto"), one after the other:
+# - fractal-paper: the defconfig as shipped (the notebook's data, the paper's paths and
+#   the automatic ones), timed: the time README gives;
+# - fractal-paper-auto: the defconfig (seeded data, automatic paths);
+# - fractal-paper-513: fractal-paper's paper paths alone at 513 x 513 (resolution).
+# Each: W&B disabled, results/<run>/ deleted first, its log and summary.json copied to
+# $OUT. After each run bench/auto_paths_report.py prints per experiment and path the
+# dimension with its spread, the blank frames and those the noise test calls arithmetic,
+# and writes $OUT/auto_paths_gpu.json (so a run cut short keeps what finished). PYTHON:
+# an environment with the project's dependencies (default .venv/bin/python, which make
+# builds when missing). EXTRA_SET: more assignments for every run (a CPU smoke test:
+# "FRACTAL_RESOLUTION=33 FRACTAL_ZOOM_FRAMES=3 EXEC_GPUS=none ...").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
 runs=()
-for name in fractal-paper fractal-paper-auto; do
-    set_ex="NAME=$name-autocheck TRACK_WANDB_DISABLED=y ${EXTRA_SET:-}"
-    [ "$name" = fractal-paper ] && set_ex="$set_ex FRACTAL_PATH_PAPER=n"
+run() {  # run NAME DEFCONFIG "ASSIGNMENTS"
+    local name=$1 def=$2 start wall
     start=$(date +%s)
-    make PYTHON="$PY" "defconfig-$name"
-    make PYTHON="$PY" setconfig SET="$set_ex"
-    rm -rf "results/$name-autocheck"  # this script's own results of an earlier run
-    make PYTHON="$PY" 2>&1 | tee "$OUT/auto_paths_gpu_$name.log"
-    echo "$name: $(($(date +%s) - start)) s" | tee -a "$OUT/auto_paths_gpu_$name.log"
-    runs+=("$name-autocheck=$(($(date +%s) - start))")
+    make PYTHON="$PY" "defconfig-$def"
+    make PYTHON="$PY" setconfig SET="NAME=$name TRACK_WANDB_DISABLED=y $3 ${EXTRA_SET:-}"
+    rm -rf "results/$name"  # this script's own results of an earlier run
+    make PYTHON="$PY" 2>&1 | tee "$OUT/$name.log"
+    wall=$(($(date +%s) - start))
+    echo "$name: $wall s" | tee -a "$OUT/$name.log"
+    cp "results/$name/summary/summary.json" "$OUT/${name}_summary.json"
+    runs+=("$name=$wall")
+    "$PY" bench/auto_paths_report.py --out "$OUT/auto_paths_gpu.json" "${runs[@]}"
+}
+for r in ${RUNS:-fractal-paper fractal-paper-auto}; do
+    case $r in
+        fractal-paper | fractal-paper-auto) run "$r" "$r" "" ;;
+        fractal-paper-513) run "$r" fractal-paper "FRACTAL_RESOLUTION=513 FRACTAL_PATH_AUTO=n" ;;
+        *) echo "unknown run $r (fractal-paper, fractal-paper-auto, fractal-paper-513)" >&2; exit 2 ;;
+    esac
 done
-"$PY" bench/auto_paths_report.py --out "$OUT/auto_paths_gpu.json" "${runs[@]}"

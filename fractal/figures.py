@@ -143,11 +143,11 @@ def _panel_grid(n, width, height, cols=3):
 
 def summary_figure(panels, path, title=None):
     """One panel per experiment: dicts with name, values (None = missing), window, axes,
-    dimension. The title of each panel carries its fractal dimension."""
+    and a zoom sequence's dimension with its spread, or one image's converged fraction.
+    The title of each panel carries the one it has."""
     fig, axs = _panel_grid(len(panels), 4.2, 4.0)
     for ax, p in zip(axs.flat, panels):
-        dim = p.get("dimension")
-        dim_text = f"D = {dim:.3f}" if dim is not None and np.isfinite(dim) else "D = n/a"
+        dim_text = _panel_number(p)
         if p.get("values") is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(f"{p['name']}: missing", fontsize=9)
@@ -157,6 +157,19 @@ def summary_figure(panels, path, title=None):
         draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
         ax.set_title(f"{p['name']}: {dim_text}", fontsize=9)
     return save_figure(fig, path, title, key=True)
+
+
+def _panel_number(p):
+    """A zoom sequence's "D = 1.51 [1.45, 1.52]"; one image's "43.2% converged" (one frame
+    has no dimension)."""
+    dim = p.get("dimension")
+    if dim is not None and np.isfinite(dim):
+        lo, hi = p.get("spread") or (None, None)
+        spread = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+        return f"D = {dim:.2f}{spread}"
+    if p.get("converged_fraction") is not None:
+        return f"{p['converged_fraction']:.1%} converged"
+    return "D = n/a"
 
 
 def save_frame_png(values, path):

@@ -6,7 +6,9 @@ With more, the paper's protocol runs in two stages of cells:
 - stage 0 (plan): one "centre" cell per experiment and zoom path (paper, auto, given),
   which finds the centre of the path's frames: the given centre, followed down the
   boundary by a cheap low-resolution descent where frames are deeper than it is known
-  (fractal.zoom.descend), recorded in its result;
+  (fractal.zoom.descend: the paper's and given paths to the nearest boundary point, the
+  automatic path to the most complex boundary the arithmetic did not make), recorded in
+  its result;
 - the next stage (next_stage, once the centres are known): one "frame" cell per frame,
   deepest first and interleaved across paths, so that a frame usually finds the next deeper
   frame's result on disk and copies the quarter of its pixels the two share. Frames are
@@ -189,7 +191,9 @@ def _validate_zoom(cfg):
 
 
 def _start(cfg, name, path):
-    """(centre, width, prefer): where a path's descent starts, and how it moves."""
+    """(centre, width, prefer): where a path's descent starts, and how it moves. The
+    paper's path starts at its panel's centre at the panel's width (the descent begins
+    where the centre is no longer known to a frame's pixel: cell_params)."""
     if path == "paper":
         x, y, width, _ = zoom.PAPER_PANELS[name]
         return [x, y], width, "near"
@@ -200,7 +204,7 @@ def _start(cfg, name, path):
             "near",
         )
     x0, x1, y0, y1 = _opening(cfg)
-    return [(x0 + x1) / 2, (y0 + y1) / 2], max(x1 - x0, y1 - y0), "dense"
+    return [(x0 + x1) / 2, (y0 + y1) / 2], max(x1 - x0, y1 - y0), "structure"
 
 
 def cell_params(cfg, point):
@@ -232,12 +236,15 @@ def cell_params(cfg, point):
     centre, width, prefer = _start(cfg, name, path)
     width0, anchor_frame = zoom.ladder(width, cfg.fractal_zoom_outer_width)
     frames = cfg.fractal_zoom_frames
+    descent_width = width
+    if path == "paper":  # on the printed centre while it is known to a frame's pixel
+        descent_width = zoom.known_width(width0, width, cfg.fractal_resolution)
     p.update(
         kind="centre",
         path=path,
         frames=frames,
         start_centre=[float(c) for c in centre],
-        start_width=float(width),
+        start_width=float(descent_width),
         prefer=prefer,
         width0=width0,
         anchor_frame=anchor_frame,  # the frame index of the start width (a panel's)

@@ -77,8 +77,9 @@ def find_centre(p, device, cache=None, log=None, resolution=None, steps=None):
 
 
 def frame_values(p, device, root=None, cache=None, log=None, resolution=None, steps=None):
-    """Computes frame p["frame"] of a path: (result, reused pixel count, verification).
-    `root` (the results directory, RunContext.root) holds the deeper frame it reuses."""
+    """Computes frame p["frame"] of a path: (result, reused pixel count, verification);
+    the result carries the frame's noise test ("noise", noise_check). `root` (the results
+    directory, RunContext.root) holds the deeper frame it reuses."""
     n = resolution or p["resolution"]
     extra = {} if steps is None else {"steps": steps}
     grid = zoom.frame_grid(p["centre"], p["width0"], p["frame"], n)
@@ -91,6 +92,7 @@ def frame_values(p, device, root=None, cache=None, log=None, resolution=None, st
                 known = zoom.known_from_deeper(values)
                 reused = int(known[0].sum())
     res = compute(p, device, cache, grid=grid, known=known, **extra)
+    res["noise"] = noise_check(p, device, res["values"], grid, cache, **extra)
     verify = None
     if p.get("exit_verify") and p.get("early_exit") == "threshold":
         exact = compute(p, device, cache, grid=grid, known=known, early_exit="nonfinite", **extra)
@@ -102,8 +104,27 @@ def frame_values(p, device, root=None, cache=None, log=None, resolution=None, st
         }
         if log:
             log(f"threshold exit check: {verify}")
-        res = exact  # keep the exact image
+        res = {**exact, "noise": res["noise"]}  # keep the exact image
     return res, reused, verify
+
+
+def noise_block(n):
+    """The rows and columns of an n x n frame that its noise test recomputes: the middle
+    quarter of the width (65 of 257 pixels), around the centre the path follows."""
+    h = (n - 1) // 2
+    r = max(1, h // 4)
+    return slice(h - r, h + r + 1)
+
+
+def noise_check(p, device, values, grid, cache=None, **kw):
+    """zoom.noise_test of a frame: its middle block recomputed on the grid shifted by
+    zoom.NOISE_SHIFT of a pixel (about 1/16 of the frame's pixels), and the float64
+    floor of its whole grid."""
+    block = noise_block(values.shape[0])
+    gx, gy = np.asarray(grid[0])[block], np.asarray(grid[1])[block]
+    shifted = compute(p, device, cache, grid=zoom.shifted_grid(gx, gy), **kw)["values"]
+    jitter = max(zoom.grid_jitter(grid[0]), zoom.grid_jitter(grid[1]))
+    return zoom.noise_test(values[block, block], shifted, jitter)
 
 
 def _save_npy(path, array):
@@ -144,6 +165,8 @@ def run_centre(cell, ctx):
     )
     out = {
         "centre": found["centre"],
+        "descent_rule": p["prefer"],  # "near" (the paper's, given) or "structure" (auto)
+        "descent_start_width": p["start_width"],
         "width0": p["width0"],
         "deepest_width": p["deepest_width"],
         "descent": found["levels"],
@@ -191,6 +214,8 @@ def run_frame(cell, ctx):
         "counts": bc["counts"],
         "edge_pixels": bc["edge_pixels"],
         **stats,
+        "noise": res["noise"],
+        "arithmetic": res["noise"]["arithmetic"],
         **_meta_common(p, res),
         "verify": verify,
         "data_digest": _digest(p, ctx.cache),
@@ -204,11 +229,15 @@ def run_frame(cell, ctx):
             "converged_fraction": meta["converged_fraction"],
             "edge_fraction": stats["edge_fraction"],
             "isolated_fraction": stats["isolated_fraction"],
+            "noise_ratio": res["noise"]["noise_ratio"],
             "reused_pixels": reused,
             "pixel_steps_per_s": res["pixel_steps_per_s"],
             "runtime_s": res["runtime_s"],
         },
-        **{k: meta[k] for k in ("frame", "width", "window", "slopes", "blank", "speckled")},
+        **{
+            k: meta[k]
+            for k in ("frame", "width", "window", "slopes", "blank", "arithmetic", "noise")
+        },
         "verify": verify,
         "values": "frame.npy",
         "backend": res["backend"],
@@ -222,21 +251,29 @@ def run_image(cell, ctx, title):
     res = compute(p, _device(ctx), ctx.cache, window=tuple(p["window"]), resolution=p["resolution"])
     v = res["values"]
     _save_npy(out / "frame_00.npy", v)
+    converged = float(np.mean(v < 0))
+    # one frame has no dimension (a wide frame reads about 1 whatever the boundary): its
+    # title says what it shows; the box counts are kept, titled as what they are
     size = f"{v.shape[1]} x {v.shape[0]} networks, {p['steps']} steps each"
-    figures.save_image(v, p["window"], out / "frame_00.png", p["axes"], f"{title}\n{size}")
-    bc = dimension.box_count(v, method=p["dimension"])
-    dim = float(np.median(bc["slopes"])) if bc["slopes"] else None
-    dim_text = f"{dim:.3f}" if dim is not None else "n/a"
-    dimension.plot_box_counting(
-        [v], out / "box_counting.png", f"{title}: D = {dim_text}", method=p["dimension"]
+    figures.save_image(
+        v,
+        p["window"],
+        out / "frame_00.png",
+        p["axes"],
+        f"{title}: {converged:.1%} converged\n{size}",
     )
+    bc = dimension.box_count(v, method=p["dimension"])
+    dimension.plot_box_counting(
+        [v], out / "box_counting.png",
+        f"{title}: box counts of one frame (a dimension needs a zoom sequence)",
+        method=p["dimension"],
+    )  # fmt: skip
     frame = {
         "index": 0,
         "window": p["window"],
         "values": "frame_00.npy",
         "png": "frame_00.png",
-        "converged_fraction": float(np.mean(v < 0)),
-        "dimension": dim,
+        "converged_fraction": converged,
         "slopes": bc["slopes"],
         "edge_pixels": bc["edge_pixels"],
         **_meta_common(p, res),
@@ -246,7 +283,6 @@ def run_image(cell, ctx, title):
         "window": p["window"],
         "resolution": p["resolution"],
         "steps": p["steps"],
-        "fractal_dimension": dim,
         "profile": ctx.profile,
         "data_digest": _digest(p, ctx.cache),
         **_meta_common(p, res),
@@ -256,8 +292,8 @@ def run_image(cell, ctx, title):
     return {
         "status": "ok",
         "metrics": {
-            "fractal_dimension": dim,
             "converged_fraction": frame["converged_fraction"],
+            "edge_pixels": bc["edge_pixels"],
             "pixel_steps_per_s": res["pixel_steps_per_s"],
             "runtime_s": res["runtime_s"],
         },
@@ -322,6 +358,8 @@ def probe(cell, ctx):
         frames = (
             p["frames"] * 0.75 + 0.25 if p.get("reuse") and p["resolution"] % 2 else p["frames"]
         )
+        block = noise_block(p["resolution"])  # each frame's noise test recomputes a block
+        frames += p["frames"] * ((block.stop - block.start) / p["resolution"]) ** 2
     per_frame = fixed + scaled * (p["resolution"] / res) ** 2
     return {
         "unit": "pixel-steps",

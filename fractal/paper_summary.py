@@ -47,7 +47,11 @@ def summarize(summary_dir, cells, results, cfg):
             "widest_width": p["width0"],
             "deepest_width": p["deepest_width"],
             "blank_frames": [r["frame"] for _, r in done if r.get("blank")],
-            "speckled_frames": [r["frame"] for _, r in done if r.get("speckled")],
+            # frames whose structure the noise test calls arithmetic (zoom.noise_test)
+            "arithmetic_frames": [r["frame"] for _, r in done if r.get("arithmetic")],
+            "noise_ratio_max": max(
+                [(r.get("noise") or {}).get("noise_ratio") or 0 for _, r in done], default=None
+            ),
             "frame_dimensions": {
                 r["frame"]: _finite(np.median(r["slopes"])) if r.get("slopes") else None
                 for _, r in done
@@ -72,7 +76,8 @@ def summarize(summary_dir, cells, results, cfg):
         values, window = loaded.get(show, (None, None))
         overview.append(
             {"name": f"{key}, frame {show}", "values": values, "window": window or p["window"],
-             "axes": p["axes"], "dimension": out[key]["dimension"]}
+             "axes": p["axes"], "dimension": out[key]["dimension"],
+             "spread": out[key]["spread_16_84"]}
         )  # fmt: skip
         if p["path"] == "paper":
             j = p["anchor_frame"]
@@ -109,10 +114,10 @@ def _summarize_images(summary_dir, root, cells, results, cfg):
             path = cell_file(root, cell.id, first.get("values"))
             if path is not None and path.is_file():
                 panel["values"] = np.load(path)
-            dim = (r.get("metrics") or {}).get("fractal_dimension")
-            panel["dimension"] = dim
+            converged = (r.get("metrics") or {}).get("converged_fraction")
+            panel["converged_fraction"] = converged  # one frame: no dimension
             out[key] = {
-                "dimension": dim,
+                "converged_fraction": converged,
                 "resolution": p["resolution"],
                 "steps": p["steps"],
                 "frames": len(r["frames"]),
@@ -120,7 +125,7 @@ def _summarize_images(summary_dir, root, cells, results, cfg):
                 "pixel_steps_per_s": (r.get("metrics") or {}).get("pixel_steps_per_s"),
             }
         panels.append(panel)
-    title = f"{cfg.get('name', '')} [{cfg.get('profile', '')}]: fractal dimension"
+    title = f"{cfg.get('name', '')} [{cfg.get('profile', '')}]: one image each"
     figures.summary_figure(panels, summary_dir / "fractal_summary.png", title)
     return out
 

@@ -13,17 +13,19 @@ quarter of each frame is shared with the next deeper one (shared_pixels).
 The centre is given (the paper's panels, PAPER_PANELS, or the user's) or found by
 `descend`: at each depth a low-resolution image around the current centre, and a move to
 a boundary point within the middle quarter of it, so the frames nest around the final
-centre and each lies inside the image twice as wide. The automatic path moves to the
-densest boundary whose next window is not speckle (isolated pixels: sign noise rather
-than structure), and backs up a level where it finds none; paths that start from a given
-centre move to the nearest such point, which keeps the given frames as they were.
+centre and each lies inside the image twice as wide. The automatic path moves to where
+the boundary is most complex at the next frame's scale, avoiding only windows whose
+structure the arithmetic made (noise_test: the window recomputed on a grid shifted by a
+fraction of a pixel, and the float64 floor of the grid); paths from a given centre keep it
+while it is known to better than a frame's pixel, then move to the boundary point nearest
+the previous centre.
 """
 
 import math
 
 import numpy as np
 
-from fractal.dimension import paper_edges
+from fractal.dimension import box_counts, box_sizes, local_slopes, paper_edges
 
 OUTER_WIDTH = 6.0  # decades: the paper's zoom sequences end at the first frame this wide
 
@@ -39,15 +41,9 @@ PAPER_PANELS = {
     "paraminit": (-0.7076069516, 1.5913480399, 6.291e-10, 34),
 }
 
-# Speckle: the fraction of pixels at least three of whose four neighbours have the other
-# sign (isolated pixels and one-pixel spikes). Sign noise (every pixel a coin flip) has
-# 5/16, a converged sea with a few percent of lone diverged pixels (the chaotic band of
-# the lr planes) about as many percent; a boundary resolved by the pixels has them only
-# at its tips and corners. A frame is reported speckled above SPECKLE_FRAME; a descent
-# candidate is rejected when its next window has more than SPECKLE_AHEAD (half that:
-# frames there are judged at another resolution and up to a quarter width off-centre).
-SPECKLE_FRAME = 0.02
-SPECKLE_AHEAD = SPECKLE_FRAME / 2
+# The panels' centres are known to about this fraction of the panel's width (their
+# printed digits): frames whose pixel is larger see the printed centre as exact.
+PANEL_PRECISION = 1e-4
 ALTERNATIVES = 4
 
 
@@ -60,6 +56,17 @@ def ladder(anchor_width, outer=OUTER_WIDTH):
     while math.ldexp(anchor_width, j - 1) >= outer:
         j -= 1
     return math.ldexp(anchor_width, j), j
+
+
+def known_width(width0, anchor_width, n, precision=PANEL_PRECISION):
+    """The narrowest frame of the ladder from width0 whose pixel (width / (n - 1)) is
+    still larger than the uncertainty of a centre known to `precision` of anchor_width:
+    frames down to it stay on the centre; deeper ones follow the boundary from there."""
+    u = precision * anchor_width
+    k = 0
+    while math.ldexp(width0, -(k + 1)) / (n - 1) > u:
+        k += 1
+    return math.ldexp(width0, -k)
 
 
 def frame_step(width0, k, n):
@@ -104,12 +111,109 @@ def known_from_deeper(deeper_values):
 
 
 # ----------------------------------------------------------------------------------------
+# what the arithmetic makes: the float64 floor of the grid, and a shifted recomputation
+
+# A frame's log10 coordinates are float64 numbers near the centre (|x| up to ~3) and its
+# learning rates 10**x: rounding moves a pixel by half an ulp of x, and 10**x by half an
+# ulp of the rate, which is a pixel's share of the rate's change across a step. Past a
+# quarter of a pixel the grid no longer holds the pixel positions it claims: the frame is
+# below the float64 floor, whatever the training does.
+GRID_JITTER = 0.25
+
+# The noise test. Recompute a window on its grid shifted by NOISE_SHIFT of a pixel along
+# the diagonal and count the pixels whose sign changed, against the pixels whose sign
+# differs from their diagonal neighbour one pixel away. Where the sign is a function of
+# position, the pixels that flip under a shift s lie within s of the boundary: a fraction
+# proportional to s^(2 - D) for a boundary of box-counting dimension D (s for a line, about
+# 0.35 for D = 1.5 at s = 1/8, 0.75 for D = 1.86). Where the sign is rounding noise (the
+# rate's last bits decide it), any shift redraws it: the ratio is 1. Above NOISE_RATIO
+# (D > 1.95 at s = 1/8) the window's structure is called arithmetic.
+NOISE_SHIFT = 0.125
+NOISE_RATIO = 0.9
+# The descent judges the next frame's window before it exists, on a coarser image, up to
+# a quarter of a width off-centre, and a window half noise and half structure reads in
+# between: it accepts a window only well below the frames' threshold, so that a path
+# along the edge of a noisy band does not sit just under it.
+NOISE_AHEAD = 0.8
+# Rows or columns that are bitwise equal to their neighbour: two grid lines that became
+# one float64 rate. Counted among the lines the boundary crosses.
+IDENTICAL_LINES = 0.05
+
+
+def grid_jitter(g):
+    """The largest rounding of a grid's pixel positions, in pixels: half an ulp of the
+    log10 coordinate, or of the rate 10**x as a share of its change per pixel, whichever
+    is larger (g: the log10 coordinates of one axis, evenly spaced)."""
+    g = np.asarray(g, dtype=np.float64)
+    step = (float(g[-1]) - float(g[0])) / (len(g) - 1)
+    if not step > 0:
+        return math.inf
+    x = float(np.max(np.abs(g)))
+    rate = 2.0**-53 / (step * math.log(10))  # relative half-ulp over the rate's change
+    return max(float(np.spacing(x)) / 2 / step, rate)
+
+
+def shifted_grid(gx, gy, shift=NOISE_SHIFT):
+    """The grid (gx, gy) moved by `shift` of a pixel along both axes."""
+    sx = (gx[-1] - gx[0]) / (len(gx) - 1) * shift
+    sy = (gy[-1] - gy[0]) / (len(gy) - 1) * shift
+    return np.asarray(gx) + sx, np.asarray(gy) + sy
+
+
+def _flip_maps(values, shifted):
+    """[n-1, n-1] maps: 1 where a pixel's sign differs from its diagonal neighbour, and
+    where it differs from the pixel on the shifted grid."""
+    pos, spos = np.asarray(values) > 0, np.asarray(shifted) > 0
+    near = (pos[:-1, :-1] != pos[1:, 1:]).astype(float)
+    moved = (pos != spos)[:-1, :-1].astype(float)
+    return near, moved
+
+
+def identical_lines(values):
+    """The fraction of the rows and columns crossed by the boundary that are bitwise equal
+    to the next one (0 when the boundary crosses none)."""
+    v = np.asarray(values)
+    pos = v > 0
+    same, crossed = 0, 0
+    for a, p in ((v, pos), (v.T, pos.T)):
+        mixed = p.any(axis=1) & ~p.all(axis=1)
+        pair = mixed[:-1] | mixed[1:]
+        crossed += int(pair.sum())
+        same += int((np.all(a[:-1] == a[1:], axis=1) & pair).sum())
+    return same / crossed if crossed else 0.0
+
+
+def noise_test(values, shifted, jitter=0.0):
+    """Numerical noise or structure? values: an image; shifted: the same window recomputed
+    on the grid moved by NOISE_SHIFT of a pixel (shifted_grid); jitter: grid_jitter() of
+    the grid. Returns the flip fractions, their ratio (None without boundary), the
+    identical lines, and "arithmetic": the ratio above NOISE_RATIO, lines that merged, or
+    a grid below the float64 floor."""
+    near, moved = _flip_maps(values, shifted)
+    ratio = float(moved.mean() / near.mean()) if near.any() else None
+    same = identical_lines(values)
+    return {
+        "flips_neighbour": float(near.mean()),
+        "flips_shifted": float(moved.mean()),
+        "noise_ratio": ratio,
+        "identical_lines": same,
+        "grid_jitter": float(jitter),
+        "arithmetic": bool(
+            (ratio is not None and ratio > NOISE_RATIO)
+            or same > IDENTICAL_LINES
+            or jitter > GRID_JITTER
+        ),
+    }
+
+
+# ----------------------------------------------------------------------------------------
 # what a frame looks like
 
 
 def isolated(values):
     """Boolean [n, n]: pixels (not on the border) at least three of whose four neighbours
-    have the other sign (> 0 against <= 0): isolated pixels and one-pixel spikes."""
+    have the other sign (> 0 against <= 0): isolated pixels and one-pixel spikes. Reported,
+    not avoided: a tangled boundary at finite resolution looks like this too."""
     pos = np.asarray(values) > 0
     out = np.zeros(pos.shape, dtype=bool)
     c = pos[1:-1, 1:-1]
@@ -124,69 +228,74 @@ def isolated(values):
 
 
 def frame_stats(values):
-    """What the summary reports of a frame: boundary (edge) and speckle fractions."""
+    """What the summary reports of a frame: boundary (edge) and isolated-pixel fractions,
+    and whether it is blank."""
     edges = paper_edges(values)
     iso = isolated(values)
     return {
         "edge_fraction": float(edges.mean()) if edges.size else 0.0,
         "isolated_fraction": float(iso.mean()) if iso.size else 0.0,
         "blank": not bool(edges.any()),
-        "speckled": bool(iso.mean() > SPECKLE_FRAME) if iso.size else False,
     }
 
 
-def _box_mean(a, b):
-    """Mean of `a` over the b x b box around every pixel (clipped at the border)."""
+def _box_sum(a, b):
+    """Sum of `a` over the b x b box around every pixel (clipped at the border)."""
     n0, n1 = a.shape
     c = np.zeros((n0 + 1, n1 + 1))
     c[1:, 1:] = np.cumsum(np.cumsum(a, axis=0), axis=1)
     r = b // 2
     lo0, hi0 = np.clip(np.arange(n0) - r, 0, n0), np.clip(np.arange(n0) + r + 1, 0, n0)
     lo1, hi1 = np.clip(np.arange(n1) - r, 0, n1), np.clip(np.arange(n1) + r + 1, 0, n1)
-    s = c[hi0][:, hi1] - c[lo0][:, hi1] - c[hi0][:, lo1] + c[lo0][:, lo1]
-    return s / np.outer(hi0 - lo0, hi1 - lo1)
+    return c[hi0][:, hi1] - c[lo0][:, hi1] - c[hi0][:, lo1] + c[lo0][:, lo1]
 
 
-def speckle_ahead(values):
-    """[n-1, n-1] over the edge cells: the largest isolated fraction of the windows 1/2,
-    1/4 and 1/8 as wide as the image around each cell, the next three frames' windows
-    if the path went on there, seen at this image's resolution."""
-    iso = isolated(values)[:-1, :-1].astype(float)
-    n = iso.shape[0] + 1
-    return np.max([_box_mean(iso, max(3, n // d)) for d in (2, 4, 8)], axis=0)
+def window_slope(edges, iy, ix, b):
+    """The box-counting slope of the boundary in the b x b window around edge cell
+    (iy, ix): the median of the local slopes over boxes of 1, 2, 4, ... pixels up to a
+    quarter of the window (pow2 counting). Returns (slope or nan, boundary cells)."""
+    r = b // 2
+    w = edges[max(0, iy - r) : iy + r + 1, max(0, ix - r) : ix + r + 1]
+    sizes = box_sizes(w.shape)
+    slopes = local_slopes(sizes, box_counts(w, sizes))
+    return (float(np.median(slopes)) if len(slopes) else math.nan), int(w.sum())
 
 
-def candidates(values, prefer="dense", reach=0.25):
+def candidates(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0):
     """The next centres to try on an image [n, n] whose centre is the current one, best
     first, and what was seen: a list of (dx, dy) in pixels from the centre, and info.
 
     Candidates are the edge cells (2x2 sign changes) within `reach` of the half-width
     from the centre, the middle quarter: the final centre then stays within a quarter
     width of this image's centre (the moves below halve), so every frame at most half
-    this wide lies inside it and the
-    windows n / 2, n / 4 and n / 8 pixels wide around a candidate are where the next three
-    frames will be, give or take a quarter of their width. A candidate is acceptable when
-    none of them is speckle (speckle_ahead at most SPECKLE_AHEAD): what the frames there
-    will show, since sign noise is noise at every resolution, and the speckle the 257-pixel
-    frames showed, the 65-pixel descent images showed as well (docs/fractal.md). "dense":
-    the most boundary around the candidate first (an n / 8 box; nearest on ties); "near":
-    the nearest first. Up to ALTERNATIVES acceptable ones are returned, n / 8 pixels apart,
-    for the descent to back up to; none when the image is blank or only speckle is left.
+    this wide lies inside it, and the window n / 2 pixels wide around a candidate is
+    where the next frame will be, give or take a quarter of its width.
+
+    "structure" (the automatic path): the most complex boundary at the next frame's scale
+    first: the highest box-counting slope in that window (to 0.05), then the most boundary
+    cells in it, then the nearest. A candidate is acceptable unless the noise test calls
+    its window arithmetic (`shifted`: the image recomputed on the grid moved by
+    NOISE_SHIFT of a pixel: acceptable up to NOISE_AHEAD; `jitter`: the grid's float64
+    rounding, grid_jitter()); nothing else is avoided. "near" (the paper's and given paths): the nearest boundary point first,
+    as a person zooming by hand would; every candidate is acceptable. Up to ALTERNATIVES
+    acceptable ones are returned, n / 8 pixels apart, for the descent to back up to; none
+    when the image is blank or the arithmetic made all of it.
     """
-    found, info, _ = _candidates(values, prefer, reach)
+    found, info, _ = _candidates(values, prefer, reach, shifted, jitter)
     return found, info
 
 
-def _candidates(values, prefer, reach):
+def _candidates(values, prefer, reach, shifted=None, jitter=0.0):
     """candidates(), and the fallback choose_point() takes when there are none: the edge
-    cell within reach with the least speckle ahead (nearest on ties), or None."""
+    cell within reach whose window is least noise-like (nearest on ties), or None."""
+    if prefer not in ("structure", "near"):
+        raise ValueError(f"prefer={prefer!r}; expected 'structure' or 'near'")
     v = np.asarray(values)
     n = v.shape[0]
     h = (n - 1) / 2
     edges = paper_edges(v)
     iy, ix = np.nonzero(edges)
-    info = {"edge_fraction": float(edges.mean()), "isolated_fraction": 0.0, "status": "ok"}
-    info["image_isolated_fraction"] = float(isolated(v).mean())
+    info = {"edge_fraction": float(edges.mean()), "status": "ok", "grid_jitter": float(jitter)}
     if len(ix) == 0:
         info["status"] = "blank"
         return [], info, None
@@ -199,19 +308,29 @@ def _candidates(values, prefer, reach):
         move = (float(np.clip(dx[k], -reach, reach)), float(np.clip(dy[k], -reach, reach)))
         return [move], info, None
     iy, ix, dx, dy = iy[inside], ix[inside], dx[inside], dy[inside]
-    density = _box_mean(edges.astype(float), max(3, n // 8))[iy, ix]
-    ahead = speckle_ahead(v)[iy, ix]
     dist = dx**2 + dy**2
-    if prefer == "dense":  # no speckle at all ahead first, then most boundary, nearest
-        order = np.lexsort((dist, -density, ahead > 0))
+    b = max(3, n // 2)  # the next frame's window at this image's resolution
+    ratio = np.zeros(len(ix))
+    if shifted is not None:
+        near, moved = _flip_maps(v, shifted)
+        sn, sm = _box_sum(near, b)[iy, ix], _box_sum(moved, b)[iy, ix]
+        ratio = np.where(sn > 0, sm / np.maximum(sn, 1), 0.0)
+        info["image_noise_ratio"] = float(moved.mean() / near.mean()) if near.any() else None
+    noisy = (ratio > NOISE_AHEAD) | (jitter > GRID_JITTER)
+    if prefer == "structure":
+        scored = [window_slope(edges, a, c, b) for a, c in zip(iy, ix)]
+        slope = np.array([s for s, _ in scored])
+        cells = np.array([c for _, c in scored])
+        key = -np.round(np.nan_to_num(slope, nan=0.0) / 0.05)
+        order = np.lexsort((dist, -cells, key))
     else:
+        slope = cells = None
+        noisy[:] = False  # the nearest point, whatever it looks like
         order = np.argsort(dist, kind="stable")
-    ok = ahead <= SPECKLE_AHEAD
-    info["least_isolated_ahead"] = float(ahead.min())
     picked = []
     apart = max(1.0, n / 8)
     for i in order:
-        if not ok[i] or any(
+        if noisy[i] or any(
             abs(dx[i] - dx[j]) < apart and abs(dy[i] - dy[j]) < apart for j in picked
         ):
             continue
@@ -219,32 +338,39 @@ def _candidates(values, prefer, reach):
         if len(picked) == ALTERNATIVES:
             break
     if not picked:
-        info["status"] = "speckled"
-        k = int(np.lexsort((dist, ahead))[0])
-        return [], info, ((float(dx[k]), float(dy[k])), float(ahead[k]))
+        info["status"] = "arithmetic"
+        k = int(np.lexsort((dist, ratio))[0])
+        return [], info, ((float(dx[k]), float(dy[k])), float(ratio[k]))
     k = picked[0]
-    info.update(density=float(density[k]), isolated_fraction=float(ahead[k]))
+    if shifted is not None:
+        info["noise_ratio"] = float(ratio[k])
+    if slope is not None:
+        info.update(window_slope=_num(slope[k]), window_cells=int(cells[k]))
     return [(float(dx[i]), float(dy[i])) for i in picked], info, None
 
 
-def choose_point(values, prefer="dense", reach=0.25):
+def _num(x):
+    return float(x) if np.isfinite(x) else None
+
+
+def choose_point(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0):
     """The best next centre on an image (candidates()' first), or where a lost path goes
-    on: the image's centre when blank, else the edge cell within the middle quarter with
-    the least speckle ahead (nearest on ties)."""
-    found, info, fallback = _candidates(values, prefer, reach)
+    on: the image's centre when blank, else the edge cell within the middle quarter whose
+    window is least noise-like (nearest on ties)."""
+    found, info, fallback = _candidates(values, prefer, reach, shifted, jitter)
     return (found[0] if found else _lost(info, fallback)), info
 
 
 def _lost(info, fallback):
-    """Where a path with no acceptable candidate goes on: the least speckled edge cell
-    (recording its speckle in `info`), or straight on when the image is blank."""
+    """Where a path with no acceptable candidate goes on: the least noise-like edge cell
+    (recording its ratio in `info`), or straight on when the image is blank."""
     if fallback is None:
         return (0.0, 0.0)
-    move, info["isolated_fraction"] = fallback
+    move, info["noise_ratio"] = fallback
     return move
 
 
-def descend(compute, centre, width, deepest, resolution, prefer="dense", log=None):
+def descend(compute, centre, width, deepest, resolution, prefer="structure", log=None):
     """Follow the boundary from `centre` (log10 x, y) at `width` decades down to the
     centre of the frame `deepest` decades wide.
 
@@ -252,13 +378,16 @@ def descend(compute, centre, width, deepest, resolution, prefer="dense", log=Non
     around centre on the grid centre + (i - (n-1)/2) * width / (n-1) (n = resolution).
     Widths halve exactly from `width`; the last image examined is 2 * deepest wide (it
     chooses the deepest frame's centre). At each depth the best acceptable candidate
-    (candidates()). Where an image has none (blank, or speckle wherever the path could go
-    on), the descent backs up to the deepest level with an untried alternative and goes on
-    from there, as long as the images stay within twice those of a straight descent; past
-    that it goes on through the least speckled point (choose_point). Pure given `compute`:
+    (candidates()); for "structure" each image is also computed on its grid shifted by
+    NOISE_SHIFT of a pixel (the centre moved by that much), for the noise test. Where an
+    image has none (blank, or the arithmetic's wherever the path could go on), the
+    descent backs up to the deepest level with an untried alternative and goes on from
+    there, as long as the images stay within twice those of a straight descent; past that
+    it goes on through the least noise-like point (choose_point). Pure given `compute`:
     the same inputs give the same centre. Returns {"centre": [x, y], "levels": [per level
     of the path: width, centre, move, the alternative taken (rank), what candidates()
-    saw], "images": images computed, "backtracks": times it backed up}.
+    saw], "images": images computed (shifted ones included), "backtracks": times it backed
+    up}.
     """
     w0 = float(width)
     depth = 0
@@ -272,13 +401,21 @@ def descend(compute, centre, width, deepest, resolution, prefer="dense", log=Non
         w = math.ldexp(w0, -len(path))
         values = compute(c, w)
         images += 1
+        shifted, jitter = None, 0.0
+        if prefer == "structure":
+            gx, gy = frame_grid(c, w, 0, resolution)
+            jitter = max(grid_jitter(gx), grid_jitter(gy))
+            s = NOISE_SHIFT * w / (resolution - 1)
+            shifted = compute((c[0] + s, c[1] + s), w)
+            images += 1
         reach = 0.5 if not path else 0.25  # the first move: anywhere a half-width window fits
-        found, info, fallback = _candidates(values, prefer, reach)
+        found, info, fallback = _candidates(values, prefer, reach, shifted, jitter)
         if not found:
             j = len(path) - 1
             while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
                 j -= 1
-            if j >= 0 and images + depth - (j + 1) <= limit:  # room to reach the bottom
+            per_image = 2 if shifted is not None else 1
+            if j >= 0 and images + per_image * (depth - (j + 1)) <= per_image * limit:
                 if log:
                     log(
                         f"descent at width {w:.3g}: {info['status']}, back to {path[j]['width']:.3g}"

@@ -17,6 +17,7 @@ How each shape becomes a sign image (the estimator only sees where the sign chan
 import numpy as np
 import pytest
 
+from fractal import zoom
 from fractal.dimension import (
     bootstrap,
     box_count,
@@ -262,3 +263,122 @@ def test_pooled_median_bootstrap_and_stretches():
     assert 1.0 <= lo <= 1.5 <= hi <= 2.0
     assert stretches(frames, 3) == [(0, 2, 1.2), (3, 3, 1.8)]
     assert np.isnan(pooled_median([[], []])) and np.isnan(bootstrap([[]])[0])
+
+
+# ------------------------------------------------ the noise test and the descent's slope
+# Worlds computed at any coordinates, as the engine computes a frame on any grid: the
+# noise test recomputes them on a grid shifted by a fraction of a pixel.
+
+RABBIT = -0.123 + 0.745j  # Douady's rabbit: a Julia set whose boundary has D = 1.39
+RABBIT_DIM = 1.39
+
+
+def julia(x, y, c=RABBIT, iters=300):
+    """An escape-time image, like a trainability image: the escape step where the orbit of
+    z -> z^2 + c from x + iy leaves |z| > 4 (positive), -1 - |z| where it stays (negative).
+    The boundary between them is the Julia set, self-similar: the same at every scale."""
+    z = np.asarray(x) + 1j * np.asarray(y)
+    out = np.zeros(z.shape)
+    alive = np.ones(z.shape, dtype=bool)
+    for i in range(iters):
+        z = np.where(alive, z * z + c, z)
+        escaped = alive & (np.abs(z) > 4)
+        out[escaped] = i + 1.0
+        alive &= ~escaped
+    out[alive] = -1.0 - np.abs(z[alive])
+    return out
+
+
+def hashed(x, y):
+    """Sign noise: a function of the coordinates' last bits, redrawn by any shift."""
+    return np.modf(np.abs(np.sin(x * 12989.8 + y * 78233.0) * 43758.5453))[0] - 0.5
+
+
+def world(kind):
+    """compute(gx, gy) -> image [len(gy), len(gx)] of a world of known structure: like the
+    engine's values, continuous (no two grid lines alike), negative inside."""
+
+    def compute(gx, gy):
+        y, x = np.meshgrid(np.asarray(gy), np.asarray(gx), indexing="ij")
+        if kind == "line":
+            return y - (0.37 * x - 0.3)
+        if kind == "islands":  # discs on a lattice: many short smooth boundaries
+            return (np.mod(x, 0.25) - 0.125) ** 2 + (np.mod(y, 0.25) - 0.125) ** 2 - 0.006
+        if kind == "julia":
+            return julia(x - 1, y)
+        if kind == "noise":
+            return hashed(x, y)
+        raise ValueError(kind)
+
+    return compute
+
+
+def grid(n=257, x0=0.0, y0=-1.0, width=2.0):
+    g = np.arange(n) * (width / (n - 1))
+    return x0 + g, y0 + g
+
+
+def noise_of(kind, **kw):
+    compute, (gx, gy) = world(kind), grid(**kw)
+    return zoom.noise_test(compute(gx, gy), compute(*zoom.shifted_grid(gx, gy)))
+
+
+def test_noise_ratio_known_answers():
+    # pixels flipped by a shift s against a one-pixel neighbour: s for a line, about
+    # s^(2 - D) for a boundary of dimension D, 1 for sign noise
+    s = zoom.NOISE_SHIFT
+    line = noise_of("line")
+    assert abs(line["noise_ratio"] - s) < 0.03 and not line["arithmetic"]
+    islands = noise_of("islands")
+    assert islands["noise_ratio"] < 0.3 and not islands["arithmetic"]
+    rabbit = noise_of("julia")
+    assert not rabbit["arithmetic"] and rabbit["identical_lines"] == 0
+    assert abs(2 - np.log(rabbit["noise_ratio"]) / np.log(s) - RABBIT_DIM) < 0.1, rabbit
+    noise = noise_of("noise")
+    assert noise["noise_ratio"] > 0.95 and noise["arithmetic"]
+    blank = zoom.noise_test(-np.ones((9, 9)), -np.ones((9, 9)))
+    assert blank["noise_ratio"] is None and not blank["arithmetic"]
+
+
+def test_noise_test_separates_a_quantised_frame_from_a_fractal_one():
+    # the same fractal world, its coordinates rounded to a quantum 2.5 pixels wide (as a
+    # float64 grid below its floor rounds learning rates): merged grid lines, arithmetic
+    compute = world("julia")
+    gx, gy = grid()
+    q = 2.5 * (gx[1] - gx[0])
+
+    def quantised(gx, gy):
+        return compute(np.round(np.asarray(gx) / q) * q, np.round(np.asarray(gy) / q) * q)
+
+    fractal = zoom.noise_test(compute(gx, gy), compute(*zoom.shifted_grid(gx, gy)))
+    stepped = zoom.noise_test(quantised(gx, gy), quantised(*zoom.shifted_grid(gx, gy)))
+    assert not fractal["arithmetic"] and fractal["identical_lines"] == 0
+    assert stepped["arithmetic"] and stepped["identical_lines"] > 0.3
+    # the float64 floor of a real grid: the paper's 44 frames at 257 pixels are above it,
+    # a frame 2^-50 of 6 decades wide around 2.3 is far below
+    for name, (x, y, width, _) in zoom.PAPER_PANELS.items():
+        w0, _ = zoom.ladder(width)
+        for k in (0, 43):
+            gx, gy = zoom.frame_grid((x, y), w0, k, 257)
+            assert max(zoom.grid_jitter(gx), zoom.grid_jitter(gy)) < zoom.GRID_JITTER, (name, k)
+    gx, _ = zoom.frame_grid((2.3, 2.3), 6.0, 50, 257)
+    assert zoom.grid_jitter(gx) > 1
+    deep = zoom.noise_test(np.ones((5, 5)), np.ones((5, 5)), zoom.grid_jitter(gx))
+    assert deep["arithmetic"]
+
+
+def test_window_slope_known_answers():
+    n = 129
+    gx, gy = grid(n)
+    # a line 1; islands about 1 below their size; noise about 2 (1.8: 65 pixels leave
+    # few boxes); the rabbit's 1.39 between
+    for kind, lo, hi in (("line", 0.95, 1.05), ("islands", 0.9, 1.35), ("noise", 1.7, 2.0),
+                         ("julia", 1.2, 1.6)):  # fmt: skip
+        edges = paper_edges(world(kind)(gx, gy))
+        slope, cells = zoom.window_slope(edges, n // 2, n // 2, n // 2)
+        assert lo < slope < hi, (kind, slope)
+        assert cells == edges[32:97, 32:97].sum()
+    s = sierpinski_image()[:256, :256]
+    slope, _ = zoom.window_slope(edge_pixels(s), 128, 128, 256)
+    assert abs(slope - SIERPINSKI) < 0.1
+    assert np.isnan(zoom.window_slope(np.zeros((9, 9), dtype=bool), 4, 4, 8)[0])

@@ -15,6 +15,7 @@ from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
 from kmatrix.files import write_json_atomic
+from tests.test_fractal_dimension import hashed, julia
 
 BASE = dict(
     name="t",
@@ -123,6 +124,7 @@ def disc(n, cx, cy, r):
 
 def test_choose_point_moves_onto_the_boundary():
     v = disc(33, 16, 16, 3)  # the boundary is a ring 3 px from the centre
+    assert zoom.choose_point(v, "structure")[1]["status"] == "ok"
     (dx, dy), info = zoom.choose_point(v, "near")
     assert info["status"] == "ok" and 2 <= math.hypot(dx, dy) <= 4
     assert max(abs(dx), abs(dy)) <= 4  # within the middle quarter: the frames nest
@@ -132,23 +134,37 @@ def test_choose_point_moves_onto_the_boundary():
     assert zoom.choose_point(-np.ones((9, 9)))[1]["status"] == "blank"
 
 
-def test_choose_point_prefers_dense_boundary_and_avoids_speckle():
-    rng = np.random.default_rng(0)
-    v = np.where(np.arange(65)[None, :] < 40, 1.0, -1.0) * np.ones((65, 1))  # a line at x=40
-    v[:, [24, 25, 28, 29]] = -1.0  # stripes: more boundary than the line, and no speckle
-    v[:, :20] = np.where(rng.random((65, 20)) < 0.5, -1.0, 1.0)  # sign noise left of them
-    (dx, _), info = zoom.choose_point(v, "dense")
-    # the stripes' next windows reach into the noise: the line, whose window is clean
-    assert info["status"] == "ok" and dx + 32 == 39.5 and info["isolated_fraction"] == 0
-    clean = v.copy()
-    clean[:, :20] = 1.0
-    found, _ = zoom.candidates(clean, "dense")
-    assert len(found) > 1 and -8 <= found[0][0] <= -2  # without the noise the stripes win
-    stats = zoom.frame_stats(v)
-    assert stats["speckled"] and not stats["blank"]
-    assert not zoom.frame_stats(disc(65, 30, 30, 20))["speckled"]
-    noise = np.where(rng.random((65, 65)) < 0.5, -1.0, 1.0)
-    assert zoom.candidates(noise)[0] == [] and zoom.choose_point(noise)[1]["status"] == "speckled"
+def two_windows(c, w, n=65, noisy=False):
+    """Left of x = 0 a Julia set's boundary (D = 1.39), right of it the line y = 0.02;
+    with `noisy`, the left is sign noise instead (which looks most complex of all)."""
+    g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
+    y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
+    left = hashed(x, y) if noisy else julia(x + RABBIT_EDGE[0] + 0.1, y + RABBIT_EDGE[1])
+    return np.where(x < 0, left, y - 0.02)
+
+
+def test_structure_chooses_the_tangled_of_two_candidate_windows():
+    s = zoom.NOISE_SHIFT / 64  # the shifted grid: NOISE_SHIFT of a pixel of a 1-wide image
+    v, shifted = two_windows((0, 0), 1.0), two_windows((s, s), 1.0)
+    (dx, _), info = zoom.choose_point(v, "structure", shifted=shifted)
+    assert dx < 0 and info["status"] == "ok" and info["window_slope"] > 1.1
+    assert info["noise_ratio"] < zoom.NOISE_RATIO
+    # sign noise on the left looks more complex still, but the noise test calls it
+    # arithmetic: the line
+    v, shifted = two_windows((0, 0), 1.0, noisy=True), two_windows((s, s), 1.0, noisy=True)
+    assert zoom.noise_test(v[:, :20], shifted[:, :20])["arithmetic"]
+    found, info = zoom.candidates(v, "structure", shifted=shifted)
+    assert found and all(dx > 0 for dx, _ in found) and info["noise_ratio"] <= zoom.NOISE_AHEAD
+    # without the shifted image nothing tells noise from structure: the noise wins
+    (dx, _), _ = zoom.choose_point(v, "structure")
+    assert dx < 0
+    # only noise: no candidate, and the descent's fallback is the least noise-like point
+    noise = hashed(*np.meshgrid(np.arange(65.0), np.arange(65.0)))
+    assert zoom.candidates(noise, "structure", shifted=noise[::-1])[0] == []
+    assert zoom.choose_point(noise, "structure", shifted=noise[::-1])[1]["status"] == "arithmetic"
+    assert zoom.choose_point(-np.ones((9, 9)))[1]["status"] == "blank"
+    with pytest.raises(ValueError):
+        zoom.candidates(v, "dense")
 
 
 def test_descent_follows_a_boundary_and_is_deterministic():
@@ -167,33 +183,58 @@ def test_descent_follows_a_boundary_and_is_deterministic():
     assert all(lv["status"] == "ok" for lv in a["levels"])
 
 
-def speckle_world(c, w, n=33):
-    """The line x = 0 and, right of it, a region that looks like dense clean stripes from
-    afar (windows wider than 0.3) and is sign noise from closer: a trap for a greedy
-    descent that prefers dense boundary."""
+def three_regions(c, w, n=33):
+    """Sign noise left of x = -0.8 (the most complex-looking of all), a Julia set's
+    boundary (D = 1.39) between -0.8 and 0, the straight line y = LINE right of 0."""
     g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
     y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
-    if w > 0.3:
-        inside = np.sin(2 * np.pi * x / 0.06) < 0
-    else:
-        inside = np.modf(np.abs(np.sin(x * 12989.8 + y * 78233.0) * 43758.5453))[0] < 0.5
-    trap = (x > 0.04) & (x < 0.2) & (np.abs(y) < 0.1)
-    return np.where(trap, np.where(inside, -1.0, 1.0), np.where(x < 0, -1.0, 1.0))
+    v = np.where(x < 0, julia(x + 0.6, y), y - LINE)
+    return np.where(x < -0.8, hashed(x, y), v)
 
 
-def test_descent_backs_out_of_speckle_and_its_frames_are_clean():
-    found = zoom.descend(speckle_world, (0.05, 0.0), 2.0, 1e-4, 33, "dense")
-    assert found["backtracks"] >= 1 and found["images"] <= 2 * len(found["levels"])
-    assert abs(found["centre"][0]) < 1e-3  # on the clean line, not in the trap
-    for k in range(15):  # every frame around the final centre, 2 down to 1.2e-4 wide
-        stats = zoom.frame_stats(speckle_world(found["centre"], math.ldexp(2.0, -k)))
-        assert not stats["blank"] and not stats["speckled"], (k, stats)
+LINE = 0.0123  # off the grid's rows: a pixel exactly on the boundary is no edge
+RABBIT_EDGE = (0.13513565, 0.37591934)  # a point on the boundary of the rabbit's Julia set
+
+
+def test_descent_seeks_structure_and_avoids_noise():
+    found = zoom.descend(three_regions, (0.0, 0.0), 2.0, 1e-3, 33, "structure")
+    x, y = found["centre"]
+    assert -0.8 < x < 0  # on the Julia set's boundary
+    near = 1e-3 * np.arange(-2, 3)
+    assert (julia(*np.meshgrid(x + 0.6 + near, y + near)) > 0).std() > 0
+    assert found["images"] >= 2 * len(found["levels"])  # every image also shifted
+    for k in range(3, 11):  # the frames around the final centre that miss the noisy band
+        w = math.ldexp(2.0, -k)
+        v = three_regions(found["centre"], w, 65)
+        s = zoom.NOISE_SHIFT * w / 64
+        shifted = three_regions((x + s, y + s), w, 65)
+        assert not zoom.frame_stats(v)["blank"], k
+        assert not zoom.noise_test(v, shifted)["arithmetic"], k
     # the frames nest: each within the descent image twice as wide (the first move may go
     # twice as far: to anywhere a window half as wide fits)
     for i, lv in enumerate(found["levels"]):
         off = max(abs(a - b) for a, b in zip(found["centre"], lv["centre"]))
         assert off <= lv["width"] * (3 / 8 if i == 0 else 1 / 4)
-    assert found == zoom.descend(speckle_world, (0.05, 0.0), 2.0, 1e-4, 33, "dense")
+        assert lv["status"] == "ok" and lv["window_slope"] is not None
+    assert found == zoom.descend(three_regions, (0.0, 0.0), 2.0, 1e-3, 33, "structure")
+    # the nearest-point rule from a start beside the line stays on it
+    near = zoom.descend(three_regions, (0.3, 0.0), 2.0, 1e-3, 33, "near")
+    assert abs(near["centre"][1] - LINE) < 1e-3 and near["images"] == len(near["levels"])
+
+
+def test_paper_paths_stay_on_the_panel_while_it_is_known():
+    # the descent begins where a frame's pixel is no longer larger than the centre's
+    # uncertainty (1e-4 of the panel's width): the finer the frames, the sooner
+    for name, (_, _, width, frame) in zoom.PAPER_PANELS.items():
+        w0, _ = zoom.ladder(width)
+        for n, below in ((257, 5), (513, 4), (1025, 3)):
+            known = zoom.known_width(w0, width, n)
+            assert known == math.ldexp(width, -below), (name, n)
+            assert known / (n - 1) > zoom.PANEL_PRECISION * width >= known / 2 / (n - 1)
+    cfg = Config({**BASE, **ZOOM, "fractal_zoom_frames": 44, "fractal_resolution": 257})
+    p = workload.cell_params(cfg, {"experiment": "tanh", "path": "paper"})
+    assert p["start_width"] == math.ldexp(zoom.PAPER_PANELS["tanh"][2], -5)
+    assert p["prefer"] == "near" and p["anchor_frame"] == 23
 
 
 # ------------------------------------------------------------------------------ planning
@@ -255,6 +296,10 @@ def test_image_run_and_summary(tmp_path):
         tmp_path / "summary", cells, {cell.id: result, cells[1].id: None}, cfg
     )
     assert set(summary) == {"tanh"} and summary["tanh"]["frames"] == 1
+    # one frame is not a dimension: none reported, the converged fraction instead
+    assert "fractal_dimension" not in meta and "fractal_dimension" not in m
+    assert "dimension" not in summary["tanh"]
+    assert summary["tanh"]["converged_fraction"] == m["converged_fraction"]
 
 
 def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
@@ -284,11 +329,17 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
     np.testing.assert_allclose(saved, fresh["values"], rtol=1e-10)
     meta = json.loads((tmp_path / "cells" / c.id / "meta.json").read_text())
     assert meta["width"] == 9.0 and meta["data_digest"] and len(meta["slopes"]) >= 1
+    # every frame's noise test: its middle block recomputed on the shifted grid
+    assert set(meta["noise"]) >= {"noise_ratio", "identical_lines", "grid_jitter", "arithmetic"}
+    assert meta["arithmetic"] == meta["noise"]["arithmetic"] and meta["noise"]["grid_jitter"] < 1e-9
     # the summary (the core hands it every stage the results decide, kmatrix/stages.py)
     (tmp_path / "summary").mkdir(exist_ok=True)
     s = workload.summarize(tmp_path / "summary", cells, results, cfg)
     assert set(s) == {"tanh/paper", "tanh/auto"}
     assert s["tanh/paper"]["frames_done"] == 3 and s["tanh/paper"]["reused_pixels"] == 50
+    assert s["tanh/auto"]["arithmetic_frames"] == [
+        k for k in range(3) if results[f"tanh-auto-f{k}"]["arithmetic"]
+    ]
     lo, hi = s["tanh/auto"]["spread_16_84"]
     assert lo is None or lo <= s["tanh/auto"]["dimension"] <= hi
     for name in ("fractal_summary.png", "slopes_vs_depth.png", "frames-tanh-paper.png"):
