@@ -42,7 +42,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         final, job_base, stage, new, found = {}, None, 0, cells, {}
         while True:
             write_plan(cells, root / "plan.json")
-            found.update({c.id: results.read_result(root, c.id) for c in new})
+            found.update({c.id: results.read_cell(root, c) for c in new})
             todo = [c for c in new if not results.is_done(found[c.id])]
             head = (
                 f"{cfg.name}: {len(cells)} cells"
@@ -71,7 +71,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                     final.update(schedule(cfg, todo, executor, root, job_base, progress))
-                found.update({c.id: results.read_result(root, c.id) for c in todo})
+                found.update({c.id: results.read_cell(root, c) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only
             new = stages.next_stage(cfg, cells, found)
@@ -212,8 +212,10 @@ def _summary(cfg, cells, root, out):
     out(f"  SUMMARY {root / 'summary'}  {summary['counts']}")
 
 
-def summary_only(cfg, out=print):
+def summary_only(cfg, out=print, force=False):
+    """`make summary`: only of results made with this configuration (as `make` checks)."""
     root = results.results_dir(cfg)
+    results.check_for_summary(root, cfg, force=force)
     cells, _, _ = stages.known_cells(cfg, plan(cfg), root)
     _summary(cfg, cells, root, out)
     return 0

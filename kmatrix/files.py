@@ -60,8 +60,10 @@ def write_atomic(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # a full disk: say which file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path

@@ -20,7 +20,7 @@ COMMANDS = {
     "plan": lambda cfg, a: driver.print_plan(cfg, full=a.full),
     "check": lambda cfg, a: driver.check_matrix(cfg, full=a.full),
     "estimate": lambda cfg, a: estimate.estimate(cfg),
-    "summary": lambda cfg, a: driver.summary_only(cfg),
+    "summary": lambda cfg, a: driver.summary_only(cfg, force=a.force),
     "repro-check": lambda cfg, a: repro.repro_check(cfg, cell_id=a.cell),
     "clean-results": lambda cfg, a: driver.clean_results(cfg),
 }

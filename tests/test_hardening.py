@@ -173,7 +173,9 @@ def test_clean_results_deletes_only_a_results_directory(tmp_path):
     stranger = tmp_path / "results" / "notes"
     stranger.mkdir()
     (stranger / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not deleted: it has no config_hash"):
+    with pytest.raises(
+        ConfigError, match="not deleted: it has no .kmatrix-results marker and no config_hash"
+    ):
         driver.clean_results(make_cfg(tmp_path, name="notes"))
     outside = tmp_path / "precious"
     outside.mkdir()
@@ -216,7 +218,8 @@ def test_a_full_disk_stops_the_run_with_a_message(tmp_path, capsys):
 def test_one_unwritable_cell_directory_fails_only_that_cell(tmp_path):
     cfg = make_cfg(tmp_path, behaviours=["ok", "blocked", "fine"])
     root = results.results_dir(cfg)
-    (root / "cells").mkdir(parents=True)
+    results.open_dir(root)
+    (root / "cells").mkdir()
     (root / "cells" / "blocked-s0").write_text("a file where the directory should be")
     outside = tmp_path / "outside"
     outside.mkdir()
