@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kmatrix.errors import ConfigError
-from kmatrix.files import json_safe, write_atomic, write_json_atomic
+from kmatrix.files import json_safe, parse_json, write_atomic, write_json_atomic
 
 SAFE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}$")  # a file name, no path
 DONE = ("ok", "diverged")  # a cell with one of these results never runs again
@@ -99,45 +99,6 @@ def write_result(
 
 
 MAX_RESULT_BYTES = 64 * 2**20  # a result is small (losses, frames); anything larger is not ours
-MAX_DEPTH = 12  # how deeply JSON read back may nest: ours is 4 levels deep at most
-MAX_INT = 2**63  # ints beyond this are no measurement, and overflow a float or a seed
-
-
-def check_json(value, max_depth=MAX_DEPTH):
-    """What is wrong with JSON read back from a file, or None: nesting deeper than
-    `max_depth`, or an int too large to become a float or a seed. Iterative, so a crafted
-    file cannot exhaust the stack. (NaN and inf never parse: see parse_json.)"""
-    stack = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > max_depth:
-            return f"nests deeper than {max_depth} levels"
-        if isinstance(item, dict):
-            stack += [(v, depth + 1) for v in item.values()]
-        elif isinstance(item, list):
-            stack += [(v, depth + 1) for v in item]
-        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= MAX_INT:
-            return f"holds an integer too large ({str(item)[:20]}...)"
-    return None
-
-
-def _no_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-def parse_json(data, what="file"):
-    """JSON from an untrusted file as (value, None) or (None, problem): strict JSON (no
-    NaN or Infinity), nesting and integers checked by check_json."""
-    try:
-        value = json.loads(data, parse_constant=_no_constant)
-    except RecursionError:
-        return None, f"nests too deeply to be a {what}"
-    except (ValueError, UnicodeDecodeError) as e:
-        return None, f"cannot be read as JSON ({str(e)[:200]})"
-    problem = check_json(value)
-    return (None, problem) if problem else (value, None)
-
-
 def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -349,6 +310,19 @@ def subdir(root, name, fresh=False):
     return path
 
 
+def unlink_planted(root, warn=None):
+    """Remove a symlink or file planted where make writes a directory (summary/, wandb/,
+    repro-check/, config/, cells/): it is removed, never followed, and said."""
+    for name in sorted(MADE - {MARKER, ".lock", "config_hash", "plan.json"}):
+        path = Path(root) / name
+        if path.is_symlink() or path.exists() and not path.is_dir():
+            path.unlink()
+            (warn or (lambda t: print(t, file=sys.stderr, flush=True)))(
+                f"warning: {path} was a symlink or a file, where make writes a directory; "
+                "removed (nothing is written through a link)"
+            )
+
+
 def _changes(root, cfg):
     """The symbols whose values differ between the results' snapshot and `cfg`, as
     "SYMBOL: old -> new" (what a hash alone cannot say)."""
@@ -385,6 +359,7 @@ def claim(root, cfg, force=False, dotconfig=".config", warn=None):
     """
     root = Path(root)
     open_dir(root)
+    unlink_planted(root, warn)
     old = read_hash(root)
     if old is not None and old != cfg.hash:
         changes = _changes(root, cfg)
@@ -414,6 +389,7 @@ def check_for_summary(root, cfg, force=False, warn=None):
     root = Path(root)
     if open_dir(root, create=False) is None:
         raise ConfigError(str(root), "does not exist: nothing has run yet", "run `make` first")
+    unlink_planted(root, warn)
     old = read_hash(root)
     if old == cfg.hash:
         return
