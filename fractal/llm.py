@@ -24,6 +24,7 @@ axes = gpt2.axes
 dry_run = gpt2.dry_run
 probe = gpt2.probe
 preflight = gpt2.preflight
+sweep_symbol = gpt2.sweep_symbol
 
 
 def validate(cfg):

@@ -11,6 +11,7 @@ downstream reads a `Config`, never `.config`. Rules (see the top of Kconfig):
 """
 
 import collections
+import functools
 import hashlib
 import json
 import math
@@ -115,6 +116,27 @@ def _domain(tag):
         text = f"in {tag['lo_br']}{tag['lo']}, {tag['hi']}{tag['hi_br']}"
         return (lambda v: low_ok(v, lo) and high_ok(v, hi)), text
     return None, ""
+
+
+@functools.lru_cache(maxsize=1)
+def _kconfig():
+    from kmatrix import kconfig
+
+    return kconfig.load_kconfig()
+
+
+def symbol_domain(symbol):
+    """(check(value) -> bool, text) of a Kconfig symbol's stated domain ("(float > 0)", an
+    int's range); (None, "") for a symbol without one or no such symbol."""
+    sym = _kconfig().syms.get(symbol)
+    if sym is None:
+        return None, ""
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.ranges:
+        low, high, _ = sym.ranges[0]
+        lo, hi = int(low.str_value, 0), int(high.str_value, 0)
+        return (lambda v: lo <= v <= hi), f"in [{lo}, {hi}]"
+    tag = _tag(sym)
+    return _domain(tag) if tag else (None, "")
 
 
 def _number(sym, item, kind, check, domain):

@@ -55,7 +55,14 @@ def sweep_values(cfg, axis):
             )
         values = np.logspace(math.log10(low), math.log10(high), points)
     else:
-        values = np.linspace(low, high, points)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+            values = np.linspace(low, high, points)
+    if not np.isfinite(values).all():  # e.g. a linear range wider than a float can span
+        raise ConfigError(
+            f"{sym}_MIN",
+            f"{points} points from {low:g} to {high:g} include values that are not finite",
+            f"a narrower {sym}_MIN..{sym}_MAX",
+        )
     return [float(v) for v in values]
 
 
@@ -96,6 +103,8 @@ def plan(cfg, module_path=None):
             continue
         _check_int_sweep(cfg, "x", base, xs)
         _check_int_sweep(cfg, "y", base, ys)
+        _check_sweep_domain(cfg, wl, base_point, "x", xs)
+        _check_sweep_domain(cfg, wl, base_point, "y", ys)
         for i, j in points:
             cells.append(grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells)))
     seen = set()
@@ -168,6 +177,26 @@ def _check_int_sweep(cfg, axis, params, values):
                 f"{values[-1]:g} round to repeated values {' '.join(map(str, rounded[:12]))}",
                 f"fewer points ({len(set(rounded))} at most) or a wider {sym}_MIN..{sym}_MAX",
             )
+
+
+def _check_sweep_domain(cfg, wl, base_point, axis, values):
+    """Swept values must lie in the swept knob's own domain, as if each had been set in
+    Kconfig: the workload's sweep_symbol(cfg, name, point) names the symbol behind a
+    hyperparameter (default: the symbol of the same name, if there is one)."""
+    from kmatrix.config import symbol_domain
+
+    name = cfg.get(f"sweep_{axis}_param")
+    chooser = getattr(wl, "sweep_symbol", None)
+    symbol = (chooser(cfg, name, base_point) if chooser else None) or str(name).upper()
+    check, domain = symbol_domain(symbol)
+    bad = [v for v in (values[0], values[-1]) if check and not check(v)]
+    if bad:
+        sym = f"SWEEP_{axis.upper()}"
+        raise ConfigError(
+            f"{sym}_MIN",
+            f"{name} is set by {symbol}, which must be {domain}; the sweep gives {bad[0]:g}",
+            f"bounds {domain} in {sym}_MIN..{sym}_MAX",
+        )
 
 
 def write_plan(cells, path):
