@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix import config, driver, estimate, repro  # noqa: E402
 from kmatrix.errors import ConfigError  # noqa: E402
+from kmatrix.ray_executor import HeadLost  # noqa: E402 (imports no ray)
 
 COMMANDS = {
     "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
@@ -42,7 +43,19 @@ def main(argv):
     signal.signal(signal.SIGTERM, _interrupt)
     args.cell = args.cell or os.environ.get("KMATRIX_ARG") or None  # make repro-check CELL=
     try:
-        return COMMANDS[args.command](config.load(args.config), args)
+        cfg = config.load(args.config)
+        return COMMANDS[args.command](cfg, args)
+    except HeadLost as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        print("  every finished cell is kept; its summary follows", file=sys.stderr)
+        try:
+            driver.summary_only(cfg)
+        except (ConfigError, OSError) as summary_error:
+            print(f"  (no summary: {summary_error})", file=sys.stderr)
+        print(
+            "  start Ray again (or another EXEC_EXECUTOR) and `make` runs the rest", file=sys.stderr
+        )
+        return 1
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
