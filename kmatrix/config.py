@@ -325,7 +325,7 @@ def _malformed_config(values):
     for key, value in values.items():
         items = value if isinstance(value, list) else [value]
         if not all(v is None or isinstance(v, (str, int, float, bool)) for v in items):
-            return f"{key.upper()}: {shorten(value)} is not a value or a flat list of values"
+            return f"{key.upper()} = {shorten(json.dumps(value))}: is not a value or a flat list"
     from kmatrix import kconfig
 
     kconf = kconfig.load_kconfig()
