@@ -393,7 +393,9 @@ def check_for_summary(root, cfg, force=False, warn=None):
     old = read_hash(root)
     if old == cfg.hash:
         return
-    changes = _changes(root, cfg) if old else []
+    if old is None:
+        raise ConfigError(str(root), "has no results yet (no config_hash)", "run `make` first")
+    changes = _changes(root, cfg)
     listed = "".join(f"\n    {c}" for c in changes[:20])
     what = f"holds results of another configuration (hash {old}, now {cfg.hash})"
     what += f"; changed:{listed}" if changes else ""
