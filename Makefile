@@ -6,10 +6,22 @@
 .DEFAULT_GOAL := run
 SHELL := /bin/bash
 
-ifeq ($(V),1)
+ALLOWED_IN_VERSION := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 3 4 5 6 7 8 9 . +
+# The variables a user types are read with $(value ...), never expanded, and never
+# exported to a recipe's shell: V, FULL and FORCE only ever count as "1" or not; SET,
+# DEFCONFIG and CELL reach Python through the environment (below); TORCH_VERSION must be
+# a version number. PYTHON is a command, and is run as one.
+unexport V FULL FORCE TORCH_VERSION
+ifeq ($(value V),1)
 Q :=
 else
 Q := @
+endif
+_torch_version := $(value TORCH_VERSION)
+_torch_rest := $(_torch_version)
+$(foreach c,$(ALLOWED_IN_VERSION),$(eval _torch_rest := $$(subst $(c),,$$(_torch_rest))))
+ifneq ($(strip $(_torch_rest))$(filter-out 0 1,$(words $(_torch_version))),)
+$(error TORCH_VERSION: '$(_torch_version)' is not a version number (fix: e.g. TORCH_VERSION=2.13.0))
 endif
 
 # Set-up: with no PYTHON given, .venv is (re)built whenever pyproject.toml changes.
@@ -95,16 +107,16 @@ setconfig: .config | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py setconfig
 
 # The matrix.
-MATRIX = $(PYTHON) scripts/matrix.py $(if $(filter 1,$(FORCE)),--force)
+MATRIX = $(PYTHON) scripts/matrix.py $(if $(filter 1,$(value FORCE)),--force)
 .PHONY: run plan check estimate summary repro-check clean-results
 run: config.json
 	$(Q)$(MATRIX) run
 
 plan: config.json
-	$(Q)$(MATRIX) plan $(if $(filter 1,$(FULL)),--full)
+	$(Q)$(MATRIX) plan $(if $(filter 1,$(value FULL)),--full)
 
 check: config.json
-	$(Q)$(MATRIX) check $(if $(filter 1,$(FULL)),--full)
+	$(Q)$(MATRIX) check $(if $(filter 1,$(value FULL)),--full)
 
 estimate: config.json
 	$(Q)$(MATRIX) estimate

@@ -24,6 +24,7 @@ axes = gpt2.axes
 dry_run = gpt2.dry_run
 probe = gpt2.probe
 preflight = gpt2.preflight
+sweep_symbol = gpt2.sweep_symbol
 
 
 def validate(cfg):
@@ -43,10 +44,11 @@ def cell_params(cfg, point):
     return params
 
 
-def _labels(cell, losses, val_losses):
+def _labels(cell, losses, val_losses, error=None):
     p = cell.params
     return label_run(
         losses,
+        error=error,
         window=p["trainable_window"],
         threshold=p["trainable_threshold"],
         val_losses=val_losses,
@@ -58,7 +60,9 @@ def run(cell, ctx):
     try:
         out = gpt2.run(cell, ctx)
     except Diverged as e:
-        e.metrics.update(_labels(cell, e.losses, e.val_losses))
+        # A run stopped for divergence is unstable even when every loss it recorded is
+        # finite (GPT2_CHECK_NUMERICS stops it at a non-finite gradient, before the loss).
+        e.metrics.update(_labels(cell, e.losses, e.val_losses, error=str(e)))
         raise
     labels = _labels(cell, out["losses"], out.get("val_losses"))
     out["metrics"].update(labels)

@@ -194,6 +194,17 @@ def cell_params(cfg, point):
     }
 
 
+def sweep_symbol(cfg, name, point):
+    """The Kconfig symbol whose domain a swept hyperparameter must keep (kmatrix.plan):
+    a learning rate's is its optimizer's lr symbol; others are named gpt2_<name>."""
+    spec = OPTIMIZERS[point["optimizer"]]
+    lrs = {"matrix_lr": spec.lr, "embedding_lr": spec.aux_lr, "unembedding_lr": spec.aux_lr}
+    symbol = lrs.get(name) or {"vector_lr": spec.aux_lr}.get(name)
+    if symbol is None:
+        symbol = name if name in spec.defaults else f"gpt2_{name}"
+    return symbol.upper()
+
+
 def check_precisions(precisions, gpus):
     """fp16 needs a GPU; bf16 needs one of compute capability 8.0 or newer (or the CPU)."""
     if not gpus:

@@ -6,7 +6,7 @@ a preflight checks (gpt2/sources.py), building and training a cell (gpt2/runner.
 the figures and tables of a finished matrix (gpt2/report.py).
 """
 
-from gpt2.params import axes, cell_params, preflight, validate  # noqa: F401
+from gpt2.params import axes, cell_params, preflight, sweep_symbol, validate  # noqa: F401
 from gpt2.report import summarize  # noqa: F401
 
 # Running imports torch, which only workers need: planning never does.

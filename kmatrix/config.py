@@ -10,6 +10,8 @@ downstream reads a `Config`, never `.config`. Rules (see the top of Kconfig):
 - a menu whose prompt ends in "(multi-select)" with bools PREFIX_NAME -> prefixs = [...].
 """
 
+import collections
+import functools
 import hashlib
 import json
 import math
@@ -116,6 +118,27 @@ def _domain(tag):
     return None, ""
 
 
+@functools.lru_cache(maxsize=1)
+def _kconfig():
+    from kmatrix import kconfig
+
+    return kconfig.load_kconfig()
+
+
+def symbol_domain(symbol):
+    """(check(value) -> bool, text) of a Kconfig symbol's stated domain ("(float > 0)", an
+    int's range); (None, "") for a symbol without one or no such symbol."""
+    sym = _kconfig().syms.get(symbol)
+    if sym is None:
+        return None, ""
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX) and sym.ranges:
+        low, high, _ = sym.ranges[0]
+        lo, hi = int(low.str_value, 0), int(high.str_value, 0)
+        return (lambda v: lo <= v <= hi), f"in [{lo}, {hi}]"
+    tag = _tag(sym)
+    return _domain(tag) if tag else (None, "")
+
+
 def _number(sym, item, kind, check, domain):
     example = "1e-3" if kind is float else "0"
     fix = f'set it like CONFIG_{sym.name}="{example}"'
@@ -167,11 +190,13 @@ def _parse_string(sym, text):
         number = float if kind.startswith("float") else int
         values = [_number(sym, item, number, check, domain) for item in items]
     if kind in LIST_KINDS:
-        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        counts = collections.Counter(values)  # linear: a list may hold 100,000 seeds
+        repeated = sorted((v for v, n in counts.items() if n > 1), key=str)
         if repeated:
             raise ConfigError(
                 sym.name,
-                f"{' '.join(map(str, repeated))} listed more than once",
+                f"{' '.join(map(str, repeated[:10]))}{' ...' if len(repeated) > 10 else ''} "
+                "listed more than once",
                 "list each value once",
             )
         return values
@@ -261,22 +286,116 @@ def write_config(values, out_dir="."):
     write_atomic(out_dir / "config.py", lambda f: f.write(render_config_py(values).encode()))
 
 
+MAX_CONFIG_BYTES = 2**24
+MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
 def load(path="config.json"):
-    """The typed configuration written by `make` (config.json beside config.py)."""
+    """The typed configuration written by `make` (config.json beside config.py). The file
+    is checked as untrusted (a hand edit): strict JSON, flat, and every Kconfig symbol's
+    value of its type and in its domain, as if it had been typed into `make setconfig`."""
+    from kmatrix.files import parse_json
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: run `make defconfig-<name>` or `make olddefconfig`"
         )
+    fix = "`make olddefconfig` writes it again from .config"
     try:
-        values = json.loads(path.read_bytes())
-    except (ValueError, OSError) as e:
-        values = e
-    if not isinstance(values, dict) or not isinstance(values.get("name"), str):
-        problem = values if isinstance(values, Exception) else "not a configuration object"
-        raise ConfigError(
-            str(path),
-            f"cannot be read ({shorten(problem, 120)})",
-            "`make olddefconfig` writes it again from .config",
-        )
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(str(path), f"cannot be read ({e.strerror or e})", fix) from None
+    values, problem = parse_json(data, "configuration")
+    if len(data) > MAX_CONFIG_BYTES:
+        problem = f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB"
+    elif problem is None:
+        problem = _malformed_config(values)
+    if problem:
+        problem = problem if len(problem) <= 300 else problem[:300] + "..."
+        raise ConfigError(str(path), f"cannot be used: {problem}", fix)
     return Config(values)
+
+
+def _malformed_config(values):
+    """What is wrong with config.json's values, or None."""
+    if not isinstance(values, dict) or not isinstance(values.get("name"), str):
+        return "not a configuration object"
+    for key, value in values.items():
+        items = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, (str, int, float, bool)) for v in items):
+            return f"{key.upper()} = {shorten(json.dumps(value))}: is not a value or a flat list"
+    from kmatrix import kconfig
+
+    kconf = kconfig.load_kconfig()
+    workloads = [n.lower()[len("workload_") :] for n in kconf.syms if n.startswith("WORKLOAD_")]
+    # A configuration of a shipped workload holds every symbol; one whose WORKLOAD is a
+    # module path (a test's workload; plan.py imports it, or says there is none) is
+    # checked on the symbols it holds.
+    workload = values.get("workload")
+    complete = workload in workloads
+    if not complete and not (isinstance(workload, str) and MODULE.match(workload)):
+        return f"WORKLOAD = {shorten(json.dumps(workload))}: is none of {', '.join(workloads)}"
+    expected = typed_values(kconf)
+    for key in expected:
+        if key == "workload" and not complete:
+            continue
+        if key not in values:
+            if complete:
+                return f"{key.upper()} is missing"
+            continue
+        problem = _check_value(kconf, key, values[key])
+        if problem:
+            return f"{key.upper()} = {shorten(json.dumps(values[key]))}: {problem}"
+    return None
+
+
+def _check_value(kconf, key, value):
+    """Why `value` is not what Kconfig's `key` (a symbol, choice or multi-select list)
+    can hold, or None."""
+    sym = kconf.syms.get(key.upper())
+    choice = next((c for c in kconf.unique_choices if c.name and c.name.lower() == key), None)
+    if choice is not None:
+        names = [s.name[len(choice.name) + 1 :].lower() for s in choice.syms]
+        return None if value is None or value in names else f"is none of {', '.join(names)}"
+    if sym is None:  # a multi-select list
+        for list_name, prefix, syms in _multi_select_groups(kconf):
+            if list_name == key:
+                names = [s.name[len(prefix) + 1 :].lower() for s in syms]
+                ok = isinstance(value, list) and all(v in names for v in value)
+                return None if ok else f"is not a list of {', '.join(names)}"
+        return None
+    if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        return None if isinstance(value, bool) else "is not true or false"
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
+        if value is None:  # a symbol whose dependencies are not met has no value
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "is not an integer"
+        for low, high, _ in sym.ranges:
+            lo, hi = int(low.str_value, 0), int(high.str_value, 0)
+            if not lo <= value <= hi:
+                return f"is out of range [{lo}, {hi}]"
+        return None
+    tag = _tag(sym)
+    kind = tag["kind"] if tag else None
+    if kind in LIST_KINDS:
+        if not isinstance(value, list):
+            return "is not a list"
+        text = " ".join(map(str, value))
+    elif kind and kind.startswith("float"):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return "is not a number"
+        text = "" if value is None else repr(value)
+    elif not isinstance(value, str):
+        return "is not a string"
+    else:
+        text = value
+    if kind == "words" and any(not isinstance(v, str) or not v or v.split() != [v] for v in value):
+        return "is not a list of words"
+    try:
+        parsed = _parse_string(sym, text)
+    except ConfigError as e:
+        return e.problem
+    return None if parsed == value else "does not read back as the same value"

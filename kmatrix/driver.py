@@ -44,7 +44,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         final, job, stage, new, found = {}, None, 0, cells, {}
         while True:
             write_plan(cells, root / "plan.json")
-            found.update({c.id: results.read_result(root, c.id) for c in new})
+            found.update({c.id: results.read_cell(root, c) for c in new})
             todo = [c for c in new if not results.is_done(found[c.id])]
             head = (
                 f"{cfg.name}: {len(cells)} cells"
@@ -72,7 +72,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
                     final.update(schedule(cfg, todo, executor, job, progress))
-                found.update({c.id: results.read_result(root, c.id) for c in todo})
+                found.update({c.id: results.read_cell(root, c) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only
             new = stages.next_stage(cfg, cells, found)
@@ -208,8 +208,10 @@ def _summary(cfg, cells, root, out):
     out(f"  SUMMARY {root / 'summary'}  {count_text(summary['counts'])}")
 
 
-def summary_only(cfg, out=print):
+def summary_only(cfg, out=print, force=False):
+    """`make summary`: only of results made with this configuration (as `make` checks)."""
     root = results.results_dir(cfg)
+    results.check_for_summary(root, cfg, force=force)
     cells, _, _ = stages.known_cells(cfg, plan(cfg), root)
     _summary(cfg, cells, root, out)
     return 0

@@ -29,6 +29,45 @@ def json_safe(value):
     return value
 
 
+MAX_DEPTH = 12  # how deeply JSON read back may nest: what we write nests a few levels
+MAX_INT = 2**63  # ints beyond this are no measurement, and overflow a float or a seed
+
+
+def check_json(value, max_depth=MAX_DEPTH):
+    """What is wrong with JSON read back from a file, or None: nesting deeper than
+    `max_depth`, or an int too large to become a float or a seed. Iterative, so a crafted
+    file cannot exhaust the stack. (NaN and inf never parse: see parse_json.)"""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return f"nests deeper than {max_depth} levels"
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in item]
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) >= MAX_INT:
+            return f"holds an integer too large ({str(item)[:20]}...)"
+    return None
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(data, what="file"):
+    """JSON from an untrusted file as (value, None) or (None, problem): strict JSON (no
+    NaN or Infinity), nesting and integers checked by check_json."""
+    try:
+        value = json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        return None, f"nests too deeply to be a {what}"
+    except (ValueError, UnicodeDecodeError) as e:
+        return None, f"cannot be read as JSON ({str(e)[:200]})"
+    problem = check_json(value)
+    return (None, problem) if problem else (value, None)
+
+
 def as_float(value):
     """A number read from a result as a float for arithmetic and plots: null (not finite,
     or never measured), a bool or anything that is not a number gives NaN."""
@@ -60,8 +99,10 @@ def write_atomic(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # a full disk: say which file
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path

@@ -38,7 +38,14 @@ def sweep_values(cfg, axis):
             )
         values = np.logspace(math.log10(low), math.log10(high), points)
     else:
-        values = np.linspace(low, high, points)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+            values = np.linspace(low, high, points)
+    if not np.isfinite(values).all():  # e.g. a linear range wider than a float can span
+        raise ConfigError(
+            f"{sym}_MIN",
+            f"{points} points from {low:g} to {high:g} include values that are not finite",
+            f"a narrower {sym}_MIN..{sym}_MAX",
+        )
     return [float(v) for v in values]
 
 

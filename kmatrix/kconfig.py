@@ -24,8 +24,19 @@ NOT_SET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 
 
 def load_kconfig(root=ROOT):
-    """Parse the Kconfig tree (quietly: we report problems ourselves)."""
-    kconf = kconfiglib.Kconfig(str(Path(root) / "Kconfig"), warn=False, suppress_traceback=False)
+    """Parse the Kconfig tree (quietly: we report problems ourselves), from any working
+    directory: kconfiglib finds `source`d files under $srctree."""
+    old = os.environ.get("srctree")
+    os.environ["srctree"] = str(root)
+    try:
+        kconf = kconfiglib.Kconfig(
+            str(Path(root) / "Kconfig"), warn=False, suppress_traceback=False
+        )
+    finally:
+        if old is None:
+            del os.environ["srctree"]
+        else:
+            os.environ["srctree"] = old
     kconf.warn_assign_undef = False
     return kconf
 

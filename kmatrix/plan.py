@@ -44,6 +44,8 @@ def plan(cfg, module_path=None):
             continue
         check_int_sweep(cfg, "x", base, xs)
         check_int_sweep(cfg, "y", base, ys)
+        _check_sweep_domain(cfg, wl, base_point, "x", xs)
+        _check_sweep_domain(cfg, wl, base_point, "y", ys)
         for i, j in points:
             cells.append(grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells)))
     seen = set()
@@ -54,6 +56,26 @@ def plan(cfg, module_path=None):
             )
         seen.add(cell.id)
     return cells
+
+
+def _check_sweep_domain(cfg, wl, base_point, axis, values):
+    """Swept values must lie in the swept knob's own domain, as if each had been set in
+    Kconfig: the workload's sweep_symbol(cfg, name, point) names the symbol behind a
+    hyperparameter (default: the symbol of the same name, if there is one)."""
+    from kmatrix.config import symbol_domain
+
+    name = cfg.get(f"sweep_{axis}_param")
+    chooser = getattr(wl, "sweep_symbol", None)
+    symbol = (chooser(cfg, name, base_point) if chooser else None) or str(name).upper()
+    check, domain = symbol_domain(symbol)
+    bad = [v for v in (values[0], values[-1]) if check and not check(v)]
+    if bad:
+        sym = f"SWEEP_{axis.upper()}"
+        raise ConfigError(
+            f"{sym}_MIN",
+            f"{name} is set by {symbol}, which must be {domain}; the sweep gives {bad[0]:g}",
+            f"bounds {domain} in {sym}_MIN..{sym}_MAX",
+        )
 
 
 def write_plan(cells, path):

@@ -46,10 +46,26 @@ def check_gpus(cfg):
         )
 
 
+MAX_RUN_SEED = 2**32 - 1  # numpy's seeding takes no more
+
+
+def check_seeds(cells):
+    """Every run seed must be one python, numpy and torch all take (a config.json edited
+    past SEEDS' domain, or a workload's later stage)."""
+    bad = next((c for c in cells if not 0 <= c.run_seed <= MAX_RUN_SEED), None)
+    if bad is not None:
+        raise ConfigError(
+            "SEEDS",
+            f"cell {bad.id} would run with seed {str(bad.run_seed)[:30]}, outside [0, 2^32)",
+            'seeds in [0, 2147483647] (`make setconfig SET="SEEDS=0 1"`)',
+        )
+
+
 def check(cfg, cells, root, gpus=None):
     """Every rule, in the order a user would want to hear about them."""
     from kmatrix.executor import detect_gpus
 
+    check_seeds(cells)
     check_results_dir(root)
     check_gpus(cfg)
     gpus = detect_gpus(cfg.get("exec_gpus")) if gpus is None else gpus

@@ -15,6 +15,11 @@ died: ..." (EXEC_RETRY_PATTERN retries it); the slot is dropped and the cluster'
 capacity, read again, decides how many slots there are. Ray's own retries are off
 (max_restarts=0, max_task_retries=0) so the driver's policy is the only one. Actors
 die with the driver, so a killed driver leaves no cell writing results.
+
+The head (GCS) dying ends the run: it is checked every second, before anything asks it,
+and a lost head raises HeadLost, whose message says what happened; finished cells are
+kept and reported by the caller, and a private instance's processes (agents included)
+are killed rather than left to Ray's own 60 s time-out and exit.
 """
 
 import dataclasses
@@ -30,6 +35,11 @@ ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "pip install .[ray]  (or pip install 'ray[default]>=2.9')"
 REFRESH_S = 2.0  # how often the cluster's capacity is read again
 START_WAIT_S = 60.0  # how long the constructor waits for the first actors to start
+HEAD_CHECK_S = 1.0  # how often the head (GCS) is checked to be alive
+
+
+class HeadLost(RuntimeError):
+    """The Ray head (GCS) stopped answering: no more cells can run or report."""
 
 
 def import_ray():
@@ -132,6 +142,8 @@ class RayExecutor:
         self.env = {**(env or {}), "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
         self.slots, self.count, self.checked = [], 0, 0.0
         self.start_error, self.start_failures = None, 0
+        self.head, self.head_checked, self.head_lost = _gcs_address(ray), 0.0, False
+        self.family = _descendants() if self.owns_ray else set()  # the private instance
         self._refresh(force=True)
         deadline = time.time() + START_WAIT_S
         while any(not s.up for s in self.slots) and time.time() < deadline:
@@ -220,7 +232,25 @@ class RayExecutor:
     def cpu(self):
         return self.cpu_only or not self.ray.cluster_resources().get("GPU", 0)
 
+    def _check_head(self):
+        """Raise HeadLost when the head no longer takes connections (asked at most once
+        a second; every Ray call after its death would block, then exit the process)."""
+        if self.head is None or time.time() - self.head_checked < HEAD_CHECK_S:
+            return
+        self.head_checked = time.time()
+        if self.owns_ray:
+            self.family |= _descendants()
+        try:
+            socket.create_connection(self.head, timeout=5).close()
+        except OSError as e:
+            self.head_lost = True
+            raise HeadLost(
+                f"the Ray head at {self.head[0]}:{self.head[1]} is gone ({e.strerror or e}); "
+                f"the {sum(s.job is not None for s in self.slots)} running cell(s) are lost"
+            ) from None
+
     def free_slots(self):
+        self._check_head()
         self._refresh()
         self._check_started()
         return [s for s in self.slots if s.up and s.job is None]
@@ -248,6 +278,7 @@ class RayExecutor:
 
     def poll(self, timeout=0.5):
         """Wait up to `timeout` seconds; return the jobs that ended as (job, replies)."""
+        self._check_head()
         busy = {s.ref: s for s in self.slots if s.job is not None}
         if not busy:
             time.sleep(min(timeout, 0.05))
@@ -276,7 +307,61 @@ class RayExecutor:
         return done
 
     def close(self):
+        if self.head_lost:  # asking the dead head anything blocks: end what we started
+            if self.owns_ray:
+                _kill(self.family | _descendants())
+            return
         for slot in list(self.slots):
             self._drop(slot)
         if self.owns_ray:
             self.ray.shutdown()
+
+
+def _gcs_address(ray):
+    """(host, port) of the head's GCS, or None when it cannot be told."""
+    try:
+        host, port = ray.get_runtime_context().gcs_address.rsplit(":", 1)
+        return host, int(port)
+    except Exception:  # noqa: BLE001 - an older Ray: no head check, as before
+        return None
+
+
+def _stat(pid):
+    """(parent pid, start time) of a process from /proc, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _descendants():
+    """(pid, start time) of every descendant of this process (Linux /proc; empty
+    elsewhere): the start time tells a process from a later one that reuses its id."""
+    children = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        stat = _stat(entry) if entry.isdigit() else None
+        if stat:
+            children.setdefault(stat[0], []).append((int(entry), stat[1]))
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child[0])
+    return found
+
+
+def _kill(pids):
+    """SIGKILL the processes of a private Ray instance whose head died (raylet, agents,
+    workers): collected while they were still our descendants, as some outlive it."""
+    import signal
+
+    for pid, started in pids:
+        stat = _stat(pid)
+        if pid != os.getpid() and stat and stat[1] == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -6,12 +6,11 @@ first differ and by how much.
 """
 
 import dataclasses
-import shutil
 import time
 
 import numpy as np
 
-from kmatrix import results
+from kmatrix import results, stages
 from kmatrix.executor import LocalExecutor, detect_gpus, local_slots
 from kmatrix.job import make_job
 from kmatrix.plan import plan
@@ -49,15 +48,19 @@ def compare(a, b):
 
 
 def repro_check(cfg, cell_id=None, gpus=None, out=print):
+    # The cells `make plan` lists: a staged plan's later stages too, as far as the
+    # results decide them.
     cells = plan(cfg)
+    if cell_id and not any(c.id == cell_id for c in cells):
+        cells, _, _ = stages.known_cells(cfg, cells, results.results_dir(cfg))
     cell = next((c for c in cells if c.id == cell_id), None) if cell_id else cells[0]
     if cell is None:
         out(f"error: no cell {cell_id!r} in the plan (see `make plan`)")
         return 2
     gpus = detect_gpus(cfg.get("exec_gpus")) if gpus is None else gpus
     profile = cfg.get("profile") or "paper_repro"
-    root = results.results_dir(cfg) / "repro-check"
-    shutil.rmtree(root, ignore_errors=True)
+    results.open_dir(results.results_dir(cfg))  # one make made, or a new one
+    root = results.subdir(results.results_dir(cfg), "repro-check", fresh=True)
     # (label, slot): twice on the first device, once on each other GPU.
     if gpus:
         runs = [("a", gpus[0]), ("b", gpus[0])] + [(f"gpu{g}", g) for g in gpus[1:]]

@@ -38,7 +38,7 @@ def _record_lost(root, cell, job, reply):
     """A worker died or timed out: write the failed result unless it had finished. If
     even that cannot be written (a full disk, a read-only directory), the reply says so
     and the cell simply has no result: it runs again next time."""
-    existing = results.read_result(root, cell.id)
+    existing = results.read_cell(root, cell)
     if results.is_done(existing):
         return {**reply, "status": existing["status"], "error": None}
     try:

@@ -65,11 +65,11 @@ def next_stage(cfg, cells, found):
 def known_cells(cfg, cells, root):
     """The stages that existing results decide: stage 0 and every later stage whose
     earlier cells all have a finished result. Returns (cells, found, complete)."""
-    found = {c.id: results.read_result(root, c.id) for c in cells}
+    found = {c.id: results.read_cell(root, c) for c in cells}
     while all(results.is_done(found[c.id]) for c in cells):
         new = next_stage(cfg, cells, found)
         if not new:
             return cells, found, True
         cells = cells + new
-        found.update({c.id: results.read_result(root, c.id) for c in new})
+        found.update({c.id: results.read_cell(root, c) for c in new})
     return cells, found, False

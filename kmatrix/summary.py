@@ -2,12 +2,15 @@
 
 import csv
 import io
+import os
+import shutil
+import sys
 from pathlib import Path
 
 from kmatrix import refine, tracking
 from kmatrix.grid import axis_titles
 from kmatrix.workloads import load_workload
-from kmatrix.results import read_result
+from kmatrix.results import SAFE_FILE, read_cell
 from kmatrix.files import write_atomic, write_json_atomic
 
 
@@ -36,14 +39,64 @@ def write_csv(path, rows):
     write_atomic(path, lambda f: f.write(text.getvalue().encode()))
 
 
-def summarize(cfg, cells, root):
+def summarize(cfg, cells, root, warn=None):
     """Render summary/ from whatever results exist now (missing cells stay missing). A
     refined grid's inferred points come in as cells whose result has status "inferred"
-    (results.csv marks them so), and summary.json reports the refinement."""
+    (results.csv marks them so), and summary.json reports the refinement.
+
+    It is rendered into a fresh directory beside summary/ and renamed into place: nothing
+    is written through a link planted in summary/, and a failure (a full disk) leaves the
+    last summary as it was."""
     root = Path(root)
-    out = root / "summary"
-    out.mkdir(parents=True, exist_ok=True)
-    results = {cell.id: read_result(root, cell.id) for cell in cells}
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".summary.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        summary, rows = _render(cfg, cells, root, tmp, warn)
+        _replace_dir(tmp, root / "summary")
+    except OSError as e:  # a full disk in a figure library: still say where
+        if e.filename:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(root / "summary")) from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    tracking.log_summary(tracking.settings(cfg, root), root / "summary", rows, summary)
+    return summary
+
+
+def _replace_dir(new, path):
+    """Put directory `new` at `path`: whatever is there (a directory, a planted symlink or
+    file) is moved aside and removed, never followed."""
+    old = path.with_name(f".{path.name}.{os.getpid()}.tmp-old")
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def not_shown(root, cells):
+    """Result files in cells/ of cells this plan does not hold: a later stage the plan
+    cannot reach (an earlier cell has no valid result) or cells of another plan."""
+    planned = {c.id for c in cells}
+    try:
+        names = os.listdir(Path(root) / "cells")
+    except OSError:
+        return []
+    return sorted(
+        n
+        for n in names
+        if n not in planned
+        and SAFE_FILE.match(n)
+        and (Path(root) / "cells" / n / "result.json").is_file()
+    )
+
+
+def _render(cfg, cells, root, out, warn):
+    results = {cell.id: read_cell(root, cell) for cell in cells}
     refinement = None
     if refine.enabled(cfg) and cells:  # the points a refined grid decided without computing
         virtual, inferred, refinement = refine.inferred_cells(cfg, cells, results)
@@ -61,11 +114,23 @@ def summarize(cfg, cells, root):
         "cells": len(cells),
         "counts": counts,
     }
+    hidden = not_shown(root, cells)
+    if hidden:
+        summary["not_shown"] = len(hidden)
+        missing = [
+            c.id for c in cells if results[c.id] is None or results[c.id].get("status") == "failed"
+        ]
+        (warn or (lambda t: print(t, file=sys.stderr, flush=True)))(
+            f"warning: {len(hidden)} cell result(s) in {Path(root) / 'cells'} are not in this "
+            f"summary (e.g. {hidden[0]}): they are not in the plan these results decide. "
+            f"A later stage is only planned once every earlier cell has a valid result, and "
+            f"{len(missing)} planned cell(s) have none (e.g. {missing[0] if missing else '-'}): "
+            "`make` runs them, and the later stages come back"
+        )
     if refinement is not None:
         summary["refinement"] = refinement
     if cells:
         wl = load_workload(cells[0].workload)
         summary["workload_summary"] = wl.summarize(out, cells, results, cfg) or {}
     write_json_atomic(out / "summary.json", summary)
-    tracking.log_summary(tracking.settings(cfg, root), out, rows, summary)
-    return summary
+    return summary, rows

@@ -16,13 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix import config, driver, estimate, repro  # noqa: E402
 from kmatrix.errors import ConfigError  # noqa: E402
+from kmatrix.ray_executor import HeadLost  # noqa: E402 (imports no ray)
 
 COMMANDS = {
     "run": lambda cfg, a: driver.run_matrix(cfg, force=a.force),
     "plan": lambda cfg, a: driver.print_plan(cfg, full=a.full),
     "check": lambda cfg, a: driver.check_matrix(cfg, full=a.full),
     "estimate": lambda cfg, a: estimate.estimate(cfg),
-    "summary": lambda cfg, a: driver.summary_only(cfg),
+    "summary": lambda cfg, a: driver.summary_only(cfg, force=a.force),
     "repro-check": lambda cfg, a: repro.repro_check(cfg, cell_id=a.cell),
     "clean-results": lambda cfg, a: driver.clean_results(cfg),
 }
@@ -75,7 +76,19 @@ def main(argv):
     _follow_make_sigint()
     args.cell = args.cell or os.environ.get("KMATRIX_ARG") or None  # make repro-check CELL=
     try:
-        return COMMANDS[args.command](config.load(args.config), args)
+        cfg = config.load(args.config)
+        return COMMANDS[args.command](cfg, args)
+    except HeadLost as e:
+        print(f"\nerror: {e}", file=sys.stderr)
+        print("  every finished cell is kept; its summary follows", file=sys.stderr)
+        try:
+            driver.summary_only(cfg)
+        except (ConfigError, OSError) as summary_error:
+            print(f"  (no summary: {summary_error})", file=sys.stderr)
+        print(
+            "  start Ray again (or another EXEC_EXECUTOR) and `make` runs the rest", file=sys.stderr
+        )
+        return 1
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from kmatrix import config as typed
-from kmatrix import driver, files, kconfig, results
+from kmatrix import driver, files, kconfig, preflight, repro, results, stages, summary
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan
@@ -28,7 +29,9 @@ from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 
 from tests.test_config import make, tree  # noqa: F401 - tree is a fixture
-from tests.test_driver import make_cfg, status_of
+from tests.test_driver import make_cfg, runs_of, status_of
+from tests.test_refine import refined_cfg
+from tests.test_preflight import swept
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +61,8 @@ def test_matrix_name_must_be_a_safe_path_component(dotconfig, name):
         ("ADAMW_BETA1=1", r"is not in \[0, 1\)"),
         ("GPT2_VAL_FRACTION=0", r"is not in \(0, 1\)"),
         ("SEEDS='0 0'", "0 listed more than once"),
-        ("SEEDS=-1", "is not >= 0"),
+        ("SEEDS=-1", r"is not in \[0, 2147483647\]"),
+        ("SEEDS=1000000000000000000000000000000", r"is not in \[0, 2147483647\]"),
         ("EXEC_RETRY_PATTERN='(unclosed'", "is not a regular expression"),
         ("SWEEP_X_POINTS=abc", "is not an int value"),
         ("SWEEP_X_POINTS=5000", r"out of range \[1, 4096\]"),
@@ -175,7 +179,9 @@ def test_clean_results_deletes_only_a_results_directory(tmp_path):
     stranger = tmp_path / "results" / "notes"
     stranger.mkdir()
     (stranger / "keep.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not deleted: it has no config_hash"):
+    with pytest.raises(
+        ConfigError, match="not deleted: it has no .kmatrix-results marker and no config_hash"
+    ):
         driver.clean_results(make_cfg(tmp_path, name="notes"))
     outside = tmp_path / "precious"
     outside.mkdir()
@@ -218,7 +224,8 @@ def test_a_full_disk_stops_the_run_with_a_message(tmp_path, capsys):
 def test_one_unwritable_cell_directory_fails_only_that_cell(tmp_path):
     cfg = make_cfg(tmp_path, behaviours=["ok", "blocked", "fine"])
     root = results.results_dir(cfg)
-    (root / "cells").mkdir(parents=True)
+    results.open_dir(root)
+    (root / "cells").mkdir()
     (root / "cells" / "blocked-s0").write_text("a file where the directory should be")
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -245,10 +252,18 @@ def test_lock_survives_its_file_being_deleted(tmp_path):
     "content",
     [
         "[1, 2]",
-        '{"status": "ok", "metrics": [1]}',
-        '{"status": "ok", "losses": "abc"}',
-        '{"status": "done"}',
+        '{"id": "c1", "status": "ok", "metrics": [1]}',
+        '{"id": "c1", "status": "ok", "losses": "abc"}',
+        '{"id": "c1", "status": "done"}',
         '{"status": "ok", "id": "someone-else"}',
+        '{"status": "ok", "point": {"i": 0}}',  # no id: never assumed to be this cell's
+        '{"id": "c1", "status": "ok", "error": 5}',
+        '{"id": "c1", "status": "ok", "frames": [1]}',
+        '{"id": "c1", "status": "ok", "val_losses": [[1, 2, 3]]}',
+        '{"id": "c1", "status": "ok", "metrics": {"loss": 1' + "0" * 400 + "}}",
+        '{"id": "c1", "status": "ok", "metrics": {"loss": NaN}}',
+        '{"id": "c1", "status": "ok", "params": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"id": "c1", "status": "ok", "params": ' + '{"a":' * 20 + "1" + "}" * 20 + "}",
         "{not json",
     ],
 )
@@ -386,3 +401,261 @@ def test_a_value_menuconfig_saved_but_the_check_refuses_leaves_dotconfig_unchang
     assert "FRACTAL_X_MAX: 'abc' is not a number" in message and ".config is unchanged" in message
     assert message.count("fix:") == 1  # the value's own fix, once
     assert message.count("make menuconfig") == 1
+
+
+# -- a results directory is only ever one that make made ----------------------------------
+
+
+def test_make_never_adopts_a_directory_it_did_not_make(tree):
+    before = sorted(p.name for p in (tree / "docs").iterdir())
+    assert make(tree, "defconfig-default").returncode == 0
+    assert make(tree, "SET=NAME=docs EXEC_RESULTS_ROOT=.", "setconfig").returncode == 0
+    for target in ("run", "summary", "clean-results", "repro-check"):
+        out = make(tree, target)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, (target, out.stderr)
+        assert "docs" in out.stderr and "made by make" in out.stderr, out.stderr
+    assert sorted(p.name for p in (tree / "docs").iterdir()) == before
+    assert not (tree / "docs" / "config_hash").exists()
+
+
+def test_a_results_directory_of_an_earlier_kmatrix_is_adopted_only_if_it_is_one(tmp_path):
+    cfg = make_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    (root / results.MARKER).unlink()  # as an earlier version left it: config_hash, no marker
+    assert driver.run_matrix(cfg, live=False) == 0 and (root / results.MARKER).is_file()
+    assert runs_of(cfg, "ok-s0") == 1  # its results are kept
+    (root / results.MARKER).unlink()
+    (root / "notes.txt").write_text("not make's")  # something make never writes: not ours
+    with pytest.raises(ConfigError, match="not a results directory made by make.*notes.txt"):
+        driver.run_matrix(cfg, live=False)
+    with pytest.raises(ConfigError, match="not deleted"):
+        driver.clean_results(cfg)
+    assert (root / "notes.txt").exists() and status_of(cfg, "ok-s0") == "ok"
+
+
+# -- a summary only of what ran --------------------------------------------------------
+
+
+def test_summary_checks_the_configuration_like_make(tmp_path, capsys):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "diverge"])
+    with pytest.raises(ConfigError, match="nothing has run yet"):
+        driver.summary_only(cfg)
+    assert driver.run_matrix(cfg, live=False) == 0
+    changed = cfg.replace(behaviours=["ok", "raise"])
+    with pytest.raises(ConfigError, match=r"(?s)another configuration.*BEHAVIOURS: \["):
+        driver.summary_only(changed)
+    assert driver.summary_only(changed, force=True) == 0
+    assert "FORCE=1" in capsys.readouterr().err
+
+
+def test_the_config_change_refusal_names_what_changed_and_what_each_fix_does(tmp_path):
+    cfg = make_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    with pytest.raises(ConfigError) as e:
+        driver.run_matrix(cfg.replace(sleep=0.5, seeds=[0, 1]), live=False)
+    text = str(e.value)
+    assert "SEEDS: [0] -> [0, 1]" in text and "SLEEP: (unset) -> 0.5" in text
+    assert text.index("NAME=<new name>") < text.index("FORCE=1") < text.index("clean-results")
+    assert "DELETES every finished cell" in text
+
+
+def test_force_after_moving_a_sweep_never_reuses_results_at_new_coordinates(tmp_path, capsys):
+    cfg = swept(tmp_path, sweep_x_points=3, sweep_x_min=1e-3, sweep_x_max=1e-1)
+    assert driver.run_matrix(cfg, live=False) == 0
+    moved = cfg.replace(sweep_x_max=1.0)  # same ids (grid indices), other points for i > 0
+    assert driver.run_matrix(moved, force=True, live=False) == 0
+    err = capsys.readouterr().err
+    assert "FORCE=1" in err and "computed at another point" in err
+    root = results.results_dir(moved)
+    for cell in plan(moved):
+        assert results.read_cell(root, cell)["point"]["x"] == cell.point["x"]
+        assert runs_of(moved, cell.id) == (1 if cell.point["i"] == 0 else 2), cell.id
+
+
+def test_the_snapshot_is_the_configuration_make_runs_not_a_later_setconfig(tmp_path):
+    cfg = make_cfg(tmp_path)
+    root = results.results_dir(cfg)
+    later = tmp_path / ".config"  # `make setconfig` ran after make read config.json
+    kconfig.apply_defconfig("default", dotconfig=later)
+    results.claim(root, cfg, dotconfig=later)
+    snapshot = root / "config"
+    assert json.loads((snapshot / "config.json").read_text()) == cfg.as_dict()
+    assert f"CONFIG_HASH = {cfg.hash!r}" in (snapshot / "config.py").read_text()
+    assert results.read_hash(root) == cfg.hash
+    assert not (snapshot / ".config").exists()  # another configuration: not snapshotted
+    same = typed.Config(json.loads((tmp_path / "config.json").read_text()))
+    results.claim(results.results_dir(make_cfg(tmp_path / "b")), same, dotconfig=later)
+    assert (results.results_dir(make_cfg(tmp_path / "b")) / "config" / ".config").is_file()
+
+
+def test_a_truncated_coarse_result_never_hides_later_levels_silently(tmp_path, capsys):
+    cfg = refined_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    coarse = plan(cfg)[0]
+    path = results.cell_dir(root, coarse.id) / "result.json"
+    path.write_bytes(path.read_bytes()[:20])
+    capsys.readouterr()
+    assert driver.summary_only(cfg) == 0
+    err = capsys.readouterr().err
+    assert "are not in this summary" in err and coarse.id in err
+    hidden = json.loads((root / "summary" / "summary.json").read_text())["not_shown"]
+    assert hidden > 0 and str(hidden) in err
+
+
+def test_malformed_results_never_stop_make_or_its_summary(tmp_path):
+    cfg = make_cfg(tmp_path, behaviours=["ok", "diverge", "late"])
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    for cell_id, text in [
+        ("ok-s0", "[" * 200_000),
+        ("diverge-s0", '{"id": "diverge-s0", "status": "ok", "error": 5, "metrics": {}}'),
+        ("late-s0", '{"id": "late-s0", "status": "ok", "metrics": {"x": 1' + "0" * 500 + "}}"),
+    ]:
+        (results.cell_dir(root, cell_id) / "result.json").write_text(text)
+    assert driver.summary_only(cfg) == 0
+    assert driver.run_matrix(cfg, live=False) == 0  # the three run again
+    assert status_of(cfg, "ok-s0") == "ok" and runs_of(cfg, "late-s0") == 2
+
+
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("seeds", "0", "SEEDS = .*is not a list"),
+        ("seeds", [10**30], "integer too large"),
+        ("sweep_x_points", 10**9, r"SWEEP_X_POINTS = .*out of range \[1, 4096\]"),
+        ("sweep_x_min", [1], "SWEEP_X_MIN = .*is not a number"),
+        ("adamw_lr", -1.0, "ADAMW_LR = .*is not > 0"),
+        ("workload", "no such", "WORKLOAD = .*is none of"),
+        ("optimizers", ["nope"], "OPTIMIZERS = .*is not a list of"),
+        ("sweep", 1, "SWEEP = .*is not true or false"),
+        ("name", "..", "NAME = .*not a safe name"),
+        ("exec_gpus", {"a": 1}, "EXEC_GPUS = .*is not a value or a flat list"),
+    ],
+)
+def test_a_hand_edited_config_json_is_refused_by_make_plan(tmp_path, key, value, problem):
+    values = kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / ".config")
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({**values, key: value}))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "matrix.py"), "plan", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert re.search(problem, out.stderr) and str(bad) in out.stderr, out.stderr
+
+
+# -- nothing is written through a symlink ------------------------------------------------
+
+
+def test_no_directory_make_writes_is_written_through_a_symlink(tmp_path):
+    cfg = make_cfg(tmp_path, track_wandb="offline", behaviours=["ok"])
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    outside = {name: tmp_path / f"outside-{name}" for name in ("summary", "wandb", "repro")}
+    for path in outside.values():
+        path.mkdir()
+    for name, target in (("summary", "summary"), ("wandb", "wandb"), ("repro-check", "repro")):
+        shutil.rmtree(root / name, ignore_errors=True)
+        (root / name).symlink_to(outside[target])
+    (root / "config").rename(tmp_path / "old-config")
+    (root / "config").symlink_to(tmp_path / "old-config")
+    assert driver.run_matrix(cfg.replace(seeds=[0]), live=False) == 0
+    for name, target in (("summary", "summary"), ("repro-check", "repro")):
+        shutil.rmtree(root / name, ignore_errors=True)
+        (root / name).symlink_to(outside[target])
+    assert driver.summary_only(cfg) == 0
+    assert repro.repro_check(cfg, "ok-s0", gpus=[]) == 0
+    assert all(os.listdir(p) == [] for p in outside.values())
+    assert not (root / "config").is_symlink() and (root / "summary" / "results.csv").is_file()
+
+
+# -- values in range, but not their consequences ----------------------------------------
+
+
+def test_swept_values_are_checked_against_the_knob_and_seeds_against_numpy(tmp_path):
+    values = kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / ".config")
+    cfg = typed.Config(values).replace(sweep_x_spacing="linear")
+    with pytest.raises(ConfigError, match="SWEEP_X_MIN: .* include values that are not finite"):
+        plan(cfg.replace(sweep_x_min=-1.7e308, sweep_x_max=1.7e308))
+    with pytest.raises(ConfigError, match="SWEEP_X_MIN: matrix_lr is set by MUON_LR, .* > 0"):
+        plan(cfg.replace(sweep_x_min=-1.0, sweep_x_max=1.0))
+    with pytest.raises(ConfigError, match="SWEEP_Y_MIN: unembedding_lr is set by ADAMW_LR"):
+        plan(cfg.replace(sweep_y_spacing="linear", sweep_y_min=-5.0))
+    fake = make_cfg(tmp_path, seeds=[2**32])  # past numpy's seeds: a config.json edit
+    with pytest.raises(ConfigError, match=r"^SEEDS: cell ok-s4294967296 would run with seed"):
+        preflight.check_seeds(plan(fake))
+    with pytest.raises(ConfigError, match="^SEEDS:"):
+        driver.run_matrix(fake, live=False)
+
+
+def test_a_long_list_with_repeats_is_reported_briefly(dotconfig):
+    seeds = " ".join(str(i % 50_000) for i in range(100_000))  # counted in linear time
+    with pytest.raises(ConfigError, match=r"^SEEDS: 0 1 10 100 .* \.\.\. listed more than once"):
+        kconfig.setconfig([("SEEDS", seeds)], dotconfig=dotconfig)
+
+
+# -- make variables ----------------------------------------------------------------------
+
+
+def test_no_make_variable_a_user_types_is_evaluated(tree):
+    assert make(tree, "defconfig-default").returncode == 0
+    for variable in ("FULL", "V", "FORCE"):
+        out = make(tree, f"{variable}=$(shell touch {variable.lower()})", "plan")
+        assert out.returncode == 0, out.stderr
+    out = make(tree, 'TORCH_VERSION=2.0"; touch tv; "', "plan")
+    assert out.returncode == 2 and "TORCH_VERSION: " in out.stderr
+    out = make(tree, "TORCH_VERSION=$(shell touch tv2)", "plan")
+    assert out.returncode == 2 and "is not a version number" in out.stderr
+    assert make(tree, "TORCH_VERSION=2.5.1+cpu", "plan").returncode == 0
+    created = {"full", "v", "force", "tv", "tv2"} & set(os.listdir(tree))
+    assert not created, created
+
+
+# -- messages ----------------------------------------------------------------------------
+
+
+def test_a_full_disk_during_the_summary_names_the_file_and_keeps_the_last(tmp_path, monkeypatch):
+    cfg = make_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    before = (root / "summary" / "results.csv").read_text()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    with pytest.raises(OSError) as e:
+        driver.summary_only(cfg)
+    assert e.value.filename.endswith("results.csv")
+    assert (root / "summary" / "results.csv").read_text() == before
+    assert not [p for p in os.listdir(root) if p.endswith(".tmp")]
+
+
+def test_repro_check_finds_a_refined_grids_later_cells(tmp_path):
+    cfg = refined_cfg(tmp_path)
+    assert driver.run_matrix(cfg, live=False) == 0
+    first = {c.id for c in plan(cfg)}
+    known, _, _ = stages.known_cells(cfg, plan(cfg), results.results_dir(cfg))
+    later = next(c.id for c in known if c.id not in first)
+    assert repro.repro_check(cfg, later, gpus=[], out=lambda *a: None) == 0
+
+
+# -- labels ------------------------------------------------------------------------------
+
+
+def test_a_run_stopped_by_a_nonfinite_gradient_is_labelled_unstable(monkeypatch):
+    from fractal import llm
+    from kmatrix.cell import Cell
+    from kmatrix.errors import Diverged
+
+    def stopped(cell, ctx):  # GPT2_CHECK_NUMERICS: stopped before the loss went non-finite
+        raise Diverged("non-finite gradient in h.0.attn", {}, losses=[4.0, 3.0, 2.0])
+
+    monkeypatch.setattr(llm.gpt2, "run", stopped)
+    cell = Cell("c", 0, "fractal.llm", {}, 0, {"trainable_window": 2, "trainable_threshold": 1.0})
+    with pytest.raises(Diverged) as e:
+        llm.run(cell, None)
+    assert e.value.metrics["stable"] is False and e.value.metrics["trainable"] is False

@@ -227,3 +227,57 @@ def test_a_refined_grid_runs_level_by_level_on_ray(tmp_path, ray_instance):
     summary = json.loads((root / "summary" / "summary.json").read_text())
     (grid,) = summary["refinement"].values()
     assert grid["complete"] and grid["computed"] == len(computed) and grid["miss_rate"] == 0.0
+
+
+def _family(pid):
+    """(pid, start time) of `pid`'s descendants: the processes a private Ray started."""
+    from kmatrix.ray_executor import _stat
+
+    children = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        stat = _stat(entry)
+        if stat:
+            children.setdefault(stat[0], []).append((int(entry), stat[1]))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child[0])
+    return found
+
+
+@needs_ray
+def test_the_ray_head_dying_is_our_message_keeps_results_and_leaves_no_process(tmp_path):
+    """The head's GCS is killed mid-run: the driver says so in its own words within
+    seconds, keeps and summarises what finished, and no process of its Ray is left."""
+    from kmatrix.ray_executor import _stat
+
+    cfg = ray_cfg(tmp_path, seeds=list(range(8)), sleep=1.5, exec_ray_address="")
+    config_path = tmp_path / "config.json"
+    config_path.write_text(json.dumps(cfg.as_dict()))
+    env = {**os.environ, "RAY_ADDRESS": "local", "PYTHONPATH": str(ROOT)}  # a private Ray
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "matrix.py"), "run", "--config", str(config_path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while len(finished(cfg)) < 1 and time.time() < deadline:
+        time.sleep(0.1)
+    family = _family(proc.pid)
+    gcs = [p for p, _ in family if b"gcs_server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert gcs and finished(cfg), "the run never started"
+    os.kill(gcs[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err[-2000:]
+    assert "the Ray head at" in err and "is gone" in err and "Traceback" not in err
+    done = finished(cfg)
+    assert done and all(status_of(cfg, c) == "ok" for c in done)
+    summary = json.loads((results.results_dir(cfg) / "summary" / "summary.json").read_text())
+    assert summary["counts"]["ok"] == len(done)
+    time.sleep(1.0)
+    left = [p for p, start in family | _family(proc.pid) if (_stat(p) or (0, None))[1] == start]
+    assert not left, [Path(f"/proc/{p}/cmdline").read_bytes()[:80] for p in left]
