@@ -53,17 +53,33 @@ def _labels(cell, losses, val_losses):
     )
 
 
+def _labelled(cell, ctx, out):
+    """A run's outcome (result or Diverged) with its labels in its metrics."""
+    if isinstance(out, Diverged):
+        out.metrics.update(_labels(cell, out.losses, out.val_losses))
+        return out
+    labels = _labels(cell, out["losses"], out.get("val_losses"))
+    out["metrics"].update(labels)
+    ctx.log(f"labels: {json.dumps(labels)}")
+    return out
+
+
 def run(cell, ctx):
     """One GPT-2 run, labelled. A non-finite loss is a result: unstable, not trainable."""
     try:
         out = gpt2.run(cell, ctx)
     except Diverged as e:
-        e.metrics.update(_labels(cell, e.losses, e.val_losses))
+        _labelled(cell, ctx, e)
         raise
-    labels = _labels(cell, out["losses"], out.get("val_losses"))
-    out["metrics"].update(labels)
-    ctx.log(f"labels: {json.dumps(labels)}")
-    return out
+    return _labelled(cell, ctx, out)
+
+
+batch_key = gpt2.batch_key
+
+
+def run_batch(cells, ctxs):
+    """Grid points trained together (gpt2.run_batch), each labelled."""
+    return [_labelled(c, x, o) for c, x, o in zip(cells, ctxs, gpt2.run_batch(cells, ctxs))]
 
 
 # ---------------------------------------------------------------------------- summary

@@ -239,3 +239,117 @@ def dry_run(cell, ctx):
     if not math.isfinite(out["losses"][0]):
         raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")
     return out["losses"][0]
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def batch_models(p, device, free_bytes=None):
+    """How many models of params p fit in one batch on this device: weights, gradients
+    and two optimizer states per parameter, plus one step's activations (the saved
+    tensors of each layer and the logits, in fp32), in 70% of the free GPU memory. On
+    the CPU 16: batches there are bounded by time, not memory."""
+    if not device.startswith("cuda"):
+        return 16
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    C, L, V = p["n_embd"], p["n_layer"], p["vocab_size"]
+    n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
+    tokens = p["batch_size"] * p["block_size"]
+    per_model = 4 * (4 * n_params + tokens * (L * 24 * C + 4 * V))
+    return max(1, int(0.7 * free_bytes // per_model))
+
+
+def _vocab(p, td):
+    """The model's vocabulary: the params' (the padded GPT-2 BPE), or, for character
+    data (vocab_size 0), the characters of the corpus."""
+    return p["vocab_size"] or td.vocab_size
+
+
+def run_batch(cells, ctxs):
+    """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
+    step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
+    and directory). Returns one outcome per cell: what run() returns, or the Diverged it
+    raises."""
+    from .batched import BatchedGPT, BatchedOptimizer, train_batched
+    from .params import batch_key, unbatchable
+
+    p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
+    for c in cells:
+        why = unbatchable(c.params)
+        if why or batch_key(c.params, c.run_seed) != batch_key(p0, cells[0].run_seed):
+            raise ValueError(f"cell {c.id} cannot train in a batch with {cells[0].id}: {why}")
+    K = p0.get("batch_models") or batch_models(p0, device)
+    if len(cells) > K:  # more than fit: in chunks, one after another
+        return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
+    started = time.perf_counter()
+    knobs = runtime_knobs(device)
+    td = _token_data(p0, ctx0)
+    sizes = {k: p0[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+    config = config_from_preset(
+        p0["model"],
+        arch=p0["arch"],
+        bias=p0.get("bias", True),
+        grad_checkpoint=p0["grad_checkpoint"],
+        vocab_size=_vocab(p0, td),
+        **sizes,
+    )
+    model, _ = _model(config, device, cells[0].run_seed, ctx0.cache)
+    if p0.get("init_from"):
+        model.load_state_dict(_init_weights(p0["init_from"]))
+    bm = BatchedGPT(model, len(cells))
+    f64 = dict(dtype=torch.float64, device=device)
+    column = lambda key: torch.tensor([float(c.params[key]) for c in cells], **f64)  # noqa: E731
+    spec = OPTIMIZERS[p0["optimizer"]]
+    hp = {k: column(k) if isinstance(spec.defaults[k], float) else p0[k] for k in spec.hp}
+    hp["grad_clip"] = column("grad_clip")
+    opt = BatchedOptimizer(
+        p0["optimizer"], bm, {g: column(f"{g}_lr") for g in GROUPS}, hp, p0["train_groups"]
+    )
+    if not opt.rules:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
+        )
+    gen = torch.Generator().manual_seed(cells[0].run_seed)
+    B, T = p0["batch_size"], p0["block_size"]
+    val = [
+        (x.to(device), y.to(device))
+        for x, y in td.fixed_batches("val", p0["eval_batches"], B, T, p0["seed"])
+    ]
+    knobs.update(
+        precision=p0["precision"],
+        autocast_dtype=AUTOCAST_DTYPES[p0["precision"]],
+        grad_scaler=False,
+        compile=False,
+        grad_checkpoint=p0["grad_checkpoint"],
+        check_numerics=False,
+        detect_anomaly=False,
+        fused_adamw=False,
+        n_params=model.num_params(),
+        flops_per_token=model.flops_per_token(T),
+        dataset=getattr(td, "identity", None),
+        batched_models=len(cells),
+        batch=[c.id for c in cells],
+    )
+    for c, ctx in zip(cells, ctxs):
+        ctx.log(
+            f"gpt2 {c.id}: {knobs['n_params'] / 1e6:.2f}M params, one of {len(cells)} models "
+            f"trained together, knobs {json.dumps(knobs, default=str)}"
+        )
+    setup_seconds = time.perf_counter() - started
+    outcomes = train_batched(
+        bm,
+        opt,
+        lambda: td.get_batch("train", B, T, gen, device),
+        _settings(p0, extra={}),
+        device=device,
+        val_batches=val,
+        logs=[ctx.log for ctx in ctxs],
+    )
+    for out in outcomes:
+        if isinstance(out, Diverged):
+            out.metrics["setup_seconds"] = setup_seconds
+        else:
+            out["knobs"] = knobs
+            out["metrics"]["setup_seconds"] = setup_seconds
+    return outcomes
