@@ -146,6 +146,7 @@ def _data_source(cfg):
         "val_fraction": cfg.gpt2_val_fraction,
         "max_tokens": cfg.get("gpt2_data_max_tokens") or 0,
         "part": cfg.get("gpt2_data_part") or "all",
+        "tokenizer": cfg.get("gpt2_tokenizer") or "gpt2",
     }
 
 
@@ -161,7 +162,8 @@ def cell_params(cfg, point):
         "arch": cfg.gpt2_arch,
         "bias": bool(cfg.get("gpt2_bias")),
         **sz,
-        "vocab_size": pad_vocab(GPT2_VOCAB),
+        # 0: the data's (the corpus' characters), known once it is prepared
+        "vocab_size": pad_vocab(GPT2_VOCAB) if cfg.get("gpt2_tokenizer") != "char" else 0,
         "optimizer": opt,
         **{k: cfg.get(k) for k in spec.hp},
         "matrix_lr": lr,

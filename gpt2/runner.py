@@ -61,10 +61,11 @@ def _model(config, device, seed, cache=None, compiled=False):
     return model, runner
 
 
-def _build(p, device, seed, cache=None, **overrides):
+def _build(p, device, seed, cache=None, vocab_size=None, **overrides):
     """Model, runner and optimizers for a cell's params (overrides shrink the model for dry
-    runs)."""
-    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    runs); vocab_size: the data's, where the params leave it to the data (see _vocab)."""
+    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+    sizes["vocab_size"] = vocab_size or p["vocab_size"]
     config = config_from_preset(
         p["model"],
         arch=p["arch"],
@@ -119,12 +120,18 @@ def _token_data(p, ctx):
     return ctx.cache[key]
 
 
+def _vocab(p, td):
+    """The model's vocabulary: the params' (the padded GPT-2 BPE), or, for character
+    data (vocab_size 0), the characters of the corpus."""
+    return p["vocab_size"] or td.vocab_size
+
+
 def run(cell, ctx):
     started = time.perf_counter()
     p, device = cell.params, ctx.device
     knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
     td = _token_data(p, ctx)
-    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
@@ -180,7 +187,7 @@ def probe(cell, ctx, steps=5):
     p, device = cell.params, ctx.device
     td = _token_data(p, ctx)
     started = time.perf_counter()
-    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
     val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
@@ -244,7 +251,7 @@ def dry_run(cell, ctx):
 # ---------------------------------------------------------------------------- batches
 
 
-def batch_models(p, device, free_bytes=None):
+def batch_models(p, device, vocab_size, free_bytes=None):
     """How many models of params p fit in one batch on this device: weights, gradients
     and two optimizer states per parameter, plus one step's activations (the saved
     tensors of each layer and the logits, in fp32), in 70% of the free GPU memory. On
@@ -253,17 +260,11 @@ def batch_models(p, device, free_bytes=None):
         return 16
     if free_bytes is None:
         free_bytes = torch.cuda.mem_get_info(device)[0]
-    C, L, V = p["n_embd"], p["n_layer"], p["vocab_size"]
+    C, L, V = p["n_embd"], p["n_layer"], vocab_size
     n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
     tokens = p["batch_size"] * p["block_size"]
     per_model = 4 * (4 * n_params + tokens * (L * 24 * C + 4 * V))
     return max(1, int(0.7 * free_bytes // per_model))
-
-
-def _vocab(p, td):
-    """The model's vocabulary: the params' (the padded GPT-2 BPE), or, for character
-    data (vocab_size 0), the characters of the corpus."""
-    return p["vocab_size"] or td.vocab_size
 
 
 def run_batch(cells, ctxs):
@@ -279,12 +280,12 @@ def run_batch(cells, ctxs):
         why = unbatchable(c.params)
         if why or batch_key(c.params, c.run_seed) != batch_key(p0, cells[0].run_seed):
             raise ValueError(f"cell {c.id} cannot train in a batch with {cells[0].id}: {why}")
-    K = p0.get("batch_models") or batch_models(p0, device)
+    td = _token_data(p0, ctx0)
+    K = p0.get("batch_models") or batch_models(p0, device, _vocab(p0, td))
     if len(cells) > K:  # more than fit: in chunks, one after another
         return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
     started = time.perf_counter()
     knobs = runtime_knobs(device)
-    td = _token_data(p0, ctx0)
     sizes = {k: p0[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
     config = config_from_preset(
         p0["model"],
