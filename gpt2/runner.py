@@ -18,7 +18,7 @@ from kmatrix.errors import ConfigError, Diverged
 from .model import GPT
 from .presets import config_from_preset
 from .optim import GROUPS, OPTIMIZERS, build_optimizers
-from .params import AUTOCAST_DTYPES, init_checkpoint
+from .params import AUTOCAST_DTYPES, init_checkpoint, unbatchable
 from .checkpoint import load_checkpoint
 from .train import TrainSettings, evaluate, runtime_knobs, train
 
@@ -245,6 +245,13 @@ def dry_run(cell, ctx):
     out = train(model, optimizers, batch, s, device="cpu", log=lambda *a: None)
     if not math.isfinite(out["losses"][0]):
         raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")
+    if unbatchable(p) is None:  # batching is on by default: its code path too, two models
+        from .batched import BatchedGPT, train_batched
+
+        bm = BatchedGPT(model, 2)
+        two = train_batched(bm, _batch_optimizer([p, p], bm, "cpu"), batch, s, "cpu")
+        if isinstance(two[0], Diverged):
+            raise RuntimeError(f"dry run of {cell.id} in a batch: {two[0]}")
     return out["losses"][0]
 
 
@@ -267,13 +274,33 @@ def batch_models(p, device, vocab_size, free_bytes=None):
     return max(1, int(0.7 * free_bytes // per_model))
 
 
+def _batch_optimizer(ps, bm, device):
+    """The batched optimizer of cells with params ps (one per model of bm): what may
+    differ between them as [K] float64 tensors, the rest from the first."""
+    from .batched import BatchedOptimizer
+
+    p0 = ps[0]
+    f64 = dict(dtype=torch.float64, device=device)
+    column = lambda key: torch.tensor([float(p[key]) for p in ps], **f64)  # noqa: E731
+    spec = OPTIMIZERS[p0["optimizer"]]
+    hp = {k: column(k) if isinstance(spec.defaults[k], float) else p0[k] for k in spec.hp}
+    hp["grad_clip"] = column("grad_clip")
+    lrs = {g: column(f"{g}_lr") for g in GROUPS}
+    opt = BatchedOptimizer(p0["optimizer"], bm, lrs, hp, p0["train_groups"])
+    if not opt.rules:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
+        )
+    return opt
+
+
 def run_batch(cells, ctxs):
     """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
     step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
     and directory). Returns one outcome per cell: what run() returns, or the Diverged it
     raises."""
-    from .batched import BatchedGPT, BatchedOptimizer, train_batched
-    from .params import batch_key, unbatchable
+    from .batched import BatchedGPT, train_batched
+    from .params import batch_key
 
     p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
     for c in cells:
@@ -299,18 +326,7 @@ def run_batch(cells, ctxs):
     if p0.get("init_from"):
         model.load_state_dict(_init_weights(p0["init_from"]))
     bm = BatchedGPT(model, len(cells))
-    f64 = dict(dtype=torch.float64, device=device)
-    column = lambda key: torch.tensor([float(c.params[key]) for c in cells], **f64)  # noqa: E731
-    spec = OPTIMIZERS[p0["optimizer"]]
-    hp = {k: column(k) if isinstance(spec.defaults[k], float) else p0[k] for k in spec.hp}
-    hp["grad_clip"] = column("grad_clip")
-    opt = BatchedOptimizer(
-        p0["optimizer"], bm, {g: column(f"{g}_lr") for g in GROUPS}, hp, p0["train_groups"]
-    )
-    if not opt.rules:
-        raise ConfigError(
-            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
-        )
+    opt = _batch_optimizer([c.params for c in cells], bm, device)
     gen = torch.Generator().manual_seed(cells[0].run_seed)
     B, T = p0["batch_size"], p0["block_size"]
     val = [
