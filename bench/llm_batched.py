@@ -10,7 +10,8 @@ Cells are the defconfig's first grid points (differing learning rates, the share
 each K trains K of them as one batch (setup included, as a worker's job). The one-model
 rate is measured on --single cells, run one after another with the model kept between
 them, as a worker does; its first cell (the model build, a compile) is left out of the
-rate and reported on its own. --vmap also times one forward and backward of
+rate and reported on its own. Rates are per wall-clock second and, for a shared CPU
+whose load changes under the run, per second of this process's CPU time. --vmap also times one forward and backward of
 torch.func.vmap over functional_call against the batched module at the largest K.
 """
 
@@ -72,18 +73,19 @@ def diverged(outs):
 
 def one_model_per_cell(cells, device, cache):
     """Seconds of each cell run by runner.run, one after another (a worker's cache)."""
-    times = []
+    times, cpu = [], []
     for cell in cells:
         seed_everything(cell.run_seed)
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             runner.run(cell, contexts(1, device, cache)[0])
         except Diverged:
             pass
         sync(device)
         times.append(time.perf_counter() - t0)
-    return times
+        cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def batched(cells, device, cache, k):
@@ -93,11 +95,12 @@ def batched(cells, device, cache, k):
         torch.cuda.reset_peak_memory_stats()
     seed_everything(cells[0].run_seed)
     sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outs = runner.run_batch(cells, contexts(len(cells), device, cache))
     sync(device)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     row = dict(k=k, cells=len(cells), seconds=seconds, cells_per_s=len(cells) / seconds)
+    row["cpu_seconds"], row["cells_per_cpu_s"] = cpu, len(cells) / cpu
     row["diverged"] = diverged(outs)
     if device.startswith("cuda"):
         row["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -184,13 +187,15 @@ def main():
         "tokens_per_step": p["batch_size"] * p["block_size"] * p["grad_accum"],
     }
     print(json.dumps(result), flush=True)
-    times = one_model_per_cell(cells[: args.single + 1], args.device, cache)
-    rate = args.single / sum(times[1:])
+    times, cpu = one_model_per_cell(cells[: args.single + 1], args.device, cache)
+    rate, cpu_rate = args.single / sum(times[1:]), args.single / sum(cpu[1:])
     result["one_model_per_cell"] = {
         "cells": args.single,
         "first_cell_s": times[0],
         "seconds_per_cell": sum(times[1:]) / args.single,
         "cells_per_s": rate,
+        "cpu_seconds_per_cell": sum(cpu[1:]) / args.single,
+        "cells_per_cpu_s": cpu_rate,
     }
     print(json.dumps(result["one_model_per_cell"]), flush=True)
     cache.pop("gpt2.model", None)  # the compiled one-model graph: not the batch's memory
@@ -202,6 +207,8 @@ def main():
             row = dict(k=k, out_of_memory=str(e).splitlines()[0], cells_per_s=0.0)
             torch.cuda.empty_cache()
         row["speedup"] = row["cells_per_s"] / rate
+        if "cells_per_cpu_s" in row:  # the CPU time: what a loaded machine does not change
+            row["cpu_time_speedup"] = row["cells_per_cpu_s"] / cpu_rate
         rows.append(row)
         print(json.dumps(row), flush=True)
     result["batched"] = rows
