@@ -24,19 +24,25 @@ SETUP :=
 TEST_SETUP :=
 endif
 
+# pip's own lines say what it fetches and installs; scripts/heartbeat.py adds a line
+# whenever pip is silent for 30 s (unpacking torch is), so a log never goes quiet.
+PIP = scripts/heartbeat.py
 .venv/.installed: pyproject.toml
-	@echo "  SETUP   first run: building .venv (about a minute; later runs skip this)"
+	@echo "  SETUP   first run: building .venv (minutes: torch alone is a ~200 MB download on"
+	@echo "          a machine without CUDA, several GB with it; later runs skip this)"
 	$(Q)test -x .venv/bin/python || python3 -m venv .venv
-	$(Q).venv/bin/python -m pip install -q --upgrade pip
+	$(Q)python3 $(PIP) "upgrading pip" .venv/bin/python -m pip install --upgrade pip
 	@echo "  SETUP   installing torch==$(TORCH_VERSION) (on a machine without CUDA: the CPU build)"
-	$(Q).venv/bin/python -m pip install -q "torch==$(TORCH_VERSION)"
+	$(Q)python3 $(PIP) "installing torch" .venv/bin/python -m pip install "torch==$(TORCH_VERSION)"
 	@echo "  SETUP   installing kmatrix with kconfiglib, wandb, datasets, tiktoken, matplotlib..."
-	$(Q).venv/bin/python -m pip install -q -e ".[dev]"
+	$(Q)python3 $(PIP) "installing kmatrix's dependencies" \
+		.venv/bin/python -m pip install -e ".[dev]"
 	$(Q)touch $@
+	@echo "  SETUP   .venv ready"
 
 .venv/.installed-ray: .venv/.installed
 	@echo "  SETUP   installing the ray extra for the Ray executor's tests"
-	$(Q).venv/bin/python -m pip install -q -e ".[dev,ray]"
+	$(Q)python3 $(PIP) "installing ray" .venv/bin/python -m pip install -e ".[dev,ray]"
 	$(Q)touch $@
 
 # Configuration: .config (Kconfig) -> config.py + config.json (typed values).
@@ -73,9 +79,9 @@ list-defconfigs:
 lint-defconfigs: | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py lint
 
+# A value the menu takes but the typed check refuses is not kept: .config is restored.
 menuconfig: .config | $(SETUP)
-	$(Q)$(PYTHON) -m menuconfig Kconfig
-	$(Q)$(PYTHON) scripts/config.py genconfig
+	$(Q)$(PYTHON) scripts/config.py menuconfig
 
 olddefconfig: .config | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py genconfig
@@ -115,8 +121,9 @@ clean-results: config.json
 
 # Development.
 .PHONY: test format clean distclean help
+# tests/pytest_heartbeat.py names a test that runs long, so the output never goes silent.
 test: | $(TEST_SETUP)
-	$(Q)$(PYTHON) -m pytest
+	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat
 
 format: | $(SETUP)
 	$(Q)$(PYTHON) -m black .
@@ -139,9 +146,12 @@ help:
 	@echo '  savedefconfig     - write a minimal defconfig to ./defconfig (DEFCONFIG=path)'
 	@echo 'Matrix:'
 	@echo '  run (default)     - run every cell: one worker per GPU, resume, retries, summary'
-	@echo '  plan              - print the cells (ids, axis values) without running anything'
-	@echo '  check             - dry-run every cell on the CPU (tiny model, one step each)'
-	@echo '  estimate          - cell count, steps/tokens and a time estimate from a probe run'
+	@echo '  plan              - print the cells (ids, axis values) without running anything;'
+	@echo '                      FULL=1 lists every cell'
+	@echo '  check             - dry-run (tiny model, one step, on the CPU) cells that hold every'
+	@echo '                      value of every axis: a grid'"'"'s diagonal and corners; FULL=1: all'
+	@echo '  estimate          - cell count, steps/tokens and a time estimate from probe cells,'
+	@echo '                      valid for the machine'"'"'s load while it probes'
 	@echo '  summary           - re-render figures, summary.json, results.csv from results'
 	@echo '  repro-check       - run one cell (CELL=id) twice and on every GPU, compare bitwise'
 	@echo '  clean-results     - delete results/<name>/ of the current configuration'
@@ -150,5 +160,6 @@ help:
 	@echo '  format            - format all Python with black'
 	@echo '  clean / distclean - remove caches / also .venv and the configuration'
 	@echo '  help              - this list'
-	@echo 'Variables: V=1 (verbose), FORCE=1 (reuse a results dir made with another'
-	@echo '  configuration), PYTHON=python3 (skip .venv set-up), TORCH_VERSION=2.13.0'
+	@echo 'Variables: V=1 (verbose), FULL=1 (plan, check: every cell), FORCE=1 (reuse a'
+	@echo '  results dir made with another configuration), PYTHON=python3 (skip .venv'
+	@echo '  set-up), TORCH_VERSION=$(TORCH_VERSION)'

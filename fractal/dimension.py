@@ -218,14 +218,19 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
         sizes, counts = np.asarray(bc["sizes"], float), np.asarray(bc["counts"], float)
         keep = counts > 0
         used.update(sizes[keep].tolist())
-        ax.loglog(sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=f"frame {k}")
-    bc = counted[0] if counted else {"counts": []}
-    if np.isfinite(estimate) and bc["counts"] and bc["counts"][0] > 0:
-        # reference line of the estimated slope through the first frame's smallest box
-        s = np.asarray(bc["sizes"], float)
+        label = f"image {k}" if len(frames) > 1 else "boxes counted"
+        ax.loglog(sizes[keep], counts[keep], "o-", ms=3, lw=1, alpha=0.7, label=label)
+    points = [
+        (s, c) for bc in counted for s, c in zip(bc["sizes"], bc["counts"]) if c > 0
+    ]  # fmt: skip
+    if np.isfinite(estimate) and points:
+        # the line of slope -D that fits the points best (least squares in log-log: it
+        # passes through their centroid), not one pinned to the first point
+        ls, lc = np.log10(np.array(points, float)).T
+        s = np.array(sorted(used))
         ax.loglog(
-            s, bc["counts"][0] * (s / s[0]) ** -estimate, "k--", lw=1,
-            label=f"slope -{estimate:.3f}",
+            s, 10 ** (np.mean(lc + estimate * ls)) * s**-estimate, "k--", lw=1,
+            label=f"fit: slope -{estimate:.3f} (median local slope)",
         )  # fmt: skip
     # one label per box size used (at most 8, evenly picked), no minor labels: readable
     ticks = sorted(used)

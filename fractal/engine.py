@@ -31,6 +31,7 @@ import torch
 
 from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, OPENING_WINDOW  # noqa: F401
 from fractal.common import PHI_SCALE, TAIL, WIDTH
+from kmatrix.progress import report as report_progress
 
 from fractal.problem import (  # noqa: E402,F401 - engine.load_data etc. for its callers
     AXES,
@@ -202,8 +203,8 @@ def _train_torch(
     problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, record=False, tail=TAIL,
     early_exit="none",
 ):  # fmt: skip
-    outs = []
-    for s in range(0, lr0.numel(), chunk):
+    outs, n = [], lr0.numel()
+    for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
         outs.append(
             _train_chunk(
@@ -211,6 +212,7 @@ def _train_torch(
                 record, tail, early_exit,
             )  # fmt: skip
         )
+        report_progress(min(s + chunk, n), n, "pixels")  # the driver's heartbeat shows it
     sums = [torch.cat([o[0][i] for o in outs]) for i in range(4)]
     traj = torch.cat([o[1] for o in outs], dim=1) if record else None
     return sums, traj

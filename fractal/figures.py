@@ -29,11 +29,22 @@ AXIS_LABELS = {
 # paper mode
 
 
-def save_figure(fig, path, title=None, dpi=120):
-    """Title (if any), tight layout, write, close: the tail of every figure here."""
+KEY_INCHES = 1.7  # the width the colour key's column adds to a figure
+
+
+def save_figure(fig, path, title=None, dpi=120, key=False):
+    """Title (if any), tight layout, write, close: the tail of every figure here. `key`:
+    the paper images' colour key, in a column added on the right after the layout."""
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if key:
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width + KEY_INCHES, height)
+        share = KEY_INCHES / (width + KEY_INCHES)  # of the figure's width
+        fig.tight_layout(rect=(0, 0, 1 - share, 1))
+        colour_key(fig, fig.add_axes((1 - 0.9 * share, 0.15, 0.1 * share, 0.7)))
+    else:
+        fig.tight_layout()
     write_atomic(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png", dpi=dpi))
     plt.close(fig)
     return path
@@ -89,11 +100,34 @@ def draw_image(ax, values, window, axes="lr_vs_lr", title=None):
     return im
 
 
+# What the paper's colours mean: paper_colors() puts converged pixels on Spectral's blue
+# side and diverged ones on its red side, each ranked by how slowly it converged or
+# diverged: the darkest are the slowest, as pixels at the boundary are.
+COLOUR_KEY = (
+    (-1.0, "diverged slowly"),
+    (-0.25, "diverged fast"),
+    (0.25, "converged fast"),
+    (1.0, "converged slowly"),
+)
+
+
+def colour_key(fig, cax):
+    """The colour bar of the paper's images in `cax`: blue converged, red diverged,
+    darker the slower (ranks: the losses span many orders of magnitude)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(-1, 1), "Spectral"), cax=cax)
+    bar.set_ticks([v for v, _ in COLOUR_KEY], labels=[t for _, t in COLOUR_KEY], fontsize=7)
+    bar.set_label("each pixel: one network trained; shade ranks its speed", fontsize=8)
+    return bar
+
+
 def save_image(values, window, path, axes="lr_vs_lr", title=None, size=5.0):
-    """The PNG of one image (one zoom frame)."""
+    """The PNG of one image, with its colour key."""
     fig, ax = plt.subplots(figsize=(size, size))
     draw_image(ax, values, window, axes, title)
-    return save_figure(fig, path, dpi=150)
+    return save_figure(fig, path, dpi=150, key=True)
 
 
 def _panel_grid(n, width, height, cols=3):
@@ -122,7 +156,7 @@ def summary_figure(panels, path, title=None):
             continue
         draw_image(ax, p["values"], p["window"], p.get("axes", "lr_vs_lr"))
         ax.set_title(f"{p['name']}: {dim_text}", fontsize=9)
-    return save_figure(fig, path, title)
+    return save_figure(fig, path, title, key=True)
 
 
 def save_frame_png(values, path):
@@ -166,14 +200,14 @@ def frame_sheet(p, loaded, stats, path, title=None):
         d = dims.get(k)
         width = window[1] - window[0]
         ax.set_title(
-            f"frame {k}: {_decades(width)}, D {d:.2f}" if d else f"frame {k}: {_decades(width)}",
+            f"zoom {k}: {_decades(width)}, D {d:.2f}" if d else f"zoom {k}: {_decades(width)}",
             fontsize=8,
         )
     d, (lo, hi) = stats.get("dimension"), stats.get("spread_16_84") or (None, None)
     head = f"{p['experiment']} / {p['path']}: centre ({p['centre'][0]:.10f}, {p['centre'][1]:.10f})"
     if d is not None:
         head += f", D = {d:.3f} [{lo:.3f}, {hi:.3f}]"
-    return save_figure(fig, path, f"{title}\n{head}" if title else head)
+    return save_figure(fig, path, f"{title}\n{head}" if title else head, key=True)
 
 
 def slopes_vs_depth(sheets, path, title=None):
@@ -192,7 +226,7 @@ def slopes_vs_depth(sheets, path, title=None):
             (line,) = ax.plot(ks, [fd[k] for k in ks], "o-", ms=2.5, lw=1, label=key)
             if stats.get("dimension") is not None:
                 ax.axhline(stats["dimension"], color=line.get_color(), ls="--", lw=0.8)
-        ax.set_xlabel("frame (width = widest / 2^frame)")
+        ax.set_xlabel("zoom k (image width = the widest / 2^k)")
         ax.set_ylabel("median box-counting slope")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
@@ -205,7 +239,7 @@ def paper_panels(panels, path, title=None):
     fig, axs = _panel_grid(len(panels), 4.4, 4.4)
     for ax, p in zip(axs.flat, panels):
         x, y, width, frame = p["panel"]
-        head = f"{p['name']}, frame {frame}\npaper: ({x}, {y}), {width:.4g} decades"
+        head = f"{p['name']}, zoom {frame}\npaper: ({x}, {y}), {width:.4g} decades"
         if p.get("values") is None:
             ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
             ax.set_title(head, fontsize=8)
@@ -218,4 +252,4 @@ def paper_panels(panels, path, title=None):
             f"{head}\nours: ({(w[0] + w[1]) / 2:.10f}, {(w[2] + w[3]) / 2:.10f})", fontsize=8
         )
         ax.ticklabel_format(useOffset=True)
-    return save_figure(fig, path, title)
+    return save_figure(fig, path, title, key=True)

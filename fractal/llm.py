@@ -105,7 +105,9 @@ def grid_arrays(cells, results, cfg):
         g = grids.get(group_name(cell.point))
         if g is None:
             g = grids[group_name(cell.point)] = dict(xs=xs, ys=ys)
-            g.update({k: np.full(shape, np.nan) for k in ("loss", "trainable", "stable")})
+            keys = ("loss", "trainable", "stable", "ratio")
+            g.update({k: np.full(shape, np.nan) for k in keys})
+            g["optimizer"] = cell.params.get("optimizer")
             g["inferred"] = np.zeros(shape, dtype=bool)
         result = results.get(cell.id)
         if not result or result["status"] == "failed":
@@ -115,6 +117,7 @@ def grid_arrays(cells, results, cfg):
         g["stable"][at] = float(bool(m.get("stable")))
         g["trainable"][at] = float(bool(m.get("trainable")))
         g["loss"][at] = as_float(m.get("final_train_loss"))
+        g["ratio"][at] = as_float(m.get("ratio"))
         g["inferred"][at] = result["status"] == "inferred"
     return grids
 
@@ -161,18 +164,43 @@ def boundary_dimension(trainable):
     method = "paper" if min(np.shape(trainable)) >= PAPER_ESTIMATOR_FROM else "pow2"
     bc = dimension.edge_box_count(edges, method)
     how = {"estimator": method, "box_sizes": bc["sizes"]}
-    if n < 2 or min(edges.shape) < 2 or not bc["slopes"]:
-        return None, n, how
+    if n < 2 or min(edges.shape) < 2 or len(bc["sizes"]) < grid_figures.MIN_BOX_SIZES:
+        return None, n, how  # one slope (two box sizes) or none: no dimension, say so
     return float(np.median(bc["slopes"])), n, how
+
+
+def budget_text(params):
+    """'30 steps of 2 x 64 tokens' (the training budget every grid point had)."""
+    p = params or {}
+    batch, block = p.get("batch_size"), p.get("block_size")
+    per_step = (
+        f" of {batch * (p.get('grad_accum') or 1)} x {block} tokens" if batch and block else ""
+    )
+    parts = []
+    if p.get("max_steps"):
+        parts.append(f"{p['max_steps']:,} steps{per_step}")
+    if p.get("max_tokens"):
+        parts.append(f"{p['max_tokens']:,} tokens")
+    if p.get("max_seconds"):
+        parts.append(f"{p['max_seconds']:g} s")
+    return " or ".join(parts) or "budget unknown"
 
 
 def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
-    x_name, y_name = cfg.sweep_x_param, cfg.sweep_y_param
     seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
+    budget = budget_text(cells[0].params if cells else None)
+    rule = (
+        f"trainable: last {cfg.trainable_window} train losses < {cfg.trainable_threshold:g} x first"
+    )
     out = {}
     for name, g in grid_arrays(cells, results, cfg).items():
-        title = f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]"
+        x_name = grid_figures.axis_name(cfg.sweep_x_param, g.get("optimizer"))
+        y_name = grid_figures.axis_name(cfg.sweep_y_param, g.get("optimizer"))
+        title = (
+            f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]\n"
+            f"budget: {budget} per run; {rule}"
+        )
         inferred = g["inferred"] if g["inferred"].any() else None
         note = f"{int(g['inferred'].sum())} of {g['inferred'].size} labels inferred (pale)"
         paths = {
@@ -189,6 +217,10 @@ def summarize(summary_dir, cells, results, cfg):
             title,
             inferred=inferred,
             note=note if inferred is not None else None,
+            stable=g["stable"],
+            ratio=g["ratio"],
+            threshold=cfg.trainable_threshold,
+            window=cfg.trainable_window,
         )
         grid_figures.stability_figure(
             g["xs"], g["ys"], g["stable"], g["loss"], paths["stability"], x_name, y_name, title,
@@ -196,16 +228,20 @@ def summarize(summary_dir, cells, results, cfg):
         )  # fmt: skip
         missing = _window_missing(~np.isfinite(g["trainable"]))
         edges = boundary(g["trainable"])
-        grid_figures.boundary_figure(
-            g["xs"], g["ys"], edges, missing, paths["boundary"], x_name, y_name, title
-        )
-        arrays = {k: g[k] for k in ("xs", "ys", "loss", "trainable", "stable", "inferred")}
-        write_atomic(summary_dir / f"grid-{name}.npz", lambda f: np.savez(f, **arrays))
         dim, pixels, how = boundary_dimension(g["trainable"])
+        about = grid_figures.dimension_text(dim, how["box_sizes"])
+        grid_figures.boundary_figure(
+            g["xs"], g["ys"], edges, missing, paths["boundary"], x_name, y_name, title,
+            trainable=g["trainable"], dimension=about,
+        )  # fmt: skip
+        keys = ("xs", "ys", "loss", "trainable", "stable", "inferred", "ratio")
+        arrays = {k: g[k] for k in keys}
+        write_atomic(summary_dir / f"grid-{name}.npz", lambda f: np.savez(f, **arrays))
         t = g["trainable"]
         present = np.isfinite(t)
         out[name] = {
             "fractal_dimension": dim,
+            "dimension_note": about,
             "dimension_estimator": how["estimator"],
             "box_sizes": how["box_sizes"],
             "boundary_pixels": pixels,
@@ -217,8 +253,16 @@ def summarize(summary_dir, cells, results, cfg):
             "missing": int((~present).sum()),
             "inferred": int(g["inferred"].sum()),
             "seeds": cfg.get("sweep_seeds") or "shared",
-            "x": {"param": x_name, "min": float(g["xs"].min()), "max": float(g["xs"].max())},
-            "y": {"param": y_name, "min": float(g["ys"].min()), "max": float(g["ys"].max())},
+            "x": {
+                "param": cfg.sweep_x_param,
+                "min": float(g["xs"].min()),
+                "max": float(g["xs"].max()),
+            },
+            "y": {
+                "param": cfg.sweep_y_param,
+                "min": float(g["ys"].min()),
+                "max": float(g["ys"].max()),
+            },
         }
         parent_name = cfg.get("fractal_llm_parent")
         if parent_name:

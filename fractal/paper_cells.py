@@ -218,7 +218,8 @@ def run_image(cell, ctx, title):
     res = compute(p, _device(ctx), ctx.cache, window=tuple(p["window"]), resolution=p["resolution"])
     v = res["values"]
     _save_npy(out / "frame_00.npy", v)
-    figures.save_image(v, p["window"], out / "frame_00.png", p["axes"], f"{title} frame 0")
+    size = f"{v.shape[1]} x {v.shape[0]} networks, {p['steps']} steps each"
+    figures.save_image(v, p["window"], out / "frame_00.png", p["axes"], f"{title}\n{size}")
     bc = dimension.box_count(v, method=p["dimension"])
     dim = float(np.median(bc["slopes"])) if bc["slopes"] else None
     dim_text = f"{dim:.3f}" if dim is not None else "n/a"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from kmatrix.progress import report as report_progress
 from kmatrix.errors import Diverged
 from kmatrix.seeding import apply_profile
 
@@ -291,6 +292,10 @@ def train(
         step += 1
         tokens += s.tokens_per_step
         elapsed += time.perf_counter() - t0
+        if s.max_steps:  # the driver's heartbeat shows the budget spent
+            report_progress(step, s.max_steps, "steps")
+        elif s.max_tokens:
+            report_progress(tokens, s.max_tokens, "tokens")
 
         last = done()
         evaluating = bool(s.eval_interval and step % s.eval_interval == 0 and val_batches)

@@ -207,9 +207,17 @@ def print_plan(cfg, out=print, full=False):
     return 0
 
 
+def count_text(counts):
+    """{"ok": 250, "diverged": 6} -> "256 cells: 250 ok, 6 diverged" (the usual order)."""
+    order = ["ok", "diverged", "failed", "inferred", "missing"]
+    names = order + sorted(set(counts) - set(order))
+    parts = [f"{counts[n]:,} {n}" for n in names if counts.get(n)]
+    return f"{sum(counts.values()):,} cells: " + (", ".join(parts) or "none")
+
+
 def _summary(cfg, cells, root, out):
     summary = summarize(cfg, cells, root)
-    out(f"  SUMMARY {root / 'summary'}  {summary['counts']}")
+    out(f"  SUMMARY {root / 'summary'}  {count_text(summary['counts'])}")
 
 
 def summary_only(cfg, out=print):

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import math
+import os
 import random
 import tempfile
 import time
@@ -90,6 +91,11 @@ def estimate(cfg, out=print, samples_per_slot=2):
     out(f"  START   {start_s:.1f} s (environment snapshot, workers' start-up)")
     out(f"  SUMMARY {summary_s:.1f} s (figures, tables, the W&B summary run)")
     out(f"  TOTAL   about {_minutes(mean)} (range {_minutes(low)} .. {_minutes(high)})")
+    out(
+        f"  COVERS  the spread of the {len(per_cell)} probed cells' times, on this machine at "
+        f"its load now (1-min load average {_load()}); not a change of load (other jobs "
+        "starting or stopping shift every cell), nor cells slower than every probed one"
+    )
     if later:
         most = start_s + math.ceil((len(todo) + later) / len(slots)) * max(per_cell)
         out(f"  AT MOST {_minutes(most)} if the later stages ran every cell they may")
@@ -116,6 +122,13 @@ def later_cells(cfg, cells):
         return 0
     groups = {tuple(combination(c.point).items()) for c in cells}
     return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)
+
+
+def _load():
+    try:
+        return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "unknown"
 
 
 def _minutes(seconds):

@@ -65,6 +65,7 @@ class Slot:
         self.job = None  # the job running now
         self.submitted = None  # when the job was handed over
         self.started = None  # when the worker began the current cell
+        self.progress = None  # the current cell's last progress report
         self.buffer = b""
 
     def spawn(self, base_env):
@@ -124,12 +125,17 @@ class LocalExecutor:
     def running(self):
         return {s.name: s.job["cell"]["id"] for s in self.slots if s.job is not None}
 
+    def cell_progress(self):
+        """{slot: the running cell's last report (done, total, unit)}, for the heartbeat."""
+        return {s.name: s.progress for s in self.slots if s.job is not None and s.progress}
+
     def submit(self, slot, job):
         if slot.proc is None or slot.proc.poll() is not None:
             slot.kill()
             slot.spawn(self.env)
         job = {**job, "slot": slot.name}
-        slot.job, slot.started = job, None  # the clock starts when the worker says so
+        slot.job, slot.progress = job, None
+        slot.started = None  # the clock starts when the worker says so
         slot.submitted = time.time()
         try:
             slot.proc.stdin.write((json.dumps(job) + "\n").encode())
@@ -162,6 +168,9 @@ class LocalExecutor:
                 message = json.loads(line)
                 if "started" in message:
                     slot.started = time.time()
+                    continue
+                if "progress" in message:
+                    slot.progress = message
                     continue
                 done.append((slot.job, message))
                 slot.job = None

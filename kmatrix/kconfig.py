@@ -59,19 +59,45 @@ def why_not(kconf, sym, wanted):
         return why + (f": {'; '.join(selected)}" if selected else "")
     if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
         kind = kconfiglib.TYPE_TO_STR[sym.orig_type]
+        span = _range(sym)
+        within = f" in [{span[0]}, {span[1]}]" if span else ""
         try:
             int(wanted, 16 if sym.orig_type == kconfiglib.HEX else 10)
         except ValueError:
-            return f"{typed.shorten(wanted)} is not an {kind} value"
-        for low, high, cond in sym.ranges:
-            if kconfiglib.expr_value(cond):
-                return f"value {typed.shorten(wanted)} out of range [{low.str_value}, {high.str_value}]"
+            return (
+                f"{typed.shorten(wanted)} is not an {kind} value: it takes a whole number{within}"
+            )
+        if span:
+            return f"value {typed.shorten(wanted)} out of range [{span[0]}, {span[1]}]"
         return f"{typed.shorten(wanted)} is not a valid {kind} value"
     if sym.orig_type == kconfiglib.BOOL and wanted not in ("y", "n"):
         return f"{typed.shorten(wanted)} is not a bool value (use y, or '# CONFIG_{sym.name} is not set')"
     if sym.rev_dep is not kconf.n and wanted == "n":
         return f"forced on by select ({kconfiglib.expr_str(sym.rev_dep)})"
     return f"did not take effect (value is {typed.shorten(sym.str_value)})"
+
+
+def _range(sym):
+    """The (low, high) strings of an int symbol's active range, or None."""
+    for low, high, cond in sym.ranges:
+        if kconfiglib.expr_value(cond):
+            return low.str_value, high.str_value
+    return None
+
+
+def how_to_set(sym):
+    """The fix for a refused value: what the symbol takes, as a `make setconfig` line."""
+    example = sym.str_value or (sym.defaults[0][0].str_value if sym.defaults else "")
+    if sym.orig_type in (kconfiglib.INT, kconfiglib.HEX):
+        span = _range(sym)  # why_not() already names it; the example is in it
+        takes = f"a whole number in [{span[0]}, {span[1]}]" if span else "a whole number"
+    elif sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
+        takes, example = "y or n", "y"
+    else:
+        prompt = sym.nodes[0].prompt[0] if sym.nodes and sym.nodes[0].prompt else ""
+        kind = re.search(r"\(([^()]*)\)\s*$", prompt)
+        takes = f"a value of the kind its prompt states ({kind.group(1)})" if kind else "a string"
+    return f"give {takes}, e.g. `make setconfig SET={sym.name}={example}`"
 
 
 def _parse_value(sym, raw):
@@ -229,15 +255,43 @@ def load_dotconfig(root=ROOT, dotconfig=None, warn=None):
     problems = lint_defconfig(dotconfig, kconf, warnings)
     for warning in warnings:
         (warn or (lambda text: print(text, file=sys.stderr)))(f"warning: {warning} (dropped)")
-    if problems:
+    if problems:  # each problem names its own fix; then what to do about the file
         raise ConfigError(
             str(dotconfig),
-            "holds values Kconfig would not take:\n  " + "\n  ".join(problems),
-            "correct those lines (`make menuconfig`), or start again from `make defconfig-<name>`",
+            "holds values Kconfig would not take:\n  "
+            + "\n  ".join(problems)
+            + "\ncorrect those lines (`make menuconfig`), or start again from "
+            "`make defconfig-<name>`",
         )
     if warnings:
         kconf.load_config(str(dotconfig), replace=True)
     return kconf
+
+
+def edit_dotconfig(edit, root=ROOT, dotconfig=None):
+    """Run `edit()` (the menu) on .config, then regenerate config.py. A value the menu
+    took but the typed check refuses (a float symbol is a string to the menu, so 'abc'
+    passes it) leaves nothing behind: .config goes back to what it was, the edited file
+    is kept as .config.rejected, and the one error says so."""
+    dotconfig = Path(dotconfig or Path(root) / ".config")
+    before = dotconfig.read_bytes()
+    edit()
+    try:
+        return genconfig(root, dotconfig)
+    except ConfigError as e:
+        after = dotconfig.read_bytes()
+        if after == before:
+            raise
+        rejected = dotconfig.with_name(dotconfig.name + ".rejected")
+        write_atomic(rejected, lambda f: f.write(after))
+        write_atomic(dotconfig, lambda f: f.write(before))
+        problem = e.problem.split("\ncorrect those lines")[0]  # the fix below replaces it
+        raise ConfigError(
+            str(rejected) if e.symbol == str(dotconfig) else e.symbol,
+            problem.replace(f"{dotconfig.name}:", f"{rejected.name}:")
+            + f"\n{dotconfig.name} is unchanged (the menu's edits are in {rejected.name}): run "
+            "`make menuconfig` again and correct the value",
+        ) from None
 
 
 def genconfig(root=ROOT, dotconfig=None):
@@ -280,9 +334,9 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
         if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):
             value = {"1": "y", "true": "y", "0": "n", "false": "n"}.get(value.lower(), value)
         if sym.str_value != value:
-            raise ConfigError(
-                name, f"cannot be set to {typed.shorten(value)}: {why_not(kconf, sym, value)}"
-            )
+            why = why_not(kconf, sym, value)
+            fix = how_to_set(sym) if sym.visibility else None  # hidden: `why` says what to set
+            raise ConfigError(name, f"cannot be set to {typed.shorten(value)}: {why}", fix)
     return _save(kconf, root, dotconfig)
 
 

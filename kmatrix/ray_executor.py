@@ -226,6 +226,9 @@ class RayExecutor:
     def running(self):
         return {s.name: s.job["cell"]["id"] for s in self.slots if s.job is not None}
 
+    def cell_progress(self):
+        return {}  # a Ray actor's cells report no progress: the heartbeat shows their time
+
     def submit(self, slot, job):
         # Workers have another working directory (and machine): paths must be absolute.
         job = {**job, "slot": slot.name, "out_dir": str(Path(job["out_dir"]).resolve())}

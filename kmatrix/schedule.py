@@ -103,7 +103,7 @@ def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
                     "submitted": time.time(),
                 }
                 executor.submit(slot, job)
-            progress.set_running(executor.running())
+            progress.set_running(executor.running(), executor.cell_progress())
             for job, reply in executor.poll(timeout=0.25):
                 cell = by_id[reply["id"]]
                 if reply.get("lost") and kind == "run":

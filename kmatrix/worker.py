@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from kmatrix import progress
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
 from kmatrix.results import make_cell_dir, write_result
@@ -151,8 +152,12 @@ def main():
             continue
         job = json.loads(line)
         # The cell's clock (and its timeout) starts now, not while this worker started up.
-        reply.write(json.dumps({"started": job["cell"]["id"]}) + "\n")
+        cell_id = job["cell"]["id"]
+        reply.write(json.dumps({"started": cell_id}) + "\n")
+        # The workload's progress.report() calls reach the driver's heartbeat.
+        progress.listen(lambda part: reply.write(json.dumps({"progress": cell_id, **part}) + "\n"))
         reply.write(json.dumps(run_job(job, cache, workloads)) + "\n")
+        progress.listen(None)
 
 
 if __name__ == "__main__":

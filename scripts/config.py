@@ -1,11 +1,12 @@
 """Configuration commands behind the Makefile: defconfig, lint, setconfig, savedefconfig.
 
-Usage: python scripts/config.py {defconfig NAME | lint [FILE...] | genconfig |
+Usage: python scripts/config.py {defconfig NAME | lint [FILE...] | genconfig | menuconfig |
         setconfig 'SYM=value ...' | savedefconfig OUT | list}
 The Makefile passes NAME, SET and OUT in $KMATRIX_ARG, so no shell ever parses them.
 """
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +38,10 @@ def main(argv):
             print(f"  LINT    {len(files)} defconfig(s) clean")
         elif command == "genconfig":
             kconfig.genconfig()
+            print("  GEN     config.py config.json")
+        elif command == "menuconfig":
+            menu = [sys.executable, "-m", "menuconfig", "Kconfig"]
+            kconfig.edit_dotconfig(lambda: subprocess.run(menu, cwd=kconfig.ROOT))
             print("  GEN     config.py config.json")
         elif command == "setconfig":
             text = " ".join(args)

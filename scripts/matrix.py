@@ -8,6 +8,8 @@ import argparse
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,6 +33,36 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _sigint_caught(pid):
+    """Whether process `pid` catches SIGINT (Linux /proc); None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _follow_make_sigint():
+    """`kill -INT <make's pid>` reaches make alone: GNU make forwards SIGTERM to its
+    recipe, but on SIGINT it expects the terminal to have signalled the whole process
+    group, so it drops its own handler and waits for us. Watch the parent for that drop
+    and stop as on Ctrl-C. (A parent that never caught SIGINT, such as a make started
+    in the background, is not watched.)"""
+    parent = os.getppid()
+    if not _sigint_caught(parent):
+        return
+
+    def watch():
+        while _sigint_caught(parent) and os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
@@ -40,6 +72,7 @@ def main(argv):
     parser.add_argument("--full", action="store_true", help="plan, check: every cell (FULL=1)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    _follow_make_sigint()
     args.cell = args.cell or os.environ.get("KMATRIX_ARG") or None  # make repro-check CELL=
     try:
         return COMMANDS[args.command](config.load(args.config), args)

@@ -1,7 +1,7 @@
 """A fake workload for the driver's tests: each cell does what its params say.
 
 params["behaviour"]: "ok" | "diverge" | "raise" | "transient" | "hang" | "exit" | "segfault"
-| "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
+| "progress" (reports 4 steps, 0.3 s apart) | "die_once" (the worker process dies on the cell's first run only) | "disk_full" (writing
 its result fails with ENOSPC); any other name behaves like "ok".
 """
 
@@ -35,6 +35,8 @@ def cell_params(cfg, point):
         "prepare": cfg.get("prepare", 0.0),
         "boundary": cfg.get("boundary"),
         "seconds": cfg.get("seconds", 1.0) * (1 + point["seed"]),
+        "gate": cfg.get("gate"),  # cells of seed >= gate_seed wait for this file to exist
+        "gate_seed": cfg.get("gate_seed", 0),
     }
 
 
@@ -55,6 +57,9 @@ def run(cell, ctx):
     print(f"fake cell {cell.id} run {runs} in pid {os.getpid()}")
     if cell.params["sleep"]:
         time.sleep(cell.params["sleep"])
+    if cell.params.get("gate") and cell.point["seed"] >= cell.params["gate_seed"]:
+        while not Path(cell.params["gate"]).exists():  # a test decides when, not the clock
+            time.sleep(0.05)
     if behaviour == "diverge":
         raise Diverged("loss became nan at step 2", {"steps": 2})
     if behaviour == "raise":
@@ -63,6 +68,12 @@ def run(cell, ctx):
         raise ConnectionError("hub time-out (simulated)")
     if behaviour == "hang":
         time.sleep(3600)
+    if behaviour == "progress":
+        from kmatrix import progress
+
+        for step in range(1, 5):
+            progress.report(step, 4, "steps")
+            time.sleep(0.3)
     if behaviour == "exit" or (behaviour == "die_once" and runs < 2):
         os._exit(7)  # the worker process dies mid-cell, like an OOM kill or a lost machine
     if behaviour == "disk_full":  # the disk fills up while the cell writes its result
@@ -96,18 +107,17 @@ def label(result):
 
 
 def probe(cell, ctx):
-    """`make estimate`: a one-time preparation per worker (like a data download), then
-    "seconds" per cell as this cell's own run-time estimate."""
-    if "prepared" not in ctx.cache:
-        time.sleep(cell.params.get("prepare", 0.0))
+    """`make estimate`: "seconds" per cell as this cell's own run-time estimate, plus, on a
+    worker's first probe only, "prepare" seconds of one-time preparation (a download)."""
+    prepare = 0.0
+    if "prepared" not in ctx.cache:  # counted, not slept: a test asserts no time
+        prepare = cell.params.get("prepare", 0.0)
         ctx.cache["prepared"] = True
-    started = time.perf_counter()
-    time.sleep(0.05)
     return {
         "unit": "steps",
         "per_cell": cell.params["steps"],
-        "seconds_per_cell": cell.params["seconds"],
-        "probe_seconds": time.perf_counter() - started,
+        "seconds_per_cell": cell.params["seconds"] + prepare,
+        "probe_seconds": 0.0,
     }
 
 

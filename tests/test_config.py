@@ -177,7 +177,7 @@ def test_menuconfig_starts_takes_keys_and_saves(tmp_path):
         env=env,
         dimensions=(40, 120),
         encoding="utf-8",
-        timeout=30,
+        timeout=120,  # per screen; a hang guard, generous for a loaded machine
     )
     child.expect("Matrix name")
     # each key waits for the screen it needs: the edit box, the menu again, the save box
@@ -211,7 +211,7 @@ def make(tree, *args):
         cwd=tree,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # a hang guard: a loaded machine may be slow
     )
 
 

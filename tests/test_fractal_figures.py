@@ -2,10 +2,12 @@
 
 import math
 
-import numpy as np
 import matplotlib
+import matplotlib.figure
+import numpy as np
+import pytest
 
-from fractal import figures
+from fractal import dimension, figures
 from fractal.labels import label_run
 
 
@@ -102,3 +104,61 @@ def test_labels_on_synthetic_curves():
     # the threshold and window are parameters
     assert not label_run([2.0, 1.5], threshold=0.5)["trainable"]
     assert label_run([2.0, 0.1, 5.0], window=1, threshold=3.0)["trainable"]
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """The figures saved, as matplotlib Figures drawn just before they are written."""
+    figures_seen = {}
+    real = matplotlib.figure.Figure.savefig
+
+    def keep(fig, f, *a, **kw):
+        fig.canvas.draw()
+        figures_seen[len(figures_seen)] = fig
+        return real(fig, f, *a, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    return figures_seen
+
+
+def all_text(fig):
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+
+
+def test_paper_images_carry_their_colour_key_and_no_jargon(tmp_path, shown):
+    y, x = np.mgrid[0:32, 0:32]
+    v = np.where(x + y < 30, -(x + y + 1.0), (x + y + 1.0))
+    figures.save_image(v, (-3, 6, -3, 6), tmp_path / "a.png", "lr_vs_lr", "t\n32 x 32 networks")
+    panel = dict(name="tanh", values=v, window=(-3, 6, -3, 6), axes="lr_vs_lr", dimension=1.4)
+    figures.summary_figure([panel], tmp_path / "s.png", "summary")
+    p = dict(experiment="tanh", path="paper", centre=[1.0, 2.0], frames=2)
+    figures.frame_sheet(p, {0: (v, [0, 1, 0, 1])}, {}, tmp_path / "sheet.png", "t")
+    for fig in shown.values():
+        text = " ".join(all_text(fig))
+        # a colour bar (an extra axes) saying what blue, red and the shades mean
+        assert len(fig.axes) >= 2, text
+        for key in ("converged slowly", "converged fast", "diverged fast", "diverged slowly"):
+            assert key in text
+        assert "frame" not in text  # zoom levels are "zoom k"; images say what they are
+    img = matplotlib.image.imread(tmp_path / "a.png")[..., :3]
+    key = shown[0].axes[1].get_position()  # the key's column holds the blue and the red end
+    right = img[:, int(img.shape[1] * key.x0) : int(img.shape[1] * key.x1) + 1]
+    assert (right[..., 2] - right[..., 0] > 0.2).any() and (
+        right[..., 0] - right[..., 2] > 0.3
+    ).any()
+
+
+def test_box_counting_line_is_the_fit_not_pinned_to_the_first_point(tmp_path, shown):
+    y, x = np.mgrid[0:128, 0:128]
+    rough = np.sin(x / 9) + np.sin(y / 13) + np.random.default_rng(0).normal(0, 0.4, x.shape)
+    v = np.where(rough > 0, -1.0, 1.0)  # a rough boundary: the local slopes differ
+    estimate = dimension.plot_box_counting([v], tmp_path / "b.png", "t")
+    ax = shown[0].axes[0]
+    points, fit = ax.get_lines()[0], ax.get_lines()[-1]
+    assert "fit" in fit.get_label() and f"{estimate:.3f}" in fit.get_label()
+    s, n = np.log10(points.get_xdata()), np.log10(points.get_ydata())
+    fs, fn = np.log10(fit.get_xdata()), np.log10(fit.get_ydata())
+    np.testing.assert_allclose(np.diff(fn) / np.diff(fs), -estimate)  # its slope is -D
+    residual = n - np.interp(s, fs, fn)
+    assert abs(residual.mean()) < 1e-9  # least squares: the points lie on both sides of it
+    assert (residual > 0).any() and (residual < 0).any()

@@ -1,9 +1,12 @@
 """Figures of LLM trainability grids, read back as pixels: what a reader would see."""
 
 import math
+from pathlib import Path
 
 import matplotlib
 import numpy as np
+import pytest
+from matplotlib.collections import QuadMesh
 
 from fractal import grid_figures as gf
 
@@ -68,3 +71,109 @@ def test_an_all_stable_grid_shows_what_tells_cells_apart(tmp_path):
     blue = count(img, matplotlib.colors.to_rgb(gf.TRAINABLE_DARK) * np.array(255))
     colours = len(np.unique(img.reshape(-1, 3), axis=0))
     assert blue < 100 and colours > 30  # final losses, not one blue square
+
+
+@pytest.fixture
+def shown(monkeypatch):
+    """The figures saved, as matplotlib Figures (their texts, legends and colour bars)
+    next to the PNG written: {file name: figure}."""
+    figures = {}
+    real = gf.save_figure
+
+    def keep(fig, path, title=None, **kw):
+        figures[Path(path).name] = fig
+        fig.canvas.draw()  # the texts as drawn
+        return real(fig, path, title, **kw)
+
+    monkeypatch.setattr(gf, "save_figure", keep)
+    return figures
+
+
+def llm_grid(n=8):
+    """A map like the flagship's: trained below, barely moved on one row, blown up (finite
+    1e29 losses) above, a diverged corner (NaN), one cell without a result."""
+    xs, ys = np.logspace(-3, 2, n), np.logspace(-4, 2, n)
+    x, y = np.meshgrid(np.arange(n), np.arange(n))
+    ratio = np.where(y >= n // 2 + 1, 10.0 ** (3 * (y - n // 2)), 0.65 + 0.2 * y / n + 0.01 * x)
+    ratio[n // 2, :] = 0.998  # 10.83 -> 10.81: "trainable", barely
+    stable = np.ones((n, n))
+    stable[-2:, -2:] = 0
+    ratio[stable == 0] = np.nan
+    loss = 10.83 * ratio
+    trainable = ((ratio < 1.0) & (stable == 1)).astype(float)
+    trainable[0, 0] = stable[0, 0] = np.nan
+    return xs, ys, loss, trainable, stable, ratio
+
+
+def texts(fig):
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+
+
+def test_llm_map_says_what_each_axis_colour_and_label_is(tmp_path, shown):
+    xs, ys, loss, trainable, stable, ratio = llm_grid()
+    names = gf.axis_name("matrix_lr", "muon"), gf.axis_name("unembedding_lr", "muon")
+    assert names == (
+        "Muon lr, hidden matrices (matrix_lr)",
+        "AdamW lr, output head (unembedding_lr)",
+    )
+    path = tmp_path / "t.png"
+    gf.trainability_figure(
+        xs, ys, loss, trainable, path, *names, "m", stable=stable, ratio=ratio, threshold=1.0,
+        window=20,
+    )  # fmt: skip
+    fig = shown["t.png"]
+    panels, bars = fig.axes[:3], fig.axes[3:]
+    assert len(bars) == 2  # the loss ratio's and the final loss's colour bars
+    assert all(ax.get_xlabel() == f"{names[0]}, log10" for ax in panels)
+    assert all(ax.get_ylabel() == f"{names[1]}, log10" for ax in panels)
+    titles = [ax.get_title() for ax in panels]
+    assert "last 20 train losses < 1 x the first" in titles[0]  # the rule, train loss named
+    assert titles[1].startswith("loss ratio") and titles[2].startswith("final train loss")
+    legend = [t.get_text() for t in panels[0].get_legend().get_texts()]
+    assert [t.split(":")[0] for t in legend] == [
+        "diverged", "not trainable", "barely trainable", "trainable", "no result"
+    ]  # fmt: skip
+    img = pixels(path)
+    rgb = lambda c: tuple(round(v * 255) for v in matplotlib.colors.to_rgb(c))  # noqa: E731
+    for colour in (gf.DIVERGED, gf.NOT_TRAINABLE, gf.BARELY, gf.TRAINABLE_DARK):
+        assert count(img, rgb(colour)) > 400, colour  # each label is drawn, in its colour
+    assert count(img, rgb(gf.NOT_TRAINABLE)) > 400 and gf.NOT_TRAINABLE != "#ffffff"
+
+
+def test_barely_trainable_is_a_margin_of_the_threshold():
+    t = np.array([[1.0, 1.0, 0.0]])
+    codes = gf.label_codes(t, np.ones((1, 3)), np.array([[0.5, 0.998, 1.2]]), 1.0)
+    assert codes.tolist() == [[3.0, 2.0, 1.0]]
+    codes = gf.label_codes(t, np.array([[1.0, 0.0, 1.0]]), None, None)  # no ratio recorded
+    assert codes.tolist() == [[3.0, 0.0, 1.0]]
+
+
+def test_stability_colours_show_the_variation_of_losses_from_10_to_1e29(tmp_path, shown):
+    xs, ys, loss, _, stable, _ = llm_grid(16)
+    gf.stability_figure(xs, ys, stable, loss, tmp_path / "s.png", "a", "b", "t")
+    fig = shown["s.png"]
+    mesh = next(c for c in fig.axes[0].collections if isinstance(c, QuadMesh))
+    steps = mesh.norm(np.ma.compressed(mesh.get_array()))
+    assert len(fig.axes) == 2 and "deciles" in fig.axes[1].get_ylabel()
+    assert len(np.unique(steps)) >= 8  # not two colours for the rows below 1e29 and above
+
+
+def test_boundary_figure_explains_its_pixels_and_gives_no_dimension_from_two_sizes(tmp_path, shown):
+    from fractal import llm
+
+    xs, ys, loss, trainable, stable, ratio = llm_grid(16)
+    dim, n, how = llm.boundary_dimension(trainable)
+    assert dim is None and how["box_sizes"] == [1, 2]  # one slope: no dimension
+    about = gf.dimension_text(dim, how["box_sizes"])
+    assert "no dimension" in about and "at least 3" in about
+    edges = llm.boundary(trainable)
+    missing = llm._window_missing(np.isnan(trainable))
+    gf.boundary_figure(
+        xs, ys, edges, missing, tmp_path / "b.png", "a", "b", "t", trainable=trainable,
+        dimension=about,
+    )  # fmt: skip
+    ax = shown["b.png"].axes[0]
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert "boundary pixel: 2 x 2 neighbouring runs" in legend and "no result" in legend
+    assert f"{n} pixels" in ax.get_title() and "no dimension" in ax.get_title()
+    assert count(pixels(tmp_path / "b.png"), (0, 0, 0)) > 300  # the boundary, black

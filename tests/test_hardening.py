@@ -9,6 +9,7 @@ loses nothing that was finished and ends with a message, not a traceback.
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -334,3 +335,53 @@ def test_a_missing_or_broken_wandb_never_fails_a_run(tmp_path, monkeypatch, caps
     assert "W&B tracking is off: wandb cannot be imported" in capsys.readouterr().err
     log = (results.cell_dir(results.results_dir(cfg), "ok-s0") / "log.txt").read_text()
     assert "wandb cannot be imported" in log
+
+
+def test_sigint_sent_to_make_alone_stops_the_run(tmp_path):
+    """`kill -INT <make's pid>` (not Ctrl-C, which signals the whole process group):
+    make passes nothing on, so the driver notices make giving up and stops too."""
+    values = dict(make_cfg(tmp_path, behaviours=["hang"], seeds=[0, 1]).as_dict())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(values))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    (tmp_path / "Makefile").write_text(
+        f"check:\n\t{sys.executable} {ROOT / 'scripts' / 'matrix.py'} check --config {config}\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
+    env.pop("MAKEFLAGS", None)
+    proc = subprocess.Popen(
+        ["make", "-C", str(tmp_path), "check"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(tmp.glob("kmatrix-check-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    assert list(tmp.glob("kmatrix-check-*")), "make check never started"
+    proc.send_signal(signal.SIGINT)  # make's pid only
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "interrupted" in err
+    assert not list(tmp.glob("kmatrix-check-*"))
+
+
+def test_a_value_menuconfig_saved_but_the_check_refuses_leaves_dotconfig_unchanged(dotconfig):
+    """The menu takes any string for a float symbol; nothing it saved that way stays."""
+    before = dotconfig.read_text()
+    assert 'CONFIG_FRACTAL_X_MAX="' in before
+
+    def menu():  # what saving 'abc' in menuconfig writes
+        text = re.sub(r'CONFIG_FRACTAL_X_MAX="[^"]*"', 'CONFIG_FRACTAL_X_MAX="abc"', before)
+        dotconfig.write_text(text)
+
+    with pytest.raises(ConfigError) as e:
+        kconfig.edit_dotconfig(menu, dotconfig=dotconfig)
+    message = str(e.value)
+    assert dotconfig.read_text() == before
+    rejected = dotconfig.with_name(".config.rejected")
+    assert 'CONFIG_FRACTAL_X_MAX="abc"' in rejected.read_text()
+    assert "FRACTAL_X_MAX: 'abc' is not a number" in message and ".config is unchanged" in message
+    assert message.count("fix:") == 1  # the value's own fix, once
+    assert message.count("make menuconfig") == 1

@@ -114,7 +114,10 @@ def test_each_cell_sees_its_own_gpu(tmp_path, ray_instance, capsys):
 @needs_ray
 def test_dead_worker_is_retried_and_timeout_kills(tmp_path, ray_instance):
     cfg = ray_cfg(
-        tmp_path, behaviours=["die_once", "exit", "hang", "ok"], exec_retries=1, exec_cell_timeout=4
+        tmp_path,
+        behaviours=["die_once", "exit", "hang", "ok"],
+        exec_retries=1,
+        exec_cell_timeout=10,
     )
     assert driver.run_matrix(cfg, live=False) == 1
     root = results.results_dir(cfg)
@@ -154,7 +157,10 @@ def test_resume_across_executors(tmp_path, ray_instance, first):
 def test_kill_9_of_the_driver_stops_its_workers(tmp_path, ray_instance):
     """No Ray worker finishes a cell for a dead driver; the rerun loses nothing."""
     address = ray_instance.get_runtime_context().gcs_address
-    cfg = ray_cfg(tmp_path, seeds=list(range(6)), sleep=1.5, exec_ray_address=address)
+    gate = tmp_path / "gate"  # cells of seed >= 2 wait for it: exactly 2 finish first
+    cfg = ray_cfg(
+        tmp_path, seeds=list(range(6)), gate=str(gate), gate_seed=2, exec_ray_address=address
+    )
     config_path = tmp_path / "config.json"
     config_path.write_text(json.dumps(cfg.as_dict()))
     script = textwrap.dedent(f"""
@@ -168,10 +174,10 @@ def test_kill_9_of_the_driver_stops_its_workers(tmp_path, ray_instance):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)  # the workers notice within a fraction of a second
     before = finished(cfg)
-    time.sleep(2.0)  # longer than a cell: a surviving worker would have finished one
-    assert finished(cfg) == before and 2 <= len(before) < 6
+    gate.touch()  # a surviving worker would now finish its cell at once
+    time.sleep(2.0)
+    assert finished(cfg) == before and len(before) == 2
     assert driver.run_matrix(cfg.replace(exec_ray_address=""), live=False) == 0
     for cell in plan(cfg):
         assert status_of(cfg, cell.id) == "ok"
