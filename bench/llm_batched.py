@@ -214,10 +214,11 @@ def main():
     result["batched"] = rows
     result["best_speedup"] = max(r["speedup"] for r in rows)
     if args.vmap:
-        result["vmap_against_module"] = {
-            "k": max(ks),
-            **vmap_against_module(cells[0], args.device, max(ks), cache),
-        }
+        try:
+            vm = vmap_against_module(cells[0], args.device, max(ks), cache)
+        except RuntimeError as e:  # on CUDA vmap's attention backward can fail outright
+            vm = {"vmap_error": f"{type(e).__name__}: {e}".splitlines()[0]}
+        result["vmap_against_module"] = {"k": max(ks), **vm}
         print(json.dumps(result["vmap_against_module"]), flush=True)
     write_json_atomic(Path(args.out), result)
 
