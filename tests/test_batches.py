@@ -41,3 +41,47 @@ def test_cells_that_cannot_share_batches_run_alone(tmp_path):
 def test_a_failed_batch_splits_in_halves():
     assert halves([1, 2, 3, 4, 5]) == [[1, 2, 3], [4, 5]]
     assert halves([1, 2]) == [[1], [2]]
+
+
+def _fake_cfg(tmp_path, **kw):
+    from tests.test_driver import make_cfg
+
+    base = dict(behaviours=["ok", "raise", "diverge", "other"], seeds=[0, 1], batched=True)
+    return make_cfg(tmp_path, exec_batch=True, exec_cpu_workers=1, **{**base, **kw})
+
+
+def test_a_failed_batch_runs_again_in_halves_and_only_the_bad_cells_fail(tmp_path):
+    from kmatrix import driver, results
+
+    cfg = _fake_cfg(tmp_path)
+    cells = plan(cfg)
+    driver.run_matrix(cfg, live=False)
+    root = results.results_dir(cfg)
+    status = {c.id: results.read_result(root, c.id)["status"] for c in cells}
+    for c in cells:
+        want = {"raise": "failed", "diverge": "diverged"}.get(c.point["behaviour"], "ok")
+        assert status[c.id] == want, c.id
+    batches = [line.split() for line in (tmp_path / "count" / "batches").read_text().splitlines()]
+    assert batches[0] == [c.id for c in cells]  # one batch first (one worker)
+    bad = {c.id for c in cells if c.point["behaviour"] == "raise"}
+    assert sorted(b[0] for b in batches if len(b) == 1) == sorted(bad)  # alone at last
+    assert max(len(b) for b in batches[1:]) <= len(cells) // 2  # halves, then quarters
+    for c in cells:  # every good cell ran to its result exactly once
+        if c.id not in bad:
+            assert len((tmp_path / "count" / c.id).read_text().split()) == 1, c.id
+    log = (root / "cells" / cells[0].id / "log.txt").read_text()
+    assert "trained together" in log
+
+
+def test_resume_reruns_only_the_unfinished_cells_of_a_batch(tmp_path):
+    from kmatrix import driver, results
+
+    cfg = _fake_cfg(tmp_path, behaviours=["ok", "other"])
+    cells = plan(cfg)
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    (root / "cells" / cells[2].id / "result.json").unlink()  # killed before it finished
+    assert driver.run_matrix(cfg, live=False) == 0
+    batches = (tmp_path / "count" / "batches").read_text().splitlines()
+    assert batches[-1].split() == [cells[2].id]
+    assert results.read_result(root, cells[2].id)["status"] == "ok"
