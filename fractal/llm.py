@@ -16,7 +16,7 @@ from fractal import dimension
 from fractal.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
-from kmatrix.plan import combination, sweep_values
+from kmatrix.grid import combination, sweep_values
 from kmatrix.results import results_dir
 from kmatrix.files import as_float, write_atomic
 

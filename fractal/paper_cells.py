@@ -74,14 +74,15 @@ def find_centre(p, device, cache=None, log=None, resolution=None, steps=None):
     )
 
 
-def frame_values(p, device, out_dir=None, cache=None, log=None, resolution=None, steps=None):
-    """Computes frame p["frame"] of a path: (result, reused pixel count, verification)."""
+def frame_values(p, device, root=None, cache=None, log=None, resolution=None, steps=None):
+    """Computes frame p["frame"] of a path: (result, reused pixel count, verification).
+    `root` (the results directory, RunContext.root) holds the deeper frame it reuses."""
     n = resolution or p["resolution"]
     extra = {} if steps is None else {"steps": steps}
     grid = zoom.frame_grid(p["centre"], p["width0"], p["frame"], n)
     known, reused = None, 0
-    if p.get("reuse") and p.get("reuse_from") and out_dir is not None and n % 2 == 1:
-        deeper = cell_file(Path(out_dir).parent.parent, p["reuse_from"], "frame.npy")
+    if p.get("reuse") and p.get("reuse_from") and root is not None and n % 2 == 1:
+        deeper = cell_file(root, p["reuse_from"], "frame.npy")
         if deeper is not None and deeper.is_file():
             values = np.load(deeper)
             if values.shape == (n, n):
@@ -163,7 +164,7 @@ def run_centre(cell, ctx):
 def run_frame(cell, ctx):
     p = cell.params
     out = Path(ctx.out_dir)
-    res, reused, verify = frame_values(p, _device(ctx), out, ctx.cache, ctx.log)
+    res, reused, verify = frame_values(p, _device(ctx), ctx.root, ctx.cache, ctx.log)
     v = res["values"]
     _save_npy(out / "frame.npy", v)
     window = zoom.frame_window(p["centre"], p["width0"], p["frame"], v.shape[0])

@@ -57,6 +57,8 @@ class RunContext:
 
     device:  "cuda" (the one GPU this worker is pinned to) or "cpu"
     out_dir: the cell's directory; write artefacts here (result.json is the driver's)
+    root:    the matrix's results directory: another cell's files are
+             kmatrix.results.cell_file(ctx.root, cell_id, name)
     cache:   a dict that lives as long as the worker process: keep heavy state here
              (tokenizer, token memmaps, compiled kernels) so the next cell reuses it
     profile: "paper_repro" or "maxout_speed"
@@ -69,6 +71,7 @@ class RunContext:
     profile: str = "paper_repro"
     tracker: object = None
     dry_run: bool = False
+    root: Path = None
 
     def log(self, *args):
         """One line into the cell's log (stdout is redirected to log.txt)."""

@@ -7,7 +7,9 @@ again; failed or missing cells do. Transient failures are retried with backoff.
 import contextlib
 import time
 
-from kmatrix import manifest, results, stages, tracking
+from kmatrix import manifest, refine, results, stages, tracking
+from kmatrix.grid import axis_titles, combination
+from kmatrix.job import make_job
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import full_disk, make_executor, schedule
@@ -39,7 +41,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
         if early:  # local workers start now, importing torch while results are read
             executor = stack.enter_context(make_executor(cfg, max_cells=len(cells)))
         results.claim(root, cfg, force=force)
-        final, job_base, stage, new, found = {}, None, 0, cells, {}
+        final, job, stage, new, found = {}, None, 0, cells, {}
         while True:
             write_plan(cells, root / "plan.json")
             found.update({c.id: results.read_result(root, c.id) for c in new})
@@ -53,15 +55,14 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 f"  RUN     {head}, {len(new) - len(todo)} already done, {len(todo)} to run -> {root}"
             )
             if todo:
-                job_base = job_base or {
-                    "profile": cfg.get("profile"),
-                    "config_hash": cfg.hash,
-                    "environment_hash": manifest.write_environment_snapshot(root),
-                    "git": manifest.git_info(),
-                    "tracking": tracking.settings(cfg, root),
-                }
-                cpu = all(s.name.startswith("cpu") for s in getattr(executor, "slots", []))
-                if executor is None or early and cpu and len(todo) < len(executor.slots):
+                job = job or make_job(
+                    cfg,
+                    "run",
+                    root,
+                    environment_hash=manifest.write_environment_snapshot(root),
+                    tracking=tracking.settings(cfg, root),
+                )
+                if executor is None or early and executor.cpu and len(todo) < len(executor.slots):
                     if executor is not None:  # fewer cells than CPU workers: fewer workers,
                         executor.close()  # each with more threads
                     executor = stack.enter_context(make_executor(cfg, max_cells=len(todo)))
@@ -70,7 +71,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 with progress:
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
-                    final.update(schedule(cfg, todo, executor, root, job_base, progress))
+                    final.update(schedule(cfg, todo, executor, job, progress))
                 found.update({c.id: results.read_result(root, c.id) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only
@@ -104,7 +105,7 @@ def covering_cells(cells):
         if "i" not in cell.point:
             chosen.append(cell)
             continue
-        key = tuple((k, v) for k, v in cell.point.items() if k not in ("i", "j", "x", "y"))
+        key = tuple(combination(cell.point).items())
         grids.setdefault(key, []).append(cell)
     for grid in grids.values():
         at = {(c.point["i"], c.point["j"]): c for c in grid}
@@ -127,19 +128,13 @@ def check_matrix(cfg, out=print, live=False, full=False):
             "(the grid's diagonal and corners); FULL=1 dry-runs all"
         )
     executor = make_executor(cfg, cpu_only=True, max_cells=len(cells))
-    lines = []
-
-    class Report(Progress):
-        def finished(self, cell_id, status, runtime_s, slot, note=""):
-            self.done += 1
-            verdict = "PASS" if status == "ok" else "FAIL"
-            lines.append((cell_id, verdict, note))
-            out(f"  {verdict}  {cell_id}{note}")
-
-    with executor, Report(len(cells), live=False) as progress:
-        final = schedule(
-            cfg, cells, executor, None, {"profile": cfg.get("profile")}, progress, "dry_run"
-        )
+    job = make_job(cfg, "dry_run", results.results_dir(cfg))
+    with executor:
+        final = schedule(cfg, cells, executor, job, Progress(len(cells), quiet=True))
+    for cell in cells:
+        error = final[cell.id].get("error")
+        note = f"  {error.splitlines()[0][:120]}" if error else ""
+        out(f"  {'PASS' if final[cell.id]['status'] == 'ok' else 'FAIL'}  {cell.id}{note}")
     failed = [c for c in cells if final[c.id]["status"] != "ok"]
     out(
         f"  CHECK   {len(cells) - len(failed)}/{len(cells)} cells pass the dry run "
@@ -150,17 +145,11 @@ def check_matrix(cfg, out=print, live=False, full=False):
     return 1 if failed else 0
 
 
-def _axis_names(cfg, cells):
-    """Column names of a plan: the matrix axes, with x/y named after the swept knobs."""
-    names = list(cells[0].point) if cells else []
-    swept = {"x": cfg.get("sweep_x_param") or "x", "y": cfg.get("sweep_y_param") or "y"}
-    return names, [swept.get(n, n) for n in names]
-
-
 def plan_table(cfg, cells, full=False, head=20, tail=5):
     """The lines of `make plan`: a header, then one row per cell (the first `head` and
     last `tail` unless `full`), as plain text sized to its contents."""
-    names, titles = _axis_names(cfg, cells)
+    names = list(cells[0].point) if cells else []
+    titles = axis_titles(cfg, names)
     lines = [f"{cfg.name}: {len(cells)} cells ({cfg.workload}, profile {cfg.get('profile')})"]
     for name, title in zip(names, titles):
         if name in ("i", "j"):
@@ -194,14 +183,12 @@ def _fmt(value):
 def print_plan(cfg, out=print, full=False):
     """`make plan`: the cells known in advance (a staged plan's first stage, and the
     stages that finished results already decide)."""
-    from kmatrix.estimate import later_cells
-
     root = results.results_dir(cfg)
     cells, _, complete = stages.known_cells(cfg, plan(cfg), root)
     for line in plan_table(cfg, cells, full=full):
         out(line)
     if not complete and stages.staged(cfg, cells):
-        later = later_cells(cfg, cells)
+        later = refine.later_cells(cfg, cells)
         more = f"up to {later:,} more cells" if later else "more cells"
         out(f"\nlater stages: {more}, planned from the results of these")
     return 0

@@ -11,21 +11,19 @@ from pathlib import Path
 from statistics import fmean
 
 from kmatrix import manifest, refine, results, stages, tracking
-from kmatrix.executor import local_slots
-from kmatrix.plan import combination, plan
+from kmatrix.job import make_job
+from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import make_executor, schedule
 from kmatrix.summary import summarize
 
 
-def _probe_round(cfg, cells, executor, scratch, job_base, tag):
+def _probe_round(cfg, cells, executor, job, tag):
     """Probe `cells` on the executor's workers; {cell id: reply} (ids tagged)."""
     import dataclasses
 
     tagged = [dataclasses.replace(c, id=f"{c.id}--{tag}") for c in cells]
-    progress = Progress(len(tagged), live=False)
-    progress.finished = lambda *a, **k: None
-    return schedule(cfg, tagged, executor, scratch, job_base, progress, kind="probe")
+    return schedule(cfg, tagged, executor, job, Progress(len(tagged), quiet=True))
 
 
 def estimate(cfg, out=print, samples_per_slot=2):
@@ -44,30 +42,26 @@ def estimate(cfg, out=print, samples_per_slot=2):
     root = results.results_dir(cfg)
     cells, found, complete = stages.known_cells(cfg, plan(cfg), root)
     todo = [c for c in cells if not results.is_done(found[c.id])]
-    slots = local_slots(cfg, max_cells=max(1, len(todo)))
     out(f"  CELLS   {len(cells)} ({cfg.workload}, {cfg.get('profile')}), {len(todo)} to run")
-    later = later_cells(cfg, cells) if not complete else 0
+    later = refine.later_cells(cfg, cells) if not complete else 0
     if later:
         out(f"  LATER   up to {later:,} more cells in later stages, planned from these results")
     if not todo:
         return 0
-    k = min(len(todo), samples_per_slot * len(slots))
-    sample = sorted(random.Random(0).sample(todo, k), key=lambda c: c.index)  # spread, fixed
     with tempfile.TemporaryDirectory(prefix="kmatrix-estimate-") as scratch:
-        job_base = {
-            "profile": cfg.get("profile"),
-            "config_hash": cfg.hash,
-            "git": manifest.git_info(),
-            "tracking": {**tracking.settings(cfg, root), "dir": scratch},
-        }
+        tracks = {**tracking.settings(cfg, root), "dir": scratch}
+        job = make_job(cfg, "probe", scratch, tracking=tracks)
         started = time.time()
         snapshot = time.time()
         manifest.write_environment_snapshot(Path(scratch))
         snapshot = time.time() - snapshot
         with make_executor(cfg, max_cells=len(todo)) as executor:
-            warm = _probe_round(cfg, todo[: len(slots)], executor, scratch, job_base, "warm")
+            slots = [s.name for s in executor.slots]  # the executor's, Ray's included
+            k = min(len(todo), samples_per_slot * len(slots))
+            sample = sorted(random.Random(0).sample(todo, k), key=lambda c: c.index)  # spread
+            warm = _probe_round(cfg, todo[: len(slots)], executor, job, "warm")
             first = time.time() - started - snapshot
-            timed = _probe_round(cfg, sample, executor, scratch, job_base, "probe")
+            timed = _probe_round(cfg, sample, executor, job, "probe")
         summary_s = _summary_seconds(cfg, cells, Path(scratch) / cfg.name, out)
     failed = [r for r in list(warm.values()) + list(timed.values()) if r["status"] == "failed"]
     if failed:
@@ -82,7 +76,7 @@ def estimate(cfg, out=print, samples_per_slot=2):
     low, mean, high = (
         start_s + rounds * v + summary_s for v in (min(per_cell), fmean(per_cell), max(per_cell))
     )
-    where = f"{len(slots)} slot(s): {', '.join(s[0] for s in slots[:4])}"
+    where = f"{len(slots)} slot(s): {', '.join(slots[:4])}"
     out(f"  WORK    {probe['per_cell']:,} {probe['unit']} per cell")
     out(
         f"  PROBE   {len(per_cell)} cells: {min(per_cell):.2f} .. {max(per_cell):.2f} s per cell "
@@ -113,15 +107,6 @@ def _summary_seconds(cfg, cells, scratch_root, out):
         out(f"  SUMMARY not timed ({type(e).__name__}: {e})")
         return 0.0
     return time.time() - started
-
-
-def later_cells(cfg, cells):
-    """How many cells later stages may still add: a refined grid's points not planned yet
-    (a workload's own stages are not known in advance: 0)."""
-    if not refine.enabled(cfg):
-        return 0
-    groups = {tuple(combination(c.point).items()) for c in cells}
-    return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)
 
 
 def _load():

@@ -2,10 +2,28 @@
 
 The driver hands a job to a free slot; the slot's worker runs it and answers on a pipe.
 A worker that dies (segfault, OOM kill, os._exit) or overruns the cell timeout costs
-only its current cell: the slot reports the cell failed with the reason and starts a
+only its current job: the slot reports its cells failed with the reason and starts a
 fresh worker for the next one.
+
+The executor interface (LocalExecutor here, RayExecutor in ray_executor.py; the
+scheduler, kmatrix/schedule.py, uses nothing else):
+
+  slots          list of slots, each with a `name` ("cpu0", "gpu1.0", "ray3:host/gpu0")
+  cpu            True when every slot runs on a CPU (no GPU anywhere)
+  free_slots()   the slots ready for a job now
+  submit(slot, job)   hand a kmatrix.job.Job to a free slot; returns at once
+  poll(timeout)  wait up to `timeout` s; return [(job, replies)] for the jobs that ended,
+                 one reply per cell of the job: {"id", "status", "error", "runtime_s",
+                 ...}; a job whose worker died or overran gets job.lost(reason) (replies
+                 with "lost": True, whose result.json the scheduler writes)
+  busy()         whether any job is running
+  running()      {slot name: job id} of the running jobs, for progress displays
+  cell_progress()  {slot name: the running cell's last report (done, total, unit)}, for
+                 the heartbeat ({} where the workers report none)
+  close()        stop every worker (also on `with executor:` exit)
 """
 
+import dataclasses
 import json
 import os
 import select
@@ -98,10 +116,12 @@ class Slot:
 
 
 class LocalExecutor:
-    """Runs jobs on persistent local workers; `poll` returns finished (job, reply)."""
+    """Runs jobs on persistent local workers (the interface above)."""
 
     def __init__(self, slots, timeout=0, env=None, start_timeout=0):
         self.slots = [Slot(name, slot_env) for name, slot_env in slots]
+        # local_slots() hides every GPU from a CPU worker
+        self.cpu = all(s.env.get("CUDA_VISIBLE_DEVICES") == "" for s in self.slots)
         self.timeout = timeout or 0
         self.start_timeout = start_timeout or 0  # submit -> "started", a hung start-up
         self.env = env or {}
@@ -123,7 +143,7 @@ class LocalExecutor:
         return any(s.job is not None for s in self.slots)
 
     def running(self):
-        return {s.name: s.job["cell"]["id"] for s in self.slots if s.job is not None}
+        return {s.name: s.job.id for s in self.slots if s.job is not None}
 
     def cell_progress(self):
         """{slot: the running cell's last report (done, total, unit)}, for the heartbeat."""
@@ -133,12 +153,12 @@ class LocalExecutor:
         if slot.proc is None or slot.proc.poll() is not None:
             slot.kill()
             slot.spawn(self.env)
-        job = {**job, "slot": slot.name}
+        job = dataclasses.replace(job, slot=slot.name)
         slot.job, slot.progress = job, None
         slot.started = None  # the clock starts when the worker says so
         slot.submitted = time.time()
         try:
-            slot.proc.stdin.write((json.dumps(job) + "\n").encode())
+            slot.proc.stdin.write((json.dumps(job.to_dict()) + "\n").encode())
             slot.proc.stdin.flush()
         except BrokenPipeError:
             pass  # the worker died at start: poll() reports it
@@ -146,10 +166,10 @@ class LocalExecutor:
     def _fail(self, slot, reason):
         job, slot.job = slot.job, None
         slot.kill()
-        return job, {"id": job["cell"]["id"], "status": "failed", "error": reason, "lost": True}
+        return job, job.lost(reason)
 
     def poll(self, timeout=0.5):
-        """Wait up to `timeout` seconds; return the jobs that ended as (job, reply)."""
+        """Wait up to `timeout` seconds; return the jobs that ended as (job, replies)."""
         done = []
         busy = {s.reply: s for s in self.slots if s.job is not None}
         ready = select.select(list(busy), [], [], timeout)[0] if busy else []
@@ -172,7 +192,7 @@ class LocalExecutor:
                 if "progress" in message:
                     slot.progress = message
                     continue
-                done.append((slot.job, message))
+                done.append((slot.job, message["replies"]))
                 slot.job = None
         now = time.time()
         for slot in self.slots:

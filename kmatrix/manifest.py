@@ -93,9 +93,9 @@ def write(out_dir, cell, job, knobs, device):
     env = redact(dict(os.environ))
     manifest = {
         "cell": cell.id,
-        "config_hash": job.get("config_hash"),
-        "environment_snapshot": job.get("environment_hash"),
-        "git": job.get("git") or git_info(),
+        "config_hash": job.config_hash,
+        "environment_snapshot": job.environment_hash,
+        "git": job.git or git_info(),
         "python": sys.version.split()[0],
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -1,65 +1,15 @@
-"""Planning: the typed configuration -> the list of cells, each fully resolved."""
+"""Planning: the typed configuration -> the list of cells, each fully resolved, and
+plan.json (the grid is kmatrix/grid.py, the workload registry kmatrix/workloads.py)."""
 
-import importlib
 import itertools
 import json
-import math
 from pathlib import Path
 
-import numpy as np
-
+from kmatrix import refine
 from kmatrix.cell import Cell, cell_id
 from kmatrix.errors import ConfigError
-
-# Workload name (the WORKLOAD choice) -> the module implementing docs/workload-interface.md,
-# or a package whose workload_module(cfg) names it (fractal holds two workloads).
-WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal"}
-
-
-def workload_module(cfg):
-    """The workload's module path: a WORKLOADS name, or a dotted path (tests)."""
-    name = WORKLOADS.get(cfg.workload, cfg.workload)
-    chooser = getattr(load_workload(name), "workload_module", None)
-    return chooser(cfg) if chooser else name
-
-
-def load_workload(module_path):
-    try:
-        return importlib.import_module(module_path)
-    except ModuleNotFoundError as e:
-        if e.name and module_path.startswith(e.name):
-            raise ConfigError("WORKLOAD", f"no workload module {module_path!r}") from None
-        raise
-
-
-def sweep_values(cfg, axis):
-    """The grid values along "x" or "y" (log10- or linearly spaced)."""
-    sym = f"SWEEP_{axis.upper()}"
-    low, high = cfg.get(f"sweep_{axis}_min"), cfg.get(f"sweep_{axis}_max")
-    points = cfg.get(f"sweep_{axis}_points")
-    spacing = cfg.get(f"sweep_{axis}_spacing", "log")
-    if low is None or high is None:
-        raise ConfigError(f"{sym}_MIN", "empty sweep bound", f"set {sym}_MIN and {sym}_MAX")
-    if not points or points < 1:
-        raise ConfigError(f"{sym}_POINTS", "empty sweep axis", f"set {sym}_POINTS >= 1")
-    if low >= high and points > 1:
-        raise ConfigError(
-            f"{sym}_MIN", f"min {low:g} >= max {high:g}", f"make {sym}_MIN < {sym}_MAX"
-        )
-    if spacing == "log":
-        if low <= 0 or high <= 0:
-            raise ConfigError(
-                f"{sym}_MIN",
-                f"log spacing needs positive bounds, got {low:g} .. {high:g}",
-                f"choose {sym}_SPACING_LINEAR or positive bounds",
-            )
-        values = np.logspace(math.log10(low), math.log10(high), points)
-    else:
-        values = np.linspace(low, high, points)
-    return [float(v) for v in values]
-
-
-GRID_AXES = ("i", "j", "x", "y")  # what a 2-D sweep adds to a cell's point
+from kmatrix.grid import check_int_sweep, grid_cell, sweep_values
+from kmatrix.workloads import load_workload, workload_module
 
 
 def plan(cfg, module_path=None):
@@ -79,8 +29,6 @@ def plan(cfg, module_path=None):
         xs, ys = sweep_values(cfg, "x"), sweep_values(cfg, "y")
         points = list(itertools.product(range(len(xs)), range(len(ys))))
         if cfg.get("sweep_refine"):
-            from kmatrix import refine
-
             refine.check(cfg)
             points = refine.level0(cfg, len(xs), len(ys))
     cells = []
@@ -94,8 +42,8 @@ def plan(cfg, module_path=None):
                 Cell(cell_id(base_point, names), len(cells), module_path, base_point, seed, base)
             )
             continue
-        _check_int_sweep(cfg, "x", base, xs)
-        _check_int_sweep(cfg, "y", base, ys)
+        check_int_sweep(cfg, "x", base, xs)
+        check_int_sweep(cfg, "y", base, ys)
         for i, j in points:
             cells.append(grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells)))
     seen = set()
@@ -106,68 +54,6 @@ def plan(cfg, module_path=None):
             )
         seen.add(cell.id)
     return cells
-
-
-def grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, index):
-    """The cell at point (i, j) of the X x Y grid of one axis combination (`base_point`,
-    whose parameters are `base`): the one place grid cells are made, for plan() and for
-    the later levels of a refined grid. Its run seed is the combination's seed, shared by
-    every point so that a map is a function of the swept hyperparameters alone, or
-    seed + i*1000 + j per point (SWEEP_SEEDS_PER_POINT)."""
-    point = {**base_point, "i": i, "j": j, "x": xs[i], "y": ys[j]}
-    params = dict(base)
-    _apply_sweep(cfg, params, "x", xs[i])
-    _apply_sweep(cfg, params, "y", ys[j])
-    params["grid_seeds"] = cfg.get("sweep_seeds") or "shared"
-    seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
-    if params["grid_seeds"] == "per_point":
-        seed += i * 1000 + j
-    counts = {"i": len(xs), "j": len(ys)}
-    return Cell(cell_id(point, list(point)[:-2], counts), index, module_path, point, seed, params)
-
-
-def combination(point):
-    """A grid cell's point without the grid: which grid of the plan it belongs to."""
-    return {k: v for k, v in point.items() if k not in GRID_AXES}
-
-
-def grid_base(cfg, cell):
-    """(axis point without the grid, parameters before the sweep) of a grid cell's
-    combination: what grid_cell() needs to make its neighbours."""
-    base_point = combination(cell.point)
-    wl = load_workload(cell.workload)
-    return base_point, wl.cell_params(cfg, base_point)
-
-
-def _apply_sweep(cfg, params, axis, value):
-    name = cfg.get(f"sweep_{axis}_param")
-    current = params.get(name)
-    if name not in params or isinstance(current, bool) or not isinstance(current, (int, float)):
-        numeric = sorted(
-            k for k, v in params.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-        )
-        raise ConfigError(
-            f"SWEEP_{axis.upper()}_PARAM",
-            f"{name!r} is not a numeric hyperparameter of this workload",
-            "choose one of: " + ", ".join(numeric),
-        )
-    params[name] = int(round(value)) if isinstance(current, int) else value
-
-
-def _check_int_sweep(cfg, axis, params, values):
-    """An integer knob swept over points that round to the same integer would run the
-    same cell twice under two ids: refuse it."""
-    name = cfg.get(f"sweep_{axis}_param")
-    if isinstance(params.get(name), int) and not isinstance(params.get(name), bool):
-        rounded = [int(round(v)) for v in values]
-        if len(set(rounded)) != len(rounded):
-            sym = f"SWEEP_{axis.upper()}"
-            raise ConfigError(
-                f"{sym}_POINTS",
-                f"{name} is an integer, and {len(values)} points from {values[0]:g} to "
-                f"{values[-1]:g} round to repeated values {' '.join(map(str, rounded[:12]))}",
-                f"fewer points ({len(set(rounded))} at most) or a wider {sym}_MIN..{sym}_MAX",
-            )
 
 
 def write_plan(cells, path):

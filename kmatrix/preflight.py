@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 from kmatrix.errors import ConfigError
-from kmatrix.plan import load_workload
+from kmatrix.workloads import load_workload
 
 MIN_FREE_GB = 1.0
 

@@ -62,7 +62,9 @@ class Progress:
     running cells' own progress (steps, pixels) gives the ETA.
     """
 
-    def __init__(self, total, already_done=0, title="matrix", live=None, slots=1, clock=None):
+    def __init__(
+        self, total, already_done=0, title="matrix", live=None, slots=1, clock=None, quiet=False
+    ):
         self.total, self.done, self.failed = total, already_done, 0
         self.title, self.slots = title, max(1, slots)
         self.clock = clock or time.monotonic
@@ -73,7 +75,8 @@ class Progress:
         self.running = {}  # slot -> cell id
         self.parts = {}  # slot -> the running cell's last report: done, total, unit
         self.since = {}  # slot -> (cell id, when this driver first saw it running)
-        self.live = sys.stdout.isatty() if live is None else live
+        self.quiet = quiet  # count, but print nothing (probes, checks that print their own)
+        self.live = not quiet and (sys.stdout.isatty() if live is None else live)
         self._rich = None
 
     def _cell_eta(self):
@@ -138,7 +141,7 @@ class Progress:
         self.parts = {s: p for s, p in (parts or {}).items() if s in self.running}
         if self._rich is not None:
             self._rich.update(self._render())
-        elif self.running and now - self.last_output >= HEARTBEAT_S:
+        elif self.running and not self.quiet and now - self.last_output >= HEARTBEAT_S:
             self._print(self.heartbeat())
 
     def heartbeat(self):
@@ -171,6 +174,8 @@ class Progress:
         if status != "retry":
             self.done += 1
         self.failed += status == "failed"
+        if self.quiet:
+            return
         line = (
             f"[{self.done:>{len(str(self.total))}}/{self.total}] {status:<8} {cell_id}"
             f"  {runtime_s:.1f}s  ({slot})  ETA {_fmt_eta(self.eta())}{note}"
@@ -178,6 +183,3 @@ class Progress:
         self._print(line)
         if self._rich is not None:
             self._rich.update(self._render())
-
-    def message(self, text):
-        self._print(text)

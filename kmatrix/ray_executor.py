@@ -17,6 +17,7 @@ capacity, read again, decides how many slots there are. Ray's own retries are of
 die with the driver, so a killed driver leaves no cell writing results.
 """
 
+import dataclasses
 import logging
 import os
 import socket
@@ -107,7 +108,7 @@ def _death_reason(error):
 
 
 class RayExecutor:
-    """Runs jobs on Ray actors; `poll` returns finished (job, reply) like LocalExecutor."""
+    """Runs jobs on Ray actors: the executor interface of kmatrix/executor.py."""
 
     def __init__(
         self, address=None, jobs_per_gpu=1, timeout=0, env=None, cpu_only=False, start_timeout=0
@@ -213,7 +214,11 @@ class RayExecutor:
                 f"every node needs this project at {ROOT} and the same Python environment",
             )
 
-    # -- the executor interface the driver uses
+    # -- the executor interface (kmatrix/executor.py)
+
+    @property
+    def cpu(self):
+        return self.cpu_only or not self.ray.cluster_resources().get("GPU", 0)
 
     def free_slots(self):
         self._refresh()
@@ -224,14 +229,14 @@ class RayExecutor:
         return any(s.job is not None for s in self.slots)
 
     def running(self):
-        return {s.name: s.job["cell"]["id"] for s in self.slots if s.job is not None}
+        return {s.name: s.job.id for s in self.slots if s.job is not None}
 
     def cell_progress(self):
         return {}  # a Ray actor's cells report no progress: the heartbeat shows their time
 
     def submit(self, slot, job):
         # Workers have another working directory (and machine): paths must be absolute.
-        job = {**job, "slot": slot.name, "out_dir": str(Path(job["out_dir"]).resolve())}
+        job = dataclasses.replace(job, slot=slot.name, root=str(Path(job.root).resolve()))
         slot.job, slot.started = job, time.time()
         slot.ref = slot.actor.run.remote(job)
 
@@ -239,10 +244,10 @@ class RayExecutor:
         job, slot.job, slot.ref = slot.job, None, None
         self._drop(slot)  # a fresh actor takes its place at the next refresh
         self.checked = 0.0
-        return job, {"id": job["cell"]["id"], "status": "failed", "error": reason, "lost": True}
+        return job, job.lost(reason)
 
     def poll(self, timeout=0.5):
-        """Wait up to `timeout` seconds; return the jobs that ended as (job, reply)."""
+        """Wait up to `timeout` seconds; return the jobs that ended as (job, replies)."""
         busy = {s.ref: s for s in self.slots if s.job is not None}
         if not busy:
             time.sleep(min(timeout, 0.05))

@@ -25,7 +25,8 @@ stored, the same results always give the same plan.
 import random
 
 from kmatrix.errors import ConfigError
-from kmatrix.plan import combination, grid_base, grid_cell, load_workload, sweep_values
+from kmatrix.grid import combination, grid_base, grid_cell, sweep_values
+from kmatrix.workloads import load_workload
 
 
 def enabled(cfg):
@@ -194,3 +195,12 @@ def inferred_cells(cfg, cells, found):
             "miss_rate": len(misses) / len(walked["verified"]) if walked["verified"] else None,
         }
     return virtual, made, report
+
+
+def later_cells(cfg, cells):
+    """How many cells later stages may still add: a refined grid's points not planned yet
+    (a workload's own stages are not known in advance: 0)."""
+    if not enabled(cfg):
+        return 0
+    groups = {tuple(combination(c.point).items()) for c in cells}
+    return len(groups) * cfg.sweep_x_points * cfg.sweep_y_points - len(cells)

@@ -13,6 +13,7 @@ import numpy as np
 
 from kmatrix import results
 from kmatrix.executor import LocalExecutor, detect_gpus, local_slots
+from kmatrix.job import make_job
 from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
@@ -63,7 +64,7 @@ def repro_check(cfg, cell_id=None, gpus=None, out=print):
     else:
         runs = [("a", None), ("b", None)]
     out(f"  REPRO   {cell.id} ({profile}): {len(runs)} runs, each in a fresh worker")
-    job_base = {"profile": profile, "config_hash": cfg.hash, "manifest": False}
+    job = make_job(cfg, "run", root, manifest=False)
     for label, gpu in runs:
         copy = dataclasses.replace(cell, id=f"{cell.id}--{label}")
         if gpu is None:
@@ -72,9 +73,7 @@ def repro_check(cfg, cell_id=None, gpus=None, out=print):
             slots = local_slots(cfg, gpus=[gpu])[:1]
         started = time.time()
         with LocalExecutor(slots, env=PROFILE_ENV.get(profile, {})) as executor:
-            progress = Progress(1, live=False)
-            progress.finished = lambda *a, **k: None
-            reply = schedule(cfg, [copy], executor, root, job_base, progress)[copy.id]
+            reply = schedule(cfg, [copy], executor, job, Progress(1, quiet=True))[copy.id]
         where = slots[0][0]
         out(
             f"  RUN     {label:<6} on {where:<6} {reply['status']:<8} {time.time() - started:.1f} s"

@@ -75,15 +75,14 @@ def write_result(directory, cell, status, *, runtime_s, error=None, metrics=None
     """The one writer of result.json (a worker's finished cell, the driver's lost one):
     status, metrics, error, runtime, the cell's point, run seed and params, and any extra
     JSON-able keys the workload returned (losses, frames...)."""
-    job = job or {}
     result = {
         "id": cell.id,
         "status": status,
         "metrics": metrics or {},
         "error": error,
         "runtime_s": runtime_s,
-        "attempt": job.get("attempt", 1),
-        "profile": job.get("profile"),
+        "attempt": job.attempt if job else 1,
+        "profile": job.profile if job else None,
         "point": cell.point,
         "run_seed": cell.run_seed,
         "params": cell.params,

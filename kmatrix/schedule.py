@@ -3,6 +3,7 @@ retries of transient failures with backoff, lost workers recorded, and a full di
 stops everything cleanly. `make`, `make check`, `make estimate` and `make repro-check`
 all run their cells through schedule()."""
 
+import dataclasses
 import errno
 import os
 import re
@@ -56,7 +57,7 @@ def _write_lost(root, cell, job, reply):
         directory,
         cell,
         "failed",
-        runtime_s=round(time.time() - job["submitted"], 3),
+        runtime_s=round(time.time() - job.submitted, 3),
         error=reply["error"],
         job=job,
     )
@@ -67,19 +68,26 @@ def full_disk(final):
     return next((r for r in final.values() if r.get("errno") in DISK_FULL), None)
 
 
-def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
+def schedule(cfg, cells, executor, job, progress, batches=None):
     """Run `cells` on `executor` until each has ended (retries included).
 
-    Returns {cell id: final reply}. For kind="run" the cell's directory is its
-    results directory; dry runs go to a throw-away directory.
+    `job` (kmatrix.job.make_job) says what to do with them and where their results go;
+    the files of a dry run or a probe go to a throw-away directory instead. Each cell is a
+    job of its own unless `batches` (lists of cells of one grid) says which run
+    together; a failed cell of a batch is retried on its own. Returns {cell id: final
+    reply}.
     """
     by_id = {c.id: c for c in cells}
-    pending = deque((c, 1) for c in cells)
-    delayed = []  # (ready time, cell, attempt)
+    pending = deque((list(b), 1) for b in (batches or [[c] for c in cells]))
+    delayed = []  # (ready time, cells, attempt)
     final = {}
     retries = cfg.get("exec_retries") or 0
     backoff = cfg.get("exec_retry_backoff") or 0
-    scratch = None if kind == "run" else tempfile.TemporaryDirectory(prefix="kmatrix-check-")
+    run = job.kind == "run"
+    scratch = None if run else tempfile.TemporaryDirectory(prefix="kmatrix-check-")
+    if scratch is not None:
+        job = dataclasses.replace(job, root=scratch.name)
+    root = job.root
     try:
         while pending or delayed or executor.busy():
             if full_disk(final):  # nothing more can be written: let running cells end
@@ -92,37 +100,30 @@ def schedule(cfg, cells, executor, root, job_base, progress, kind="run"):
             for slot in executor.free_slots():
                 if not pending:
                     break
-                cell, attempt = pending.popleft()
-                out = results.cell_dir(root if scratch is None else scratch.name, cell.id)
-                job = {
-                    **job_base,
-                    "kind": kind,
-                    "cell": cell.to_dict(),
-                    "out_dir": str(out),
-                    "attempt": attempt,
-                    "submitted": time.time(),
-                }
-                executor.submit(slot, job)
+                batch, attempt = pending.popleft()
+                executor.submit(slot, job.for_cells(batch, attempt, time.time()))
             progress.set_running(executor.running(), executor.cell_progress())
-            for job, reply in executor.poll(timeout=0.25):
-                cell = by_id[reply["id"]]
-                if reply.get("lost") and kind == "run":
-                    reply = _record_lost(root, cell, job, reply)
-                status = reply["status"]
-                runtime = reply.get("runtime_s")
-                runtime = time.time() - job["submitted"] if runtime is None else runtime
-                slot = job.get("slot", "?")
-                if status == "failed" and kind == "run" and job["attempt"] <= retries:
-                    if is_transient(cfg, root, reply):
-                        wait = backoff * 2 ** (job["attempt"] - 1)
-                        delayed.append((time.time() + wait, cell, job["attempt"] + 1))
-                        progress.finished(
-                            cell.id, "retry", runtime, slot, f"  transient, again in {wait}s"
-                        )
-                        continue
-                final[cell.id] = reply
-                note = f"  {reply['error'].splitlines()[0][:120]}" if reply.get("error") else ""
-                progress.finished(cell.id, status, runtime, slot, note)
+            for done, replies in executor.poll(timeout=0.25):
+                for reply in replies:
+                    cell = by_id[reply["id"]]
+                    if reply.get("lost") and run:
+                        reply = _record_lost(root, cell, done, reply)
+                    status = reply["status"]
+                    runtime = reply.get("runtime_s")
+                    runtime = time.time() - done.submitted if runtime is None else runtime
+                    slot = done.slot or "?"
+                    if status == "failed" and run and done.attempt <= retries:
+                        if is_transient(cfg, root, reply):
+                            wait = backoff * 2 ** (done.attempt - 1)
+                            delayed.append((time.time() + wait, [cell], done.attempt + 1))
+                            progress.finished(
+                                cell.id, "retry", runtime, slot, f"  transient, again in {wait}s"
+                            )
+                            continue
+                    final[cell.id] = reply
+                    error = reply.get("error")
+                    note = f"  {error.splitlines()[0][:120]}" if error else ""
+                    progress.finished(cell.id, status, runtime, slot, note)
     finally:
         if scratch is not None:
             scratch.cleanup()

@@ -16,7 +16,7 @@ stage that the results decide.
 
 from kmatrix import refine, results
 from kmatrix.cell import Cell, cell_id
-from kmatrix.plan import load_workload
+from kmatrix.workloads import load_workload
 
 
 def cells_from(specs, module_path, start, counts=None):

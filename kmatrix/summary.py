@@ -5,14 +5,15 @@ import io
 from pathlib import Path
 
 from kmatrix import refine, tracking
-from kmatrix.plan import load_workload
+from kmatrix.grid import axis_titles
+from kmatrix.workloads import load_workload
 from kmatrix.results import read_result
 from kmatrix.files import write_atomic, write_json_atomic
 
 
-def _row(cell, result, swept):
+def _row(cell, result, cfg):
     row = {"id": cell.id, "status": result["status"] if result else "missing"}
-    row.update({swept.get(k, k): v for k, v in cell.point.items()})
+    row.update(zip(axis_titles(cfg, cell.point), cell.point.values()))
     if result:
         for name, value in (result.get("metrics") or {}).items():
             if isinstance(value, (int, float, str, bool)) or value is None:
@@ -47,8 +48,7 @@ def summarize(cfg, cells, root):
     if refine.enabled(cfg) and cells:  # the points a refined grid decided without computing
         virtual, inferred, refinement = refine.inferred_cells(cfg, cells, results)
         cells, results = cells + virtual, {**results, **inferred}
-    swept = {"x": cfg.get("sweep_x_param") or "x", "y": cfg.get("sweep_y_param") or "y"}
-    rows = [_row(cell, results[cell.id], swept) for cell in cells]
+    rows = [_row(cell, results[cell.id], cfg) for cell in cells]
     write_csv(out / "results.csv", rows)
     counts = {}
     for row in rows:

@@ -1,8 +1,9 @@
-"""A persistent worker process: runs cells one after another, keeping heavy state.
+"""A persistent worker process: runs jobs one after another, keeping heavy state.
 
 Started by the executor as `python -m kmatrix.worker REPLY_FD`, pinned to one GPU with
-CUDA_VISIBLE_DEVICES. Jobs arrive as JSON lines on stdin; one JSON line per finished
-job goes back on REPLY_FD. While a cell runs, file descriptors 1 and 2 point at the
+CUDA_VISIBLE_DEVICES. Jobs (kmatrix.job.Job.to_dict()) arrive as JSON lines on stdin;
+`{"started": job id}` goes back on REPLY_FD when a job starts, and `{"replies": [one
+reply per cell]}` when it ends. While a cell runs, file descriptors 1 and 2 point at the
 cell's log.txt, so prints, warnings and even a C-level crash message land there.
 """
 
@@ -18,9 +19,10 @@ import traceback
 from pathlib import Path
 
 from kmatrix import progress
-from kmatrix.cell import Cell, RunContext
+from kmatrix.cell import RunContext
 from kmatrix.errors import Diverged
-from kmatrix.results import make_cell_dir, write_result
+from kmatrix.job import Job
+from kmatrix.results import cell_dir, make_cell_dir, write_result
 
 
 def _die_with_parent():
@@ -59,82 +61,100 @@ def _device():
 
 
 def run_job(job, cache, workloads):
-    """Run one cell; return a reply. job["kind"]: "run" writes result.json; "dry_run"
-    calls the workload's dry_run; "probe" (`make estimate`) goes through a run's every
-    step (manifest, tracking) but calls the workload's probe, whose answer is the reply's
-    "probe"."""
-    from kmatrix import manifest, seeding, tracking
+    """Run a job's cells one after another; return one reply per cell.
 
-    cell = Cell.from_dict(job["cell"])
-    out_dir = Path(job["out_dir"])
+    job.kind "run" writes each cell's result.json; "dry_run" calls the workload's
+    dry_run; "probe" (`make estimate`) goes through a run's every step (manifest,
+    tracking) but calls the workload's probe, whose answer is the reply's "probe"."""
+    return [run_cell(job, cell, cache, workloads) for cell in job.cells]
+
+
+def run_cell(job, cell, cache, workloads):
+    """One cell of a job: prepare its directory and log, run it by kind, write its result."""
+    out_dir = cell_dir(job.root, cell.id)
     try:  # the results tree can be read-only, full or hold planted symlinks: fail the cell
-        make_cell_dir(out_dir.parent.parent, out_dir.name)
+        make_cell_dir(job.root, cell.id)
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
         log_fd = os.open(out_dir / "log.txt", flags, 0o644)
     except OSError as e:
         error = f"cannot write the cell's directory {out_dir}: {e.strerror or e}"
         return {"id": cell.id, "status": "failed", "error": error, "errno": e.errno}
-    dry = job.get("kind") == "dry_run"
-    probing = job.get("kind") == "probe"
     start = time.time()
     reply = {"id": cell.id, "status": "ok", "error": None}
-    metrics, extra, tracker = {}, {}, None
+    outcome = {"metrics": {}, "extra": {}}
     with _output_to(log_fd):
-        try:
-            if cell.workload not in workloads:
-                workloads[cell.workload] = importlib.import_module(cell.workload)
-            wl = workloads[cell.workload]
-            seeding.seed_everything(cell.run_seed)
-            knobs = seeding.apply_profile(job.get("profile", "paper_repro"))
-            ctx = RunContext(_device(), out_dir, cache, job.get("profile", "paper_repro"))
-            ctx.dry_run = dry
-            if dry:
-                wl.dry_run(cell, ctx)
-            else:
-                print(
-                    f"== cell {cell.id} attempt {job.get('attempt', 1)} on {ctx.device}", flush=True
-                )
-                if job.get("manifest", True):
-                    manifest.write(out_dir, cell, job, knobs, ctx.device)
-                tracker = tracking.Tracker.for_cell(job.get("tracking"), cell)
-                ctx.tracker = tracker
-                if probing:
-                    reply["probe"] = wl.probe(cell, ctx)
-                extra = {} if probing else dict(wl.run(cell, ctx) or {})
-                reply["status"] = extra.pop("status", "ok")
-                metrics = extra.pop("metrics", {})
-                if job.get("manifest", True) and extra.get("knobs"):
-                    manifest.add_knobs(out_dir, extra["knobs"])
-        except Diverged as e:
-            reply["status"], reply["error"], metrics = "diverged", str(e), e.metrics
-            extra = {"losses": e.losses, "val_losses": e.val_losses}
-            print(f"diverged: {e}", flush=True)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as e:  # even sys.exit() in a cell fails the cell, not the worker
-            reply["status"] = "failed"
-            reply["error"] = f"{type(e).__name__}: {e}"
-            traceback.print_exc()
-        finally:
-            if tracker is not None:
-                tracker.finish(reply["status"], metrics)
+        _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome)
     reply["runtime_s"] = round(time.time() - start, 3)
-    if not dry and not probing:
-        try:
-            write_result(
-                out_dir,
-                cell,
-                reply["status"],
-                runtime_s=reply["runtime_s"],
-                error=reply["error"],
-                metrics=metrics,
-                job=job,
-                **extra,
-            )
-        except OSError as e:  # a full disk: the cell has no result, and says why
-            reply.update(status="failed", errno=e.errno)
-            reply["error"] = f"could not write {out_dir / 'result.json'}: {e.strerror or e}"
+    if job.kind == "run":
+        _write(job, cell, out_dir, reply, outcome)
     return reply
+
+
+def _workload(name, workloads):
+    if name not in workloads:
+        workloads[name] = importlib.import_module(name)
+    return workloads[name]
+
+
+def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
+    """Seed, apply the profile and run the cell as job.kind says; fills `reply` (status,
+    error, probe) and `outcome` (metrics and the workload's extra result keys)."""
+    from kmatrix import manifest, seeding, tracking
+
+    tracker = None
+    try:
+        wl = _workload(cell.workload, workloads)
+        seeding.seed_everything(cell.run_seed)
+        knobs = seeding.apply_profile(job.profile)
+        ctx = RunContext(_device(), out_dir, cache, job.profile, root=Path(job.root))
+        ctx.dry_run = job.kind == "dry_run"
+        if ctx.dry_run:
+            wl.dry_run(cell, ctx)
+            return
+        print(f"== cell {cell.id} attempt {job.attempt} on {ctx.device}", flush=True)
+        if job.manifest:
+            manifest.write(out_dir, cell, job, knobs, ctx.device)
+        tracker = ctx.tracker = tracking.Tracker.for_cell(job.tracking, cell)
+        if job.kind == "probe":
+            reply["probe"] = wl.probe(cell, ctx)
+            return
+        extra = dict(wl.run(cell, ctx) or {})
+        reply["status"] = extra.pop("status", "ok")
+        outcome["metrics"] = extra.pop("metrics", {})
+        outcome["extra"] = extra
+        if job.manifest and extra.get("knobs"):
+            manifest.add_knobs(out_dir, extra["knobs"])
+    except Diverged as e:
+        reply["status"], reply["error"], outcome["metrics"] = "diverged", str(e), e.metrics
+        outcome["extra"] = {"losses": e.losses, "val_losses": e.val_losses}
+        print(f"diverged: {e}", flush=True)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # even sys.exit() in a cell fails the cell, not the worker
+        reply["status"] = "failed"
+        reply["error"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    finally:
+        if tracker is not None:
+            tracker.finish(reply["status"], outcome["metrics"])
+
+
+def _write(job, cell, out_dir, reply, outcome):
+    """The cell's result.json; a full disk fails the cell and says why."""
+    try:
+        write_result(
+            out_dir,
+            cell,
+            reply["status"],
+            runtime_s=reply["runtime_s"],
+            error=reply["error"],
+            metrics=outcome["metrics"],
+            job=job,
+            **outcome["extra"],
+        )
+    except OSError as e:
+        reply.update(status="failed", errno=e.errno)
+        reply["error"] = f"could not write {out_dir / 'result.json'}: {e.strerror or e}"
 
 
 def main():
@@ -150,13 +170,12 @@ def main():
     for line in sys.stdin:
         if not line.strip():
             continue
-        job = json.loads(line)
-        # The cell's clock (and its timeout) starts now, not while this worker started up.
-        cell_id = job["cell"]["id"]
-        reply.write(json.dumps({"started": cell_id}) + "\n")
+        job = Job.from_dict(json.loads(line))
+        # The job's clock (and its timeout) starts now, not while this worker started up.
+        reply.write(json.dumps({"started": job.id}) + "\n")
         # The workload's progress.report() calls reach the driver's heartbeat.
-        progress.listen(lambda part: reply.write(json.dumps({"progress": cell_id, **part}) + "\n"))
-        reply.write(json.dumps(run_job(job, cache, workloads)) + "\n")
+        progress.listen(lambda part: reply.write(json.dumps({"progress": job.id, **part}) + "\n"))
+        reply.write(json.dumps({"replies": run_job(job, cache, workloads)}) + "\n")
         progress.listen(None)
 
 

@@ -63,7 +63,7 @@ def run_stages(cfg, tmp_path, device="cpu"):
     while todo:
         cells += todo
         for cell in todo:
-            ctx = RunContext(device, tmp_path / "cells" / cell.id, {}, "paper_repro")
+            ctx = RunContext(device, tmp_path / "cells" / cell.id, {}, "paper_repro", root=tmp_path)
             results[cell.id] = json.loads(json.dumps(workload.run(cell, ctx)))
             write_json_atomic(ctx.out_dir / "result.json", results[cell.id])
         specs = workload.next_stage(cfg, cells, results)  # ids as the core builds them

@@ -23,6 +23,7 @@ from kmatrix import driver, files, kconfig, results
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan
+from kmatrix.job import make_job
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 
@@ -291,7 +292,7 @@ def test_a_worker_that_hangs_before_its_first_cell_is_timed_out(tmp_path):
     progress = Progress(1, live=False)
     root = results.results_dir(cfg)
     with executor:
-        final = schedule(cfg, cells[:1], executor, root, {}, progress)
+        final = schedule(cfg, cells[:1], executor, make_job(cfg, "run", root), progress)
     reply = final[cells[0].id]
     assert reply["status"] == "failed" and "did not start the cell within 2 s" in reply["error"]
     assert "worker did not start" in kconfig.load_kconfig().syms["EXEC_RETRY_PATTERN"].str_value

@@ -1,0 +1,26 @@
+"""The workload registry: a WORKLOAD name -> the module that implements
+docs/workload-interface.md, loaded with a clear error when it is missing."""
+
+import importlib
+
+from kmatrix.errors import ConfigError
+
+# Workload name (the WORKLOAD choice) -> the module implementing docs/workload-interface.md,
+# or a package whose workload_module(cfg) names it (fractal holds two workloads).
+WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal"}
+
+
+def workload_module(cfg):
+    """The workload's module path: a WORKLOADS name, or a dotted path (tests)."""
+    name = WORKLOADS.get(cfg.workload, cfg.workload)
+    chooser = getattr(load_workload(name), "workload_module", None)
+    return chooser(cfg) if chooser else name
+
+
+def load_workload(module_path):
+    try:
+        return importlib.import_module(module_path)
+    except ModuleNotFoundError as e:
+        if e.name and module_path.startswith(e.name):
+            raise ConfigError("WORKLOAD", f"no workload module {module_path!r}") from None
+        raise
