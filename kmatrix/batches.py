@@ -9,7 +9,7 @@ spread evenly over the workers, at most AUTO_MAX cells).
 
 import math
 
-from kmatrix.plan import load_workload
+from kmatrix.workloads import load_workload
 
 AUTO_MAX = {"gpu": 256, "cpu": 16}
 

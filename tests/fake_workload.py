@@ -111,6 +111,7 @@ def run_batch(cells, ctxs):
     """Cells trained together: the batch's ids go to counter_dir/batches, one line a
     batch; a cell that raises fails the whole batch, as a bad cell in a real one would."""
     if cells[0].params.get("counter_dir"):
+        Path(cells[0].params["counter_dir"]).mkdir(parents=True, exist_ok=True)
         with open(Path(cells[0].params["counter_dir"]) / "batches", "a") as f:
             f.write(" ".join(c.id for c in cells) + "\n")
     if any(c.params["behaviour"] == "raise" for c in cells):
