@@ -86,3 +86,14 @@ def test_resume_reruns_only_the_unfinished_cells_of_a_batch(tmp_path):
     for n, c in enumerate(cells):
         assert len((tmp_path / "count" / c.id).read_text().split()) == (2 if n in (1, 2) else 1)
         assert results.read_result(root, c.id)["status"] == "ok"
+
+
+def test_repro_check_runs_a_batched_cell_in_a_batch(tmp_path):
+    from kmatrix.repro import repro_check
+
+    cfg = _fake_cfg(tmp_path, behaviours=["ok", "other", "diverge"])
+    lines = []
+    assert repro_check(cfg, gpus=[], out=lines.append) == 0
+    assert "in a batch of 4" in lines[0] and "PASS" in lines[-1]
+    batches = (tmp_path / "count" / "batches").read_text().splitlines()
+    assert len(batches) == 2 and all(len(b.split()) == 4 for b in batches)  # runs a and b
