@@ -8,18 +8,20 @@ its own ([K]); the backward of their sum gives every model exactly its own gradi
 since no operation mixes models.
 
 Why a batched module rather than `torch.func.vmap` over `functional_call`: vmap has no
-batching rule for scaled_dot_product_attention (it falls back to a loop over the K
-models, with a warning) and costs per-op dispatch; the explicit module folds K into the
-attention batch and was faster on the CPU (bench/results/llm_batched_cpu.json records
-both). The forward below follows gpt2/model.py operation for operation, and
+batching rule for scaled_dot_product_attention; on the CPU it falls back to a loop over
+the K models (with a warning) and timed the same as this module (1.02x at K = 8,
+bench/results/llm_batched_flagship_cpu.json), and on an H100 its backward failed
+outright ("LSE is not correctly aligned", bench/results/llm_batched_h100.log). The
+forward below follows gpt2/model.py operation for operation, and
 tests/test_gpt2_batched.py checks that each of the K models follows the one-model path.
 
 A model whose loss turns non-finite leaves the batch at that step (its losses up to and
 including the non-finite one are its result, as in gpt2/train.py); the others go on with
 the rows of their tensors compacted, so a diverged point costs nothing afterwards.
 
-Knobs that may differ inside a batch are BATCHABLE; everything else in a cell's params
-must be equal (batch_key), the seed included: the K models draw the same batches.
+Knobs that may differ inside a batch are BATCHABLE (gpt2/params.py); everything else in
+a cell's params must be equal (batch_key), the seed included: the K models draw the
+same batches.
 """
 
 import math
