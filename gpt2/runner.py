@@ -363,10 +363,13 @@ def run_batch(cells, ctxs):
         val_batches=val,
         logs=[ctx.log for ctx in ctxs],
     )
-    for out in outcomes:
+    for out, ctx in zip(outcomes, ctxs):
         if isinstance(out, Diverged):
             out.metrics["setup_seconds"] = setup_seconds
-        else:
-            out["knobs"] = knobs
-            out["metrics"]["setup_seconds"] = setup_seconds
+            continue
+        out["knobs"] = knobs
+        out["metrics"]["setup_seconds"] = setup_seconds
+        if ctx.tracker is not None:  # each cell's curve in its own W&B run, as run() logs it
+            for row in out["history"]:
+                ctx.tracker.log(row, step=row["step"])
     return outcomes
