@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from kmatrix.errors import Diverged
+from kmatrix.progress import report as report_progress
 
 from .optim import GROUPS
 from .optimizers import zeropower_via_newtonschulz5
@@ -394,6 +395,10 @@ def train_batched(model, opt, get_batch, s, device="cpu", val_batches=None, logs
         step += 1
         elapsed += time.perf_counter() - t0
         dt = time.perf_counter() - t0
+        if s.max_steps:  # the driver's heartbeat shows the batch's budget spent
+            report_progress(step, s.max_steps, "steps")
+        elif s.max_tokens:
+            report_progress(tokens, s.max_tokens, "tokens")
         last = done()
         if rows and s.eval_interval and step % s.eval_interval == 0 and val_batches and not last:
             record_val(step)
