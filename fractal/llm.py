@@ -55,19 +55,35 @@ def _labels(cell, losses, val_losses, error=None):
     )
 
 
+def _labelled(cell, ctx, out):
+    """A run's outcome (result or Diverged) with its labels in its metrics."""
+    if isinstance(out, Diverged):
+        # A run stopped for divergence is unstable even when every loss it recorded is
+        # finite (GPT2_CHECK_NUMERICS stops it at a non-finite gradient, before the loss).
+        out.metrics.update(_labels(cell, out.losses, out.val_losses, error=str(out)))
+        return out
+    labels = _labels(cell, out["losses"], out.get("val_losses"))
+    out["metrics"].update(labels)
+    ctx.log(f"labels: {json.dumps(labels)}")
+    return out
+
+
 def run(cell, ctx):
     """One GPT-2 run, labelled. A non-finite loss is a result: unstable, not trainable."""
     try:
         out = gpt2.run(cell, ctx)
     except Diverged as e:
-        # A run stopped for divergence is unstable even when every loss it recorded is
-        # finite (GPT2_CHECK_NUMERICS stops it at a non-finite gradient, before the loss).
-        e.metrics.update(_labels(cell, e.losses, e.val_losses, error=str(e)))
+        _labelled(cell, ctx, e)
         raise
-    labels = _labels(cell, out["losses"], out.get("val_losses"))
-    out["metrics"].update(labels)
-    ctx.log(f"labels: {json.dumps(labels)}")
-    return out
+    return _labelled(cell, ctx, out)
+
+
+batch_key = gpt2.batch_key
+
+
+def run_batch(cells, ctxs):
+    """Grid points trained together (gpt2.run_batch), each labelled."""
+    return [_labelled(c, x, o) for c, x, o in zip(cells, ctxs, gpt2.run_batch(cells, ctxs))]
 
 
 # ---------------------------------------------------------------------------- summary

@@ -1,9 +1,11 @@
 """Token data for the gpt2 workload: tokenize a text source once, then sample batches.
 
 prepare(source, data_dir) writes data_dir/<key>/ with nanoGPT's format:
-  train.bin, val.bin  GPT-2 token ids as raw uint16, every document followed by
-                      <|endoftext|> (so the model sees document boundaries);
-  meta.json           source, token counts, sha256 of both .bin files, tokenizer.
+  train.bin, val.bin  token ids as raw uint16 (GPT-2 BPE, or one per character with
+                      the source's tokenizer "char"), every document followed by the
+                      end-of-text token (so the model sees document boundaries);
+  meta.json           source, token counts, sha256 of both .bin files, tokenizer (and
+                      for "char" its characters, in id order).
 The folder appears in one rename once everything is written, so a folder named <key>
 is always complete; prepare() returns it at once on later calls. <key> is a readable
 slug plus a hash of the normalised source (and, for local files, their paths, sizes and
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from gpt2.sources import FORMAT, dataset_key, documents, normalize_source
-from gpt2.tokenizer import default_data_dir, get_encoding, sha256_file
+from gpt2.tokenizer import CharEncoding, default_data_dir, get_encoding, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +126,27 @@ def prepare(source: dict, data_dir=None, *, archive=None, hf_cache_dir=None) -> 
         return final
 
     t0 = time.time()
-    enc = get_encoding()
-    assert enc.n_vocab <= 2**16, "token ids must fit uint16"
     data_dir.mkdir(parents=True, exist_ok=True)
     docs, inputs = documents(src, data_dir, archive, hf_cache_dir)
+    if src["tokenizer"] == "char":
+        # the vocabulary of the whole source, every part: the even and odd halves of a
+        # corpus (pre-training, fine-tuning) then number their characters alike
+        every, _ = documents({**src, "part": "all"}, data_dir, archive, hf_cache_dir)
+        enc = CharEncoding.of(every)
+    else:
+        enc = get_encoding()
+    if enc.n_vocab > 2**16:
+        raise ValueError(
+            f"gpt2 data source {src}: {enc.n_vocab} tokens do not fit uint16 (fix: the gpt2 "
+            "tokenizer, or text with fewer distinct characters)"
+        )
     tmp = Path(tempfile.mkdtemp(dir=data_dir, prefix=f".tmp-{key}-"))
     try:
         meta = {"format": FORMAT, "name": key, "source": src, "inputs": inputs}
         meta.update(_tokenize_into(tmp, docs, src, enc))
         meta.update(tokenizer=enc.name, vocab_size=enc.n_vocab, eot_token=enc.eot_token)
+        if enc.name == "char":
+            meta["chars"] = enc.chars
         meta.update(dtype="uint16", prepare_s=round(time.time() - t0, 2))
         # meta.json last, then one rename: the folder <key> never exists half-written.
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")

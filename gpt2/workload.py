@@ -28,3 +28,19 @@ def dry_run(cell, ctx):
     from gpt2 import runner
 
     return runner.dry_run(cell, ctx)
+
+
+def batch_key(cell):
+    """Cells with the same key may train together in one batch (run_batch); None: this
+    cell trains alone. Planning calls it: no torch here."""
+    from gpt2.params import batch_key, unbatchable
+
+    return None if unbatchable(cell.params) else batch_key(cell.params, cell.run_seed)
+
+
+def run_batch(cells, ctxs):
+    """Train cells of one batch_key together; one outcome per cell: run()'s result, or
+    the kmatrix.errors.Diverged it would raise."""
+    from gpt2 import runner
+
+    return runner.run_batch(cells, ctxs)

@@ -9,6 +9,7 @@ import time
 
 from kmatrix import manifest, refine, results, stages, tracking
 from kmatrix.grid import axis_titles, combination
+from kmatrix.batches import make_batches
 from kmatrix.job import make_job
 from kmatrix.plan import plan, write_plan
 from kmatrix.progress import Progress
@@ -71,7 +72,8 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
                 with progress:
                     if stage == 0:
                         out(f"  SLOTS   {', '.join(s.name for s in executor.slots)}")
-                    final.update(schedule(cfg, todo, executor, job, progress))
+                    batches = make_batches(cfg, todo, len(executor.slots), executor.cpu)
+                    final.update(schedule(cfg, todo, executor, job, progress, batches))
                 found.update({c.id: results.read_cell(root, c) for c in todo})
             if full_disk(final) or any(r["status"] == "failed" for r in final.values()):
                 break  # the next stage is planned from complete results only

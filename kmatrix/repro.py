@@ -17,6 +17,7 @@ from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 from kmatrix.seeding import PROFILE_ENV
+from kmatrix.batches import make_batches
 
 
 def _arrays(root, cell_id):
@@ -47,6 +48,9 @@ def compare(a, b):
     )
 
 
+REPRO_BATCH = 4  # a batched cell is checked in a batch of this many (batch-size bugs show)
+
+
 def repro_check(cfg, cell_id=None, gpus=None, out=print):
     # The cells `make plan` lists: a staged plan's later stages too, as far as the
     # results decide them.
@@ -66,17 +70,22 @@ def repro_check(cfg, cell_id=None, gpus=None, out=print):
         runs = [("a", gpus[0]), ("b", gpus[0])] + [(f"gpu{g}", g) for g in gpus[1:]]
     else:
         runs = [("a", None), ("b", None)]
-    out(f"  REPRO   {cell.id} ({profile}): {len(runs)} runs, each in a fresh worker")
+    # as `make` runs it: in a batch (of up to REPRO_BATCH cells of its own) when batching
+    batch = next(b for b in make_batches(cfg, cells) if cell in b)
+    batch = [cell] + [c for c in batch if c is not cell][: REPRO_BATCH - 1]
+    together = f", in a batch of {len(batch)}" if len(batch) > 1 else ""
+    out(f"  REPRO   {cell.id} ({profile}): {len(runs)} runs, each in a fresh worker{together}")
     job = make_job(cfg, "run", root, manifest=False)
     for label, gpu in runs:
-        copy = dataclasses.replace(cell, id=f"{cell.id}--{label}")
+        copies = [dataclasses.replace(c, id=f"{c.id}--{label}") for c in batch]
         if gpu is None:
             slots = local_slots(cfg, cpu_only=True)[:1]
         else:
             slots = local_slots(cfg, gpus=[gpu])[:1]
         started = time.time()
         with LocalExecutor(slots, env=PROFILE_ENV.get(profile, {})) as executor:
-            reply = schedule(cfg, [copy], executor, job, Progress(1, quiet=True))[copy.id]
+            progress = Progress(len(copies), quiet=True)
+            reply = schedule(cfg, copies, executor, job, progress, [copies])[copies[0].id]
         where = slots[0][0]
         out(
             f"  RUN     {label:<6} on {where:<6} {reply['status']:<8} {time.time() - started:.1f} s"

@@ -12,6 +12,7 @@ import time
 from collections import deque
 
 from kmatrix import results
+from kmatrix.batches import halves
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.seeding import PROFILE_ENV
 
@@ -74,8 +75,9 @@ def schedule(cfg, cells, executor, job, progress, batches=None):
     `job` (kmatrix.job.make_job) says what to do with them and where their results go;
     the files of a dry run or a probe go to a throw-away directory instead. Each cell is a
     job of its own unless `batches` (lists of cells of one grid) says which run
-    together; a failed cell of a batch is retried on its own. Returns {cell id: final
-    reply}.
+    together; a batch whose every cell failed runs again as two halves, down to single
+    cells (kmatrix/batches.py), and a failed cell of a batch is retried on its own.
+    Returns {cell id: final reply}.
     """
     by_id = {c.id: c for c in cells}
     pending = deque((list(b), 1) for b in (batches or [[c] for c in cells]))
@@ -104,6 +106,11 @@ def schedule(cfg, cells, executor, job, progress, batches=None):
                 executor.submit(slot, job.for_cells(batch, attempt, time.time()))
             progress.set_running(executor.running(), executor.cell_progress())
             for done, replies in executor.poll(timeout=0.25):
+                failed = [r for r in replies if r["status"] == "failed"]
+                if run and len(done.cells) > 1 and failed and len(failed) == len(replies):
+                    for half in halves(done.cells):  # the batch failed: in halves, so one
+                        pending.append((half, done.attempt))  # bad cell fails alone
+                    continue
                 for reply in replies:
                     cell = by_id[reply["id"]]
                     if reply.get("lost") and run:

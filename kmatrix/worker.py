@@ -65,7 +65,15 @@ def run_job(job, cache, workloads):
 
     job.kind "run" writes each cell's result.json; "dry_run" calls the workload's
     dry_run; "probe" (`make estimate`) goes through a run's every step (manifest,
-    tracking) but calls the workload's probe, whose answer is the reply's "probe"."""
+    tracking) but calls the workload's probe, whose answer is the reply's "probe". A run
+    of several cells whose workload has run_batch trains them together
+    (kmatrix/batch_run.py)."""
+    if job.kind == "run" and len(job.cells) > 1:
+        wl = _workload(job.cells[0].workload, workloads)
+        if hasattr(wl, "run_batch"):
+            from kmatrix.batch_run import run_batch
+
+            return run_batch(job, wl, cache, _device(), _output_to, _write)
     return [run_cell(job, cell, cache, workloads) for cell in job.cells]
 
 

@@ -37,6 +37,7 @@ def cell_params(cfg, point):
         "seconds": cfg.get("seconds", 1.0) * (1 + point["seed"]),
         "gate": cfg.get("gate"),  # cells of seed >= gate_seed wait for this file to exist
         "gate_seed": cfg.get("gate_seed", 0),
+        "batched": cfg.get("batched", False),
     }
 
 
@@ -99,6 +100,29 @@ def run(cell, ctx):
         "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")},
         "knobs": {"fake_knob": "resolved at run time"},
     }
+
+
+def batch_key(cell):
+    """With cfg `batched` every cell may share a batch (run_batch)."""
+    return "fake" if cell.params.get("batched") else None
+
+
+def run_batch(cells, ctxs):
+    """Cells trained together: the batch's ids go to counter_dir/batches, one line a
+    batch; a cell that raises fails the whole batch, as a bad cell in a real one would."""
+    if cells[0].params.get("counter_dir"):
+        Path(cells[0].params["counter_dir"]).mkdir(parents=True, exist_ok=True)
+        with open(Path(cells[0].params["counter_dir"]) / "batches", "a") as f:
+            f.write(" ".join(c.id for c in cells) + "\n")
+    if any(c.params["behaviour"] == "raise" for c in cells):
+        raise ValueError("deliberate failure of a batch")
+    outs = []
+    for cell, ctx in zip(cells, ctxs):
+        try:
+            outs.append(run(cell, ctx))
+        except Diverged as e:
+            outs.append(e)
+    return outs
 
 
 def label(result):
