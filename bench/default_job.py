@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
 SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
@@ -86,7 +86,7 @@ def main():
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "output": proc.stdout.splitlines() + proc.stderr.splitlines(),
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "output"}, indent=1))
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
 SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
@@ -84,7 +84,7 @@ def main():
         "python": platform.python_version(),
         "runs": rows,
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
 
 
 if __name__ == "__main__":

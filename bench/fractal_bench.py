@@ -24,7 +24,6 @@ Sections, each on CUDA unless --quick (the tanh experiment, width 16, 272 points
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ from fractal import notebook, zoom  # noqa: E402
 from fractal.common import WIDTH  # noqa: E402
 from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, make_problem  # noqa: E402
 from kmatrix.kconfig import load_kconfig  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 N, D = EXPERIMENTS["tanh"]["n_points"], WIDTH
 _KCONFIG = load_kconfig()
@@ -312,9 +312,7 @@ def main():
             + (f"  {x:.2f}x the reference" if x else "")
         )
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2, default=str)
+        write_bench_result(args.out, out, args.device)
         print(f"wrote {args.out}")
 
 

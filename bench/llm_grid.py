@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def gpu_utilisation(samples, stop):
@@ -128,7 +128,7 @@ def main():
         "maps": summary.get("workload_summary"),
         "device": (nvidia_smi("--query-gpu=name", "--format=csv,noheader") or "cpu").split("\n")[0],
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps(report, indent=1))
 
 
