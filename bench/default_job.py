@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from kmatrix.manifest import write_bench_result  # noqa: E402
 
-SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
-SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
+from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
 
 def main():
@@ -47,8 +45,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "kmatrix"
-        top = lambda d, names: [n for n in names if n in SKIP] if Path(d) == ROOT else []  # noqa
-        shutil.copytree(ROOT, tree, ignore=lambda d, names: top(d, names) + ["__pycache__"])
+        copy_checkout(tree, share_data=False)
         load_before = os.getloadavg()
         threading.Thread(target=sample, daemon=True).start()
         started, cpu_before = time.time(), os.times()
