@@ -34,7 +34,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal import notebook, zoom  # noqa: E402
 from fractal.common import WIDTH  # noqa: E402
-from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, make_problem  # noqa: E402
+from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
+from fractal.engine import compute_image  # noqa: E402
+from fractal.problem import make_problem  # noqa: E402
 from kmatrix.kconfig import load_kconfig  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
 

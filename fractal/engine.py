@@ -29,22 +29,19 @@ import time
 import numpy as np
 import torch
 
-from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, OPENING_WINDOW  # noqa: F401
+from fractal.common import EXIT_CODE, MAX_VAL
 from fractal.common import PHI_SCALE, TAIL, WIDTH
 from kmatrix.progress import report as report_progress
 
-from fractal.problem import (  # noqa: E402,F401 - engine.load_data etc. for its callers
+from fractal.problem import (
     AXES,
     BATCHES,
     NONLINEARITIES,
     OFFSET_MODES,
     axis_values,
-    check_data,
     finalise,
-    load_data,
     make_problem,
     pixel_hparams,
-    pixel_value,
     sanitise_,
 )
 

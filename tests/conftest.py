@@ -1,5 +1,112 @@
-"""Helpers shared by the test modules (no test module imports another)."""
+"""Helpers shared by the test modules (no test module imports another): configurations of
+the fake workload (tests/fake_workload.py) and of gpt2, a copy of the project to run make
+in, and the `slow` marker's registration."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import kconfiglib
+import pytest
+
+from kmatrix import results
+from kmatrix.config import Config, typed_values
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: runs make, a subprocess or real training (left out by make test-fast)"
+    )
+
+
+def make_cfg(tmp_path, **overrides):
+    values = dict(
+        name="m",
+        workload="tests.fake_workload",
+        seeds=[0],
+        behaviours=["ok"],
+        exec_results_root=str(tmp_path / "results"),
+        exec_gpus=["none"],
+        exec_cpu_workers=2,
+        exec_retries=2,
+        exec_retry_backoff=0,
+        exec_retry_pattern="ConnectionError|hub time-out",
+        exec_cell_timeout=0,
+        track_wandb="disabled",
+        profile="paper_repro",
+        counter_dir=str(tmp_path / "count"),
+    )
+    values.update(overrides)
+    return Config(values)
+
+
+def runs_of(cfg, cell_id):
+    path = Path(cfg.counter_dir) / cell_id
+    return len(path.read_text().split()) if path.exists() else 0
+
+
+def status_of(cfg, cell_id):
+    return results.read_result(results.results_dir(cfg), cell_id)["status"]
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A copy of the project to run make in, without touching this checkout's .config."""
+    root = tmp_path / "tree"
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv", ".git", "results", "data"))
+    for name in (".config", "config.py", "config.json"):
+        (root / name).unlink(missing_ok=True)
+    return root
+
+
+def make(tree, *args):
+    return subprocess.run(
+        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a hang guard: a loaded machine may be slow
+    )
+
+
+def swept(tmp_path, **overrides):
+    values = dict(
+        sweep=True,
+        sweep_x_param="lr",
+        sweep_x_min=1e-3,
+        sweep_x_max=1e-1,
+        sweep_x_points=2,
+        sweep_x_spacing="log",
+        sweep_y_param="steps",
+        sweep_y_min=1.0,
+        sweep_y_max=3.0,
+        sweep_y_points=2,
+        sweep_y_spacing="linear",
+    )
+    values.update(overrides)
+    return make_cfg(tmp_path, **values)
+
+
+def refined_cfg(tmp_path, **overrides):
+    """A 17 x 17 grid of the fake workload over lr x momentum, refined twice; its label is
+    which side of the line lr = momentum a point is on."""
+    values = dict(sweep_y_param="momentum", sweep_y_min=0.1, sweep_y_spacing="log")
+    values.update(sweep_x_min=0.1, sweep_x_max=1.0, sweep_y_max=1.0, boundary="line")
+    values.update(sweep_x_points=17, sweep_y_points=17, sweep_refine=True)
+    values.update(sweep_refine_levels=2, sweep_refine_guard=1, sweep_refine_verify=3)
+    return swept(tmp_path, **{**values, **overrides})
+
+
+def gpt2_cfg(*enable, **values):
+    """A typed config from the real Kconfig, with the gpt2 workload and given symbols."""
+    kconf = kconfiglib.Kconfig(os.path.join(ROOT, "Kconfig"), warn_to_stderr=False)
+    kconf.syms["WORKLOAD_GPT2"].set_value(2)
+    for name in enable:
+        kconf.syms[name].set_value(2)
+    for name, value in values.items():
+        kconf.syms[name].set_value(str(value))
+    return Config(typed_values(kconf))

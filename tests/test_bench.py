@@ -3,7 +3,6 @@ and docs/ quote appears in the result file they cite beside it."""
 
 import json
 import re
-import subprocess
 import sys
 
 from kmatrix import manifest

@@ -27,8 +27,7 @@ from kmatrix.job import make_job
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 
-from tests.test_config import make, tree  # noqa: F401 - tree is a fixture
-from tests.test_driver import make_cfg, status_of
+from tests.conftest import make, make_cfg, status_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
