@@ -134,10 +134,14 @@ bench-cpu: | $(SETUP)
 		default gpt2-tiny-cpu fractal-16x16
 
 # Development.
-.PHONY: test format clean distclean help
+.PHONY: test test-fast format clean distclean help
 # tests/pytest_heartbeat.py names a test that runs long, so the output never goes silent.
 test: | $(TEST_SETUP)
 	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat
+
+# The fast subset (no training, make, Ray or kernels; tests/conftest.py): under a minute.
+test-fast: | $(SETUP)
+	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat -m "not slow"
 
 format: | $(SETUP)
 	$(Q)$(PYTHON) -m black .
@@ -171,6 +175,7 @@ help:
 	@echo '  clean-results     - delete results/<name>/ of the current configuration'
 	@echo 'Development:'
 	@echo '  test              - run the test suite (pytest)'
+	@echo '  test-fast         - the tests not marked slow (under a minute)'
 	@echo '  bench-cpu         - the CPU benchmarks (bench/README.md), JSON into BENCH_OUT'
 	@echo '  format            - format all Python with black'
 	@echo '  clean / distclean - remove caches / also .venv and the configuration'

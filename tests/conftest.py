@@ -17,10 +17,33 @@ from kmatrix.config import Config, typed_values
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Modules whose tests train real models, start Ray or run make end to end: minutes on two
+# cores. `make test-fast` (pytest -m "not slow") leaves them out, and every test that runs
+# make in a copy of the project (the `tree` fixture); a test elsewhere that takes more
+# than a few seconds gets @pytest.mark.slow.
+SLOW_MODULES = {
+    "test_make_e2e",
+    "test_ray",
+    "test_fractal_llm",
+    "test_fractal_engine",
+    "test_fractal_workload",
+    "test_gpt2_train",
+    "test_hardening",
+    "test_sd_jax",
+}
+
+
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "slow: runs make, a subprocess or real training (left out by make test-fast)"
+        "markers", "slow: trains, runs make or starts Ray: left out by make test-fast"
     )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or "tree" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def make_cfg(tmp_path, **overrides):
