@@ -19,8 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Modules whose tests train real models, start Ray or run make end to end: minutes on two
 # cores. `make test-fast` (pytest -m "not slow") leaves them out, and every test that runs
-# make in a copy of the project (the `tree` fixture); a test elsewhere that takes more
-# than a few seconds gets @pytest.mark.slow.
+# make in a copy of the project (the `tree` fixture) and the tests in SLOW_TESTS.
 SLOW_MODULES = {
     "test_make_e2e",
     "test_ray",
@@ -30,6 +29,21 @@ SLOW_MODULES = {
     "test_gpt2_train",
     "test_hardening",
     "test_sd_jax",
+}
+
+# Single tests elsewhere that take many seconds (worker processes killed and restarted,
+# timeouts, a real image): `pytest --durations=20` finds the next ones.
+SLOW_TESTS = {
+    "test_a_fractal_boundary_from_the_paper_engine",
+    "test_repro_check_passes_and_reports_a_difference",
+    "test_dead_worker_costs_only_its_cell",
+    "test_wandb_offline_one_run_per_cell_and_a_summary",
+    "test_cell_timeout",
+    "test_estimate_counts_one_time_preparation_once",
+    "test_transient_failures_are_retried",
+    "test_kill_9_of_the_driver_loses_nothing",
+    "test_grad_checkpoint_same_gradients",
+    "test_check_runs_the_paper_engine",
 }
 
 
@@ -42,7 +56,8 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
-        if module in SLOW_MODULES or "tree" in getattr(item, "fixturenames", ()):
+        slow = module in SLOW_MODULES or item.originalname in SLOW_TESTS
+        if slow or "tree" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 
 
