@@ -131,11 +131,29 @@ repro-check: config.json
 clean-results: config.json
 	$(Q)$(MATRIX) clean-results
 
+# Benchmarks on the CPU (bench/README.md): each writes its JSON under BENCH_OUT, the GPU
+# ones run on lent machines by hand. The make-driven ones run in a scratch copy.
+BENCH_OUT ?= bench/results
+.PHONY: bench-cpu
+bench-cpu: | $(SETUP)
+	$(Q)$(PYTHON) bench/fractal_bench.py --quick --out $(BENCH_OUT)/fractal_bench_cpu.json
+	$(Q)$(PYTHON) bench/dimension_estimators.py --out $(BENCH_OUT)/dimension_estimators.json
+	$(Q)$(PYTHON) bench/driver_overhead.py --cells 400 --out $(BENCH_OUT)/driver_overhead.json
+	$(Q)$(PYTHON) bench/driver_scale.py --out $(BENCH_OUT)/driver_scale.json
+	$(Q)$(PYTHON) bench/llm_grid.py --defconfig fractal-16x16 --gpus auto \
+		--set "SWEEP_X_POINTS=4 SWEEP_Y_POINTS=4" --out $(BENCH_OUT)/llm_grid_cpu.json
+	$(Q)$(PYTHON) bench/estimate_check.py --out $(BENCH_OUT)/estimate_check.json \
+		default gpt2-tiny-cpu fractal-16x16
+
 # Development.
-.PHONY: test format clean distclean help
+.PHONY: test test-fast format clean distclean help
 # tests/pytest_heartbeat.py names a test that runs long, so the output never goes silent.
 test: | $(TEST_SETUP)
 	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat
+
+# The fast subset (no training, make, Ray or kernels; tests/conftest.py): under a minute.
+test-fast: | $(SETUP)
+	$(Q)$(PYTHON) -m pytest -p tests.pytest_heartbeat -m "not slow"
 
 format: | $(SETUP)
 	$(Q)$(PYTHON) -m black .
@@ -169,6 +187,8 @@ help:
 	@echo '  clean-results     - delete results/<name>/ of the current configuration'
 	@echo 'Development:'
 	@echo '  test              - run the test suite (pytest)'
+	@echo '  test-fast         - the tests not marked slow (under a minute)'
+	@echo '  bench-cpu         - the CPU benchmarks (bench/README.md), JSON into BENCH_OUT'
 	@echo '  format            - format all Python with black'
 	@echo '  clean / distclean - remove caches / also .venv and the configuration'
 	@echo '  help              - this list'

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from fractal import dimension, paper, paper_cells, zoom  # noqa: E402
 from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 STEPS = {"minibatch": 1000}  # the notebook's steps; the rest 500
 
@@ -149,7 +149,7 @@ def main():
         )
         run["wall_s"] = time.perf_counter() - started
         report[args.label] = run
-        write_json_atomic(out, report)  # after every path: a long run keeps what it did
+        write_bench_result(out, report)  # after every path: a long run keeps what it did
 
 
 if __name__ == "__main__":

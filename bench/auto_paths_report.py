@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
 from kmatrix.results import read_result  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def device():
@@ -96,7 +96,7 @@ def main():
         " all frames done):",
         "met" if ok else "NOT met",
     )
-    write_json_atomic(args.out, out)
+    write_bench_result(args.out, out)
 
 
 if __name__ == "__main__":

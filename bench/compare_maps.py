@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def main():
@@ -52,7 +52,7 @@ def main():
         ),
         "inferred_stable_wrong": int((at["stable"][inferred] != full["stable"][inferred]).sum()),
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fractal import grid_figures, llm  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def main():
@@ -68,7 +68,7 @@ def main():
     )
     fig.tight_layout()
     fig.savefig(args.png, dpi=110)
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
-SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
-SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
+from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
 
 def main():
@@ -47,8 +45,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "kmatrix"
-        top = lambda d, names: [n for n in names if n in SKIP] if Path(d) == ROOT else []  # noqa
-        shutil.copytree(ROOT, tree, ignore=lambda d, names: top(d, names) + ["__pycache__"])
+        copy_checkout(tree, share_data=False)
         load_before = os.getloadavg()
         threading.Thread(target=sample, daemon=True).start()
         started, cpu_before = time.time(), os.times()
@@ -86,7 +83,7 @@ def main():
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "output": proc.stdout.splitlines() + proc.stderr.splitlines(),
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "output"}, indent=1))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fractal import dimension, llm  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 SHAPES = {
     "vertical line": lambda x, y: x < 0.3,
@@ -43,7 +43,7 @@ def main():
             row.update({m: estimate(edges, m) for m in ("paper", "pow2")})
             rows.append(row)
             print(row)
-    write_json_atomic(args.out, rows)
+    write_bench_result(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix import driver, results  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def main():
@@ -62,7 +62,7 @@ def main():
         "cells_per_s_steady": round((args.cells - 1) / steady, 1) if steady else None,
         "ms_per_cell_per_worker_steady": round(1000 * steady * args.workers / (args.cells - 1), 1),
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -29,7 +29,7 @@ from kmatrix import files, kconfig, results  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
 from kmatrix.driver import plan_table  # noqa: E402
 from kmatrix.plan import plan, write_plan  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def bench_plan(side, tmp):
@@ -129,7 +129,7 @@ def main():
         "plan": planning,
         "resume": resume,
     }
-    write_json_atomic(args.out, out)
+    write_bench_result(args.out, out)
     print(json.dumps(out, indent=1))
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
-SKIP = {".git", ".venv", "results", "data", ".stage", ".whl", ".gl", "build", "wandb"}
-SKIP |= {".config", ".config.old", "config.py", "config.json", "defconfig"}
+from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
 
 def seconds(text):
@@ -73,9 +71,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "kmatrix"
-        top = lambda d, names: [n for n in names if n in SKIP] if Path(d) == ROOT else []  # noqa
-        shutil.copytree(ROOT, tree, ignore=lambda d, names: top(d, names) + ["__pycache__"])
-        (tree / "data").symlink_to(ROOT / "data")  # prepared once, as on a user's machine
+        copy_checkout(tree, share_data=True)
         for name in args.defconfigs:
             rows.append(check(name, tree))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "estimate_output"}))
@@ -84,7 +80,7 @@ def main():
         "python": platform.python_version(),
         "runs": rows,
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(args.out, report)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """Benchmark of the fractal engine against the JAX port of the paper's notebook, in one run.
 
-    python3 bench/fractal_bench.py --jax-ref bench/sd_jax_ref.py --out results/fractal_bench.json
+    python3 bench/fractal_bench.py --jax-ref --out bench/results/fractal_bench.json
     .venv/bin/python bench/fractal_bench.py --quick          # CPU smoke test, no reference
 
 Sections, each on CUDA unless --quick (the tanh experiment, width 16, 272 points, float64,
 1000 steps, unless said):
 
-- reference: the JAX port (a copy of the notebook's code: jitted vmapped step in a Python
-  loop, chunks of at most 50,000 pixels; give its file with --jax-ref), on the opening
+- reference: the JAX port of the notebook's training loop (bench/sd_jax.py: jitted, vmapped
+  over pixels, chunks of at most 50,000 pixels; --jax-ref FILE takes another), on the opening
   window at 256 x 256 (1000 steps) and 1024 x 1024 (--ref-1024-steps, its rate per step
   is constant), with our seeded data; the signs of its 256 x 256 image against ours.
 - engine: whole-image pixel-steps/s (pixels x steps / wall time) of the default kernel at
@@ -24,7 +24,6 @@ Sections, each on CUDA unless --quick (the tanh experiment, width 16, 272 points
 
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -35,8 +34,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal import notebook, zoom  # noqa: E402
 from fractal.common import WIDTH  # noqa: E402
-from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, make_problem  # noqa: E402
+from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
+from fractal.engine import compute_image  # noqa: E402
+from fractal.problem import make_problem  # noqa: E402
 from kmatrix.kconfig import load_kconfig  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 N, D = EXPERIMENTS["tanh"]["n_points"], WIDTH
 _KCONFIG = load_kconfig()
@@ -249,7 +251,10 @@ def main():
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="tiny CPU smoke run")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--jax-ref", default=None, help="the JAX port's file (sd_jax_ref.py)")
+    ap.add_argument(
+        "--jax-ref", nargs="?", const=os.path.join(os.path.dirname(__file__), "sd_jax.py"),
+        help="run the JAX reference (default file: bench/sd_jax.py)",
+    )  # fmt: skip
     ap.add_argument("--ref-1024-steps", type=int, default=200)
     ap.add_argument("--peak-tflops", type=float, default=67.0, help="fp64 tensor-core peak")
     ap.add_argument("--sweep", action="store_true", help="also sweep launch configurations")
@@ -312,9 +317,7 @@ def main():
             + (f"  {x:.2f}x the reference" if x else "")
         )
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2, default=str)
+        write_bench_result(args.out, out, args.device)
         print(f"wrote {args.out}")
 
 

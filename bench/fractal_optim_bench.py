@@ -21,7 +21,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image  # noqa: E402
+from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
+from fractal.engine import compute_image  # noqa: E402
 from kmatrix.files import write_json_atomic  # noqa: E402
 
 

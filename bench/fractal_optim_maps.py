@@ -31,7 +31,8 @@ def maps(args):
     import torch
 
     from fractal import dimension
-    from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image
+    from fractal.common import EXPERIMENTS, OPENING_WINDOW
+    from fractal.engine import compute_image
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 from kmatrix.seeding import PROFILE_ENV, seed_everything  # noqa: E402
 
 # The bench runs without the executor, which sets PROFILE_ENV for workers: set it here,
@@ -227,7 +227,7 @@ def main(argv=None):
     }
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out, result)
+    write_bench_result(out, result)
     print(f"wrote {out}")
     return 0 if rows and all("error" not in r for r in rows) else 1
 

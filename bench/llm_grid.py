@@ -4,8 +4,11 @@ overhead against training time, and GPU utilisation.
     python bench/llm_grid.py --defconfig fractal-16x16-gpu --gpus "0 1" --out grid.json
     python bench/llm_grid.py --defconfig fractal-16x16 --set "SWEEP_X_POINTS=4" --out cpu.json
 
-A run cut short by --limit keeps its cells; --resume continues it (wall time and cells per
-minute count the cells this run finished; the JSON says it resumed).
+It runs in a scratch copy of this checkout (--tree, default a directory under the system's
+temporary one, named after the matrix; kept after the run), never in the developer's own
+tree: its .config and results are not touched. A run cut short by --limit keeps its cells
+there; --resume continues it (wall time and cells per minute count the cells this run
+finished; the JSON says it resumed).
 
 Per cell: train = the training loop's steps; setup = model (re)build, data and validation
 batches before the loop; overhead = the worker's runtime for the cell minus train (setup,
@@ -21,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kmatrix.manifest import nvidia_smi  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
+
+from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
 
 def gpu_utilisation(samples, stop):
@@ -46,8 +52,8 @@ def gpu_utilisation(samples, stop):
 MAKE = ["make", "--no-print-directory", f"PYTHON={sys.executable}"]
 
 
-def make(*args):
-    return subprocess.run([*MAKE, *args], cwd=ROOT, check=True)
+def make(tree, *args):
+    return subprocess.run([*MAKE, *args], cwd=tree, check=True)
 
 
 def main():
@@ -58,19 +64,24 @@ def main():
     ap.add_argument("--set", default="", help="more setconfig assignments")
     ap.add_argument("--limit", type=float, default=0, help="stop the run after N seconds")
     ap.add_argument("--resume", action="store_true", help="keep finished cells (no clean)")
+    ap.add_argument("--tree", default=None, help="the scratch copy (default: under $TMPDIR)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     name = args.name or f"{args.defconfig}-bench-{args.gpus.replace(' ', '')}"
-    make(f"defconfig-{args.defconfig}")
-    make("setconfig", f"SET=NAME={name} EXEC_GPUS='{args.gpus}' TRACK_WANDB_DISABLED=y {args.set}")
+    tree = copy_checkout(args.tree or Path(tempfile.gettempdir()) / f"kmatrix-{name}")
+    print(f"scratch copy: {tree}", flush=True)
+    out = Path(args.out).resolve()
+    make(tree, f"defconfig-{args.defconfig}")
+    sets = f"SET=NAME={name} EXEC_GPUS='{args.gpus}' TRACK_WANDB_DISABLED=y {args.set}"
+    make(tree, "setconfig", sets)
     if not args.resume:
-        make("clean-results")
+        make(tree, "clean-results")
     samples, stop = [], threading.Event()
     poller = threading.Thread(target=gpu_utilisation, args=(samples, stop), daemon=True)
     poller.start()
     start = time.time()
-    proc = subprocess.Popen(MAKE, cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(MAKE, cwd=tree, start_new_session=True)
     try:
         proc.wait(timeout=args.limit or None)
         stopped = False
@@ -80,11 +91,11 @@ def main():
         stopped = True
     wall = time.time() - start
     if stopped:
-        make("summary")  # summarise what finished
+        make(tree, "summary")  # summarise what finished
     stop.set()
 
-    cfg = json.loads((ROOT / "config.json").read_text())
-    root = ROOT / cfg["exec_results_root"] / name
+    cfg = json.loads((tree / "config.json").read_text())
+    root = tree / cfg["exec_results_root"] / name
     summary = json.loads((root / "summary" / "summary.json").read_text())
     results = [json.loads(p.read_text()) for p in sorted(root.glob("cells/*/result.json"))]
     timed = [r for r in results if "train_seconds" in r["metrics"]]  # not failed cells
@@ -128,7 +139,7 @@ def main():
         "maps": summary.get("workload_summary"),
         "device": (nvidia_smi("--query-gpu=name", "--format=csv,noheader") or "cpu").split("\n")[0],
     }
-    write_json_atomic(args.out, report)
+    write_bench_result(out, report)
     print(json.dumps(report, indent=1))
 
 

@@ -31,26 +31,21 @@ import time
 import numpy as np
 import torch
 
-from fractal.common import EXIT_CODE, EXPERIMENTS, MAX_VAL, OPENING_WINDOW  # noqa: F401
-from fractal.common import DECAY_KNOBS, MUON_NS, MUON_NS_STEPS, OPT_CODE, OPTIMIZERS  # noqa
+from fractal.common import DECAY_KNOBS, EXIT_CODE, MAX_VAL, MUON_NS, MUON_NS_STEPS, OPT_CODE
 from fractal.common import PHI_SCALE, TAIL, WIDTH
 from kmatrix.progress import report as report_progress
 
-from fractal.problem import (  # noqa: E402,F401 - engine.load_data etc. for its callers
-    AXES,
+from fractal.problem import (
     BATCHES,
     NONLINEARITIES,
     OFFSET_MODES,
     axis_values,
-    check_data,
     check_optimizer,
     knob_axis,
     finalise,
-    load_data,
     make_problem,
     pixel_hparams,
     pixel_knobs,
-    pixel_value,
     sanitise_,
 )
 

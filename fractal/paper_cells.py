@@ -31,7 +31,9 @@ def problem_data(p, cache=None):
     if p["data"] == "notebook":
         data = notebook.problem_arrays(p["n_points"], p["batch"])
     else:
-        data = _engine().load_data(p["data_path"])
+        from fractal.problem import load_data  # imports torch: only when a cell runs
+
+        data = load_data(p["data_path"])
     if cache is not None:
         cache[key] = data
     return data

@@ -17,18 +17,6 @@ from gpt2.presets import ARCHS
 PEAK_FLOPS = 989e12  # H100/H200 SXM bf16 dense: the MFU denominator
 
 
-class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
-
-    def __init__(self, ndim, bias):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(ndim))
-        self.bias = nn.Parameter(torch.zeros(ndim)) if bias else None
-
-    def forward(self, x):
-        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
-
-
 class RMSNorm(nn.Module):
     """Parameter-free RMSNorm (nanochat): the gain would only fight Muon's update scale."""
 
@@ -37,7 +25,7 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(config):
-    return LayerNorm(config.n_embd, config.has_bias) if config.arch == "gpt2" else RMSNorm()
+    return nn.LayerNorm(config.n_embd, bias=config.has_bias) if config.arch == "gpt2" else RMSNorm()
 
 
 class Rotary(nn.Module):
@@ -152,7 +140,7 @@ class GPT(nn.Module):
                 torch.nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        elif isinstance(module, LayerNorm):
+        elif isinstance(module, nn.LayerNorm):
             torch.nn.init.ones_(module.weight)
             if module.bias is not None:
                 torch.nn.init.zeros_(module.bias)

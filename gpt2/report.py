@@ -7,10 +7,6 @@ from pathlib import Path
 from kmatrix.files import as_float, write_atomic
 
 
-def _get(obj, key):
-    return obj[key] if isinstance(obj, dict) else getattr(obj, key)
-
-
 def _ema(values, alpha=0.1):
     """Exponential moving average for the loss plot; it restarts after a non-finite value
     (None or NaN in a result), which stays NaN in the curve."""
@@ -30,15 +26,15 @@ def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     summary_dir.mkdir(parents=True, exist_ok=True)
     profile = cfg.get("profile", "?")
-    optimizers = sorted({_get(c, "point")["optimizer"] for c in cells})
+    optimizers = sorted({c.point["optimizer"] for c in cells})
     colors = {o: plt.cm.tab10(i) for i, o in enumerate(optimizers)}
     styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
 
     rows = []
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for c in cells:
-        r = results.get(_get(c, "id"))
-        pt = _get(c, "point")
+        r = results.get(c.id)
+        pt = c.point
         if not r:
             continue
         losses = r.get("losses") or []
@@ -56,7 +52,7 @@ def summarize(summary_dir, cells, results, cfg):
             )
         rows.append(
             {
-                "cell": _get(c, "id"),
+                "cell": c.id,
                 "optimizer": pt["optimizer"],
                 "precision": pt["precision"],
                 "seed": pt["seed"],

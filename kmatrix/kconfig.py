@@ -125,6 +125,41 @@ def _parse_value(sym, raw):
     return raw, None
 
 
+def _parse_line(line, defconfig):
+    """One line of a defconfig or .config: (name, value, problems). name is None where the
+    line assigns nothing: blank, a comment, or a problem that stops the line there."""
+    stripped = line.strip()
+    if not stripped:
+        return None, None, []
+    problems = ["trailing whitespace"] if line != line.rstrip() else []
+    if stripped.startswith("#"):
+        m = NOT_SET.match(stripped)
+        if m:
+            return m.group(1), "n", problems
+        if stripped.startswith("# CONFIG_"):
+            problems.append("malformed '# CONFIG_X is not set' line")
+        return None, None, problems  # else a comment on its own line
+    m = ASSIGNMENT.match(line)
+    if not m:
+        if re.match(r"^\s*CONFIG_\w+(\s+=|=\s+|\s+=\s+)", line):
+            problems.append("spaces around '=' (write CONFIG_X=value)")
+        elif re.match(r"^\s*\w+\s*=", line) and not stripped.startswith("CONFIG_"):
+            problems.append("assignment must start with CONFIG_")
+        else:
+            problems.append("malformed line (write CONFIG_X=value)")
+        return None, None, problems
+    name, raw = m.group(1), m.group(2)
+    if re.search(r"\s#", raw) and not (raw.startswith('"') and raw.endswith('"')):
+        problems.append("inline comment (put comments on their own line)")
+    elif raw != raw.strip():
+        problems.append("spaces around '=' (write CONFIG_X=value)")
+    elif raw == "n" and defconfig:  # a defconfig's style; .config may say =n
+        problems.append(f"write '# CONFIG_{name} is not set' to turn a bool off")
+    else:
+        return name, raw, problems
+    return None, None, problems
+
+
 def lint_defconfig(path, kconf=None, warnings=None):
     """Every problem of one defconfig file as 'file:line: problem' (empty list = clean).
 
@@ -145,44 +180,10 @@ def lint_defconfig(path, kconf=None, warnings=None):
                 f"{e.start + 1}); save the file as UTF-8"
             )
             continue
-        stripped = line.strip()
-        if not stripped:
+        name, value, found = _parse_line(line, defconfig=warnings is None)
+        problems += [f"{where}: {problem}" for problem in found]
+        if name is None:
             continue
-        if line != line.rstrip():
-            problems.append(f"{where}: trailing whitespace")
-        if stripped.startswith("#"):
-            m = NOT_SET.match(stripped)
-            if m:
-                name, value = m.group(1), "n"
-            elif stripped.startswith("# CONFIG_"):
-                problems.append(f"{where}: malformed '# CONFIG_X is not set' line")
-                continue
-            else:
-                continue  # a comment on its own line
-        else:
-            m = ASSIGNMENT.match(line)
-            if not m:
-                if re.match(r"^\s*CONFIG_\w+\s*=", line) or re.match(r"^\s*\w+\s*=", line):
-                    if re.match(r"^\s*CONFIG_\w+(\s+=|=\s+|\s+=\s+)", line):
-                        problems.append(f"{where}: spaces around '=' (write CONFIG_X=value)")
-                    elif not stripped.startswith("CONFIG_"):
-                        problems.append(f"{where}: assignment must start with CONFIG_")
-                    else:
-                        problems.append(f"{where}: malformed line (write CONFIG_X=value)")
-                else:
-                    problems.append(f"{where}: malformed line (write CONFIG_X=value)")
-                continue
-            name, raw = m.group(1), m.group(2)
-            if re.search(r"\s#", raw) and not (raw.startswith('"') and raw.endswith('"')):
-                problems.append(f"{where}: inline comment (put comments on their own line)")
-                continue
-            if raw != raw.strip():
-                problems.append(f"{where}: spaces around '=' (write CONFIG_X=value)")
-                continue
-            value = raw
-            if raw == "n" and warnings is None:  # a defconfig's style; .config may say =n
-                problems.append(f"{where}: write '# CONFIG_{name} is not set' to turn a bool off")
-                continue
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
             hint = _close_names(kconf, name)
@@ -196,16 +197,19 @@ def lint_defconfig(path, kconf=None, warnings=None):
                 f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})"
             )
             continue
-        if not stripped.startswith("#"):
+        if not line.lstrip().startswith("#"):
             value, error = _parse_value(sym, value)
             if error:
                 problems.append(f"{where}: {error}")
                 continue
         wanted[name] = (lineno, value)
-    if problems:
-        return problems
-    # Load it for real and check every assignment took effect.
+    return problems or _check_loaded(kconf, path, shown, wanted)
+
+
+def _check_loaded(kconf, path, shown, wanted):
+    """Load the file for real: every assignment took effect and the typed values pass."""
     kconf.load_config(str(path), replace=True)
+    problems = []
     for name, (lineno, value) in wanted.items():
         sym = kconf.syms[name]
         if sym.str_value != value:

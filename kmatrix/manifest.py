@@ -144,3 +144,39 @@ def write_environment_snapshot(root):
     digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
     write_json_atomic(Path(root) / f"environment-{digest}.json", snapshot)
     return digest
+
+
+def provenance(device=None):
+    """Where a benchmark number came from: the machine and device, the versions that
+    shape it, the commit (and whether the tree had uncommitted changes), date and argv."""
+    from datetime import datetime, timezone
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0]}
+    for package in ("torch", "triton", "numpy", "jax"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    gpus = nvidia_smi("--query-gpu=name", "--format=csv,noheader")
+    cpu = f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}"
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "argv": list(sys.argv),
+        "git": git_info(),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": f"{gpus.replace(chr(10), ', ')}; {cpu}" if gpus else cpu,
+        "device": device,
+        "versions": versions,
+    }
+
+
+def write_bench_result(path, report, device=None):
+    """Write a benchmark's report as JSON with its provenance stamp under "provenance"
+    (every script under bench/ writes through this: one call). A report that is not a
+    dict (a list of rows) goes under "rows". Returns what was written."""
+    body = report if isinstance(report, dict) else {"rows": report}
+    stamped = {"provenance": provenance(device), **body}
+    write_json_atomic(path, stamped)
+    return stamped

@@ -12,6 +12,7 @@ import pytest
 from kmatrix import config as typed
 from kmatrix import kconfig
 from kmatrix.errors import ConfigError
+from tests.conftest import make
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFCONFIGS = sorted(p.name for p in (ROOT / "defconfigs").iterdir())
@@ -193,26 +194,6 @@ def test_menuconfig_starts_takes_keys_and_saves(tmp_path):
     child.send("Q")
     child.expect(pexpect.EOF)
     assert 'CONFIG_NAME="from-a-pty"' in target.read_text()
-
-
-@pytest.fixture
-def tree(tmp_path):
-    """A copy of the project to run make in, without touching this checkout's .config."""
-    root = tmp_path / "tree"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv", ".git", "results", "data"))
-    for name in (".config", "config.py", "config.json"):
-        (root / name).unlink(missing_ok=True)
-    return root
-
-
-def make(tree, *args):
-    return subprocess.run(
-        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a hang guard: a loaded machine may be slow
-    )
 
 
 def test_make_targets(tree):

@@ -12,43 +12,13 @@ from pathlib import Path
 import pytest
 
 from kmatrix import driver, results
-from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.executor import LocalExecutor, local_slots
 from kmatrix.plan import plan, read_plan
 from kmatrix.estimate import estimate
+from tests.conftest import make_cfg, runs_of, status_of
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_cfg(tmp_path, **overrides):
-    values = dict(
-        name="m",
-        workload="tests.fake_workload",
-        seeds=[0],
-        behaviours=["ok"],
-        exec_results_root=str(tmp_path / "results"),
-        exec_gpus=["none"],
-        exec_cpu_workers=2,
-        exec_retries=2,
-        exec_retry_backoff=0,
-        exec_retry_pattern="ConnectionError|hub time-out",
-        exec_cell_timeout=0,
-        track_wandb="disabled",
-        profile="paper_repro",
-        counter_dir=str(tmp_path / "count"),
-    )
-    values.update(overrides)
-    return Config(values)
-
-
-def runs_of(cfg, cell_id):
-    path = Path(cfg.counter_dir) / cell_id
-    return len(path.read_text().split()) if path.exists() else 0
-
-
-def status_of(cfg, cell_id):
-    return results.read_result(results.results_dir(cfg), cell_id)["status"]
 
 
 def test_statuses_exit_code_and_resume(tmp_path, capsys):

@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from fractal import engine
-from fractal.engine import EXPERIMENTS, OPENING_WINDOW, compute_image, pixel_losses, pixel_value
+from fractal import problem
+from fractal.common import EXPERIMENTS, MAX_VAL, OPENING_WINDOW
+from fractal.engine import compute_image, pixel_losses
+from fractal.problem import pixel_value
 
 
 def reference_losses(
     *, nonlinearity, axes, batch, n_points, x_value, y_value, steps, seed, data=None
 ):
     """One network, written as in the notebook and trained with autograd in float64."""
-    p = engine.make_problem(n_points=n_points, steps=steps, seed=seed, batch=batch, data=data)
+    p = problem.make_problem(n_points=n_points, steps=steps, seed=seed, batch=batch, data=data)
     X, Y, idx = p["X"], p["Y"], p["idx"]
     W0, W1 = p["W0"].clone(), p["W1"].clone()[:, None]
     act = {
@@ -111,7 +113,7 @@ def test_value_non_finite_and_exploding(bad):
     v = np.concatenate([[1.0, 10.0, 1e5], np.full(30, bad)])
     value, conv = pixel_value(v)
     assert not conv
-    want = 1 + 0.1 + 1e-5 + 30 / engine.MAX_VAL  # non-finite and huge both count as 1e6
+    want = 1 + 0.1 + 1e-5 + 30 / MAX_VAL  # non-finite and huge both count as 1e6
     assert value == pytest.approx(want, rel=1e-12)
 
 
@@ -120,8 +122,8 @@ def test_value_formula_matches_running_sums():
     rng = np.random.default_rng(0)
     trajs = [np.exp(rng.normal(0, 3, 40)), np.linspace(1, 0.01, 40), np.full(40, np.inf)]
     for t in trajs:
-        v = engine.sanitise_(torch.tensor(t))
-        val, conv = engine.finalise(v.sum(), (1 / v).sum(), v[-20:].sum(), 20)
+        v = problem.sanitise_(torch.tensor(t))
+        val, conv = problem.finalise(v.sum(), (1 / v).sum(), v[-20:].sum(), 20)
         assert (val.item(), bool(conv)) == pytest.approx(pixel_value(t))
 
 
@@ -187,7 +189,7 @@ def test_notebook_data_trajectory_matches_autograd_reference():
         got, want = pixel_losses(**kw), reference_losses(**kw)
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
     data = notebook.problem_arrays(272, "minibatch")
-    p = engine.make_problem(n_points=272, steps=5, batch="minibatch", data=data)
+    p = problem.make_problem(n_points=272, steps=5, batch="minibatch", data=data)
     assert p["idx"].tolist() == data["idx"][:5].tolist()
     assert torch.equal(p["X"], torch.as_tensor(data["X"])) and p["W1"].shape == (16,)
 
@@ -204,9 +206,9 @@ def test_injected_data_is_checked():
         (dict(idx=good["idx"] + 300), "outside"),
     ]:
         with pytest.raises(ValueError, match=match):
-            engine.check_data({**good, **change}, "minibatch", 10)
+            problem.check_data({**good, **change}, "minibatch", 10)
     with pytest.raises(ValueError, match="no array 'W1'"):
-        engine.check_data({k: v for k, v in good.items() if k != "W1"}, "full", 10)
+        problem.check_data({k: v for k, v in good.items() if k != "W1"}, "full", 10)
 
 
 def _exit_window(name):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fractal import engine
-from fractal.common import OPTIMIZERS
-from fractal.engine import EXPERIMENTS, compute_image, pixel_losses
+from fractal.common import EXPERIMENTS, OPTIMIZERS
+from fractal.engine import compute_image, pixel_losses
 from gpt2.optimizers import Muon, zeropower_via_newtonschulz5
 
 STEPS = 25

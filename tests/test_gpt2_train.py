@@ -15,8 +15,9 @@ from gpt2.optim import build_optimizers
 from gpt2.checkpoint import load_checkpoint
 from gpt2.train import TrainSettings, configure_runtime, lr_multiplier, train
 from kmatrix.cell import Cell, RunContext
-from kmatrix.config import Config, typed_values
+
 from kmatrix.errors import ConfigError, Diverged
+from tests.conftest import gpt2_cfg
 
 V = 256
 HP = dict(adamw_beta1=0.9, adamw_beta2=0.95, adamw_eps=1e-8, adamw_weight_decay=0.1)
@@ -300,17 +301,6 @@ def test_configure_runtime_applies_the_profile_and_gpt2_knobs():
 # ---------------------------------------------------------------------------- workload
 
 
-def make_cfg(*enable, **values):
-    """A typed config from the real Kconfig, with the gpt2 workload and given symbols."""
-    kconf = kconfiglib.Kconfig(os.path.join(ROOT, "Kconfig"), warn_to_stderr=False)
-    kconf.syms["WORKLOAD_GPT2"].set_value(2)
-    for name in enable:
-        kconf.syms[name].set_value(2)
-    for name, value in values.items():
-        kconf.syms[name].set_value(str(value))
-    return Config(typed_values(kconf))
-
-
 def test_every_gpt2_symbol_has_help():
     kconf = kconfiglib.Kconfig(os.path.join(ROOT, "Kconfig"), warn_to_stderr=False)
     syms = [s for s in kconf.unique_defined_syms if s.name.startswith("GPT2_")]
@@ -321,7 +311,7 @@ def test_every_gpt2_symbol_has_help():
 
 
 def test_cell_params_resolve_group_lrs():
-    cfg = make_cfg("OPTIMIZER_MUON", ADAMW_LR="1e-3", GPT2_UNEMBEDDING_LR_SCALE="4")
+    cfg = gpt2_cfg("OPTIMIZER_MUON", ADAMW_LR="1e-3", GPT2_UNEMBEDDING_LR_SCALE="4")
     workload.validate(cfg)
     assert workload.axes(cfg) == [
         ("optimizer", ["adamw", "muon"], "OPTIMIZER_*"),
@@ -333,7 +323,7 @@ def test_cell_params_resolve_group_lrs():
     assert p["muon_ns_steps"] == 5 and p["adamw_beta2"] == 0.95 and "sgd_momentum" not in p
     assert p["vocab_size"] == 50304 and p["model"] == "tiny"
     assert p["check_numerics"] is False and p["detect_anomaly"] is False  # off by default
-    on = make_cfg("GPT2_CHECK_NUMERICS", "GPT2_DETECT_ANOMALY")
+    on = gpt2_cfg("GPT2_CHECK_NUMERICS", "GPT2_DETECT_ANOMALY")
     s = runner._settings(workload.cell_params(on, {**p, "optimizer": "adamw"}))
     assert s.check_numerics and s.detect_anomaly
     import json
@@ -352,14 +342,14 @@ def test_cell_params_resolve_group_lrs():
     ],
 )
 def test_validate_names_the_symbol(values, symbol):
-    cfg = make_cfg(**values)
+    cfg = gpt2_cfg(**values)
     with pytest.raises(ConfigError) as info:
         workload.validate(cfg)
     assert info.value.symbol == symbol
 
 
 def test_dry_run_every_optimizer_and_precision():
-    cfg = make_cfg(
+    cfg = gpt2_cfg(
         "OPTIMIZER_MUON",
         "OPTIMIZER_SGD",
         "OPTIMIZER_LION",
@@ -405,7 +395,7 @@ TINY_RUN = dict(
 
 
 def test_run_and_summarize(tmp_path):
-    cfg = make_cfg(
+    cfg = gpt2_cfg(
         "OPTIMIZER_MUON",
         "GPT2_CHECK_NUMERICS",
         **TINY_RUN,
@@ -456,7 +446,7 @@ def test_run_and_summarize(tmp_path):
 def test_worker_reuses_the_model_with_the_same_result(tmp_path):
     """A worker keeps one model across cells and re-initialises it: the second cell's
     losses equal a fresh build's, also after a cell that diverged mid-step."""
-    cfg = make_cfg("OPTIMIZER_MUON", **TINY_RUN)
+    cfg = gpt2_cfg("OPTIMIZER_MUON", **TINY_RUN)
     data_key = None
 
     def run(opt, seed, ctx, **params):

@@ -28,10 +28,7 @@ from kmatrix.job import make_job
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
 
-from tests.test_config import make, tree  # noqa: F401 - tree is a fixture
-from tests.test_driver import make_cfg, runs_of, status_of
-from tests.test_refine import refined_cfg
-from tests.test_preflight import swept
+from tests.conftest import make, make_cfg, refined_cfg, runs_of, status_of, swept
 
 ROOT = Path(__file__).resolve().parent.parent
 

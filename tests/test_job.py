@@ -12,7 +12,7 @@ from kmatrix.job import Job, make_job
 from kmatrix.plan import plan
 from kmatrix.progress import Progress
 from kmatrix.schedule import schedule
-from tests.test_driver import make_cfg
+from tests.conftest import make_cfg
 
 
 def test_a_job_crosses_the_process_boundary_as_json_and_pickle(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from kmatrix import driver, preflight, results
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
-from tests.test_driver import make_cfg
+from tests.conftest import gpt2_cfg, make_cfg, swept
 
 
 def refused(cfg, match):
@@ -18,24 +18,6 @@ def refused(cfg, match):
     assert not (results.results_dir(cfg) / "cells").exists()  # nothing ran
     assert "fix:" in str(err.value)
     return err.value
-
-
-def swept(tmp_path, **overrides):
-    values = dict(
-        sweep=True,
-        sweep_x_param="lr",
-        sweep_x_min=1e-3,
-        sweep_x_max=1e-1,
-        sweep_x_points=2,
-        sweep_x_spacing="log",
-        sweep_y_param="steps",
-        sweep_y_min=1.0,
-        sweep_y_max=3.0,
-        sweep_y_points=2,
-        sweep_y_spacing="linear",
-    )
-    values.update(overrides)
-    return make_cfg(tmp_path, **values)
 
 
 def test_sweep_grid_sets_the_swept_params(tmp_path):
@@ -126,7 +108,6 @@ def test_bf16_on_a_gpu_without_it(monkeypatch):
 
 def gpt2_refused(tmp_path, match, *enable, **values):
     """Plan a gpt2 config and run the whole preflight on it: refused with symbol and fix."""
-    from tests.test_gpt2_train import make_cfg as gpt2_cfg
 
     cfg = gpt2_cfg(*enable, GPT2_DATA_DIR=str(tmp_path / "data"), **values)
     cells = plan(cfg)

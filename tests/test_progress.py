@@ -4,7 +4,7 @@ import pytest
 
 from kmatrix import driver, progress
 from kmatrix.progress import Progress
-from tests.test_driver import make_cfg
+from tests.conftest import make_cfg
 
 
 class Clock:

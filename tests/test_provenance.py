@@ -4,7 +4,7 @@ import json
 import os
 
 from kmatrix import driver, results
-from tests.test_driver import make_cfg
+from tests.conftest import make_cfg
 
 SECRET = "planted-secret-value-7f3a"
 FIELDS = [

@@ -20,7 +20,7 @@ from kmatrix.schedule import make_executor
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
-from tests.test_driver import make_cfg, runs_of, status_of
+from tests.conftest import make_cfg, refined_cfg, runs_of, status_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -215,7 +215,6 @@ def test_tiny_gpt2_matrix_on_ray(tmp_path, ray_instance):
 
 @needs_ray
 def test_a_refined_grid_runs_level_by_level_on_ray(tmp_path, ray_instance):
-    from tests.test_refine import refined_cfg
 
     cfg = refined_cfg(
         tmp_path, sweep_x_points=9, sweep_y_points=9, exec_executor="ray", exec_gpus=["auto"]

@@ -11,7 +11,7 @@ import pytest
 from kmatrix import driver, refine, results
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
-from tests.test_preflight import swept
+from tests.conftest import refined_cfg
 
 
 def refined(truth, levels, guard=1, verify=0):
@@ -73,9 +73,10 @@ def test_a_feature_touching_no_coarse_point_is_missed_at_any_guard():
 
 def test_a_fractal_boundary_from_the_paper_engine():
     from fractal import engine
+    from fractal.common import EXPERIMENTS
 
     image = engine.compute_image(
-        **engine.EXPERIMENTS["tanh"],
+        **EXPERIMENTS["tanh"],
         window=(0.9, 1.3, 2.1, 2.5),  # 0.4 decades around a wiggly part of the boundary
         resolution=33,
         steps=100,
@@ -95,16 +96,6 @@ def test_a_grid_that_cannot_nest_is_refused(tmp_path):
     cfg = refined_cfg(tmp_path, sweep_x_points=10)
     with pytest.raises(ConfigError, match="SWEEP_X_POINTS: 10 points cannot be refined 2 times"):
         plan(cfg)
-
-
-def refined_cfg(tmp_path, **overrides):
-    """A 17 x 17 grid of the fake workload over lr x momentum, refined twice; its label is
-    which side of the line lr = momentum a point is on."""
-    values = dict(sweep_y_param="momentum", sweep_y_min=0.1, sweep_y_spacing="log")
-    values.update(sweep_x_min=0.1, sweep_x_max=1.0, sweep_y_max=1.0, boundary="line")
-    values.update(sweep_x_points=17, sweep_y_points=17, sweep_refine=True)
-    values.update(sweep_refine_levels=2, sweep_refine_guard=1, sweep_refine_verify=3)
-    return swept(tmp_path, **{**values, **overrides})
 
 
 def test_the_driver_runs_a_refined_grid_level_by_level_and_resumes(tmp_path, capsys):

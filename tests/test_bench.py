@@ -1,0 +1,97 @@
+"""Benchmarks as a suite: every result carries its provenance, and every number README.md
+and docs/ quote appears in the result file they cite beside it."""
+
+import json
+import re
+import sys
+
+from kmatrix import manifest
+
+from tests.conftest import ROOT
+
+
+def test_a_bench_result_is_stamped_with_its_provenance(tmp_path):
+    path = tmp_path / "out" / "bench.json"
+    manifest.write_bench_result(path, {"rate": 1.5}, device="cpu")
+    data = json.loads(path.read_text())
+    assert data["rate"] == 1.5
+    stamp = data["provenance"]
+    assert stamp["argv"] == sys.argv and stamp["device"] == "cpu"
+    assert stamp["git"]["sha"] and stamp["git"]["dirty"] in (True, False)
+    assert stamp["versions"]["python"] and stamp["versions"]["numpy"]
+    assert stamp["date"].startswith("20") and stamp["machine"]
+
+
+def test_a_list_of_rows_is_kept_under_rows(tmp_path):
+    manifest.write_bench_result(tmp_path / "rows.json", [{"a": 1}])
+    assert json.loads((tmp_path / "rows.json").read_text())["rows"] == [{"a": 1}]
+
+
+def test_every_bench_script_writes_through_the_stamp():
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        text = script.read_text()
+        if 'add_argument("--out"' in text:
+            assert "write_bench_result(" in text, f"{script.name} does not stamp its results"
+
+
+# The citation convention: a paragraph (or a table together with the paragraph just
+# above it) that names a result file under bench/results/ quotes that file, and every
+# decimal number in it (1.51, 72.7, 0.8%, 13.9 M) must be one of the file's numbers
+# rounded to the digits shown (as is, or scaled by 100, 1e-3, 1e-6, 1e-9). Integers are
+# left alone: they are mostly settings (256 x 256, 1000 steps), not measurements.
+CITED = re.compile(r"bench/results/[\w.*/-]+\.(?:json|log|txt)")
+DECIMAL = re.compile(r"(?<![\w.^/-])(\d+\.\d+)(?![\w.]*\w)")
+NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+SCALES = (1, 100, 1e-3, 1e-6, 1e-9, 1e-12)
+
+
+def quoting_blocks(text):
+    """(first line, text) of each paragraph; a table joins the paragraph above it."""
+    blocks, start, lines = [], 0, []
+    for n, line in enumerate(text.splitlines() + [""], 1):
+        if line.strip():
+            start = start or n
+            lines.append(line)
+        elif lines:
+            joined = "\n".join(lines)
+            if lines[0].lstrip().startswith("|") and blocks:
+                blocks[-1] = (blocks[-1][0], blocks[-1][1] + "\n" + joined)
+            else:
+                blocks.append((start, joined))
+            start, lines = 0, []
+    return blocks
+
+
+def file_numbers(pattern):
+    paths = sorted(ROOT.glob(pattern))
+    assert paths, f"cites {pattern}, which does not exist"
+    return paths, [float(m) for p in paths for m in NUMBER.findall(p.read_bytes())]
+
+
+def appears(quoted, values):
+    digits = len(quoted.split(".")[1])
+    return any(round(v * s, digits) == float(quoted) for v in values for s in SCALES)
+
+
+def test_every_quoted_number_is_in_the_file_it_cites():
+    problems = []
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for doc in docs:
+        for line, block in quoting_blocks(doc.read_text()):
+            cited = sorted(set(CITED.findall(block)))
+            if not cited:
+                continue
+            values = [v for c in cited for v in file_numbers(c)[1]]
+            for quoted in DECIMAL.findall(block):
+                if not appears(quoted, values):
+                    problems.append(
+                        f"{doc.relative_to(ROOT)}:{line}: {quoted} is not in {', '.join(cited)}"
+                    )
+    assert not problems, "quoted numbers missing from the file they cite:\n" + "\n".join(problems)
+
+
+def test_the_citation_check_catches_a_number_the_file_lacks(tmp_path):
+    assert appears("1.13", [1.1348]) and appears("34.6", [0.3461]) and appears("72.7", [72.7e6])
+    assert not appears("1.14", [1.1348, 1.18])
+    blocks = quoting_blocks("a `bench/results/x.json`\nsays 1.5\n\n| t | 1.2 |\n\nlast\n")
+    assert blocks == [(1, "a `bench/results/x.json`\nsays 1.5\n| t | 1.2 |"), (6, "last")]
