@@ -72,7 +72,8 @@ class Progress:
         self.runtimes = []  # run time of each cell finished in this run, after a slot's first
         self.first_runtimes = []  # each slot's first cell: includes the worker's warm-up
         self._slots_seen = set()
-        self.running = {}  # slot -> cell id
+        self.running = {}  # slot -> job id (one cell's id, or a batch's)
+        self.sizes = {}  # job id -> its number of cells, where more than one
         self.parts = {}  # slot -> the running cell's last report: done, total, unit
         self.first_part = {}  # slot -> (when, done, cell id) of the cell's first report
         self.since = {}  # slot -> (cell id, when this driver first saw it running)
@@ -92,10 +93,11 @@ class Progress:
                 if seen and part["done"] > seen[1]:  # from the first report on: no start-up
                     rate = (part["done"] - seen[1]) / max(now - seen[0], 1e-9)
                 left.append((part["total"] - part["done"]) / rate)
-                projected.append(spent + left[-1])
+                projected.append((spent + left[-1]) / self.sizes.get(self.running[slot], 1))
         if not left:
             return None
-        waiting = max(0, self.total - self.done - len(self.running))
+        running = sum(self.sizes.get(job, 1) for job in self.running.values())
+        waiting = max(0, self.total - self.done - running)
         return max(left) + sum(projected) / len(projected) * waiting / self.slots
 
     def eta(self):
@@ -135,10 +137,11 @@ class Progress:
             table.add_row(Text(slot, "cyan"), cell, _fmt_part(self.parts.get(slot)))
         return Group(head, ProgressBar(total=max(self.total, 1), completed=self.done), table)
 
-    def set_running(self, running, parts=None):
-        """The cells running now ({slot: cell id}) and their last reports ({slot: part})."""
+    def set_running(self, running, parts=None, sizes=None):
+        """The jobs running now ({slot: job id}), their last reports ({slot: part}) and
+        the number of cells of each batch ({job id: n})."""
         now = self.clock()
-        self.running = dict(running)
+        self.running, self.sizes = dict(running), dict(sizes or {})
         self.since = {
             slot: self.since[slot] if self.since.get(slot, ("",))[0] == cell else (cell, now)
             for slot, cell in self.running.items()
@@ -175,12 +178,14 @@ class Progress:
         else:
             print(line, flush=True)
 
-    def finished(self, cell_id, status, runtime_s, slot, note=""):
+    def finished(self, cell_id, status, runtime_s, slot, note="", share=1):
+        """A cell ended after `runtime_s`; `share`: how many cells trained together in
+        that time (a batch), so the ETA counts each cell's share of its slot's time."""
         if slot in self._slots_seen:
-            self.runtimes.append(runtime_s)
+            self.runtimes.append(runtime_s / share)
         else:
             self._slots_seen.add(slot)
-            self.first_runtimes.append(runtime_s)
+            self.first_runtimes.append(runtime_s / share)
         if status != "retry":
             self.done += 1
         self.failed += status == "failed"

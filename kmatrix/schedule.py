@@ -81,6 +81,7 @@ def schedule(cfg, cells, executor, job, progress, batches=None):
     """
     by_id = {c.id: c for c in cells}
     pending = deque((list(b), 1) for b in (batches or [[c] for c in cells]))
+    sizes = {}  # job id -> its number of cells, for the ETA
     delayed = []  # (ready time, cells, attempt)
     final = {}
     retries = cfg.get("exec_retries") or 0
@@ -103,8 +104,10 @@ def schedule(cfg, cells, executor, job, progress, batches=None):
                 if not pending:
                     break
                 batch, attempt = pending.popleft()
-                executor.submit(slot, job.for_cells(batch, attempt, time.time()))
-            progress.set_running(executor.running(), executor.cell_progress())
+                submitted = job.for_cells(batch, attempt, time.time())
+                sizes[submitted.id] = len(batch)
+                executor.submit(slot, submitted)
+            progress.set_running(executor.running(), executor.cell_progress(), sizes)
             for done, replies in executor.poll(timeout=0.25):
                 failed = [r for r in replies if r["status"] == "failed"]
                 if run and len(done.cells) > 1 and failed and len(failed) == len(replies):
@@ -124,13 +127,18 @@ def schedule(cfg, cells, executor, job, progress, batches=None):
                             wait = backoff * 2 ** (done.attempt - 1)
                             delayed.append((time.time() + wait, [cell], done.attempt + 1))
                             progress.finished(
-                                cell.id, "retry", runtime, slot, f"  transient, again in {wait}s"
+                                cell.id,
+                                "retry",
+                                runtime,
+                                slot,
+                                f"  transient, again in {wait}s",
+                                len(done.cells),
                             )
                             continue
                     final[cell.id] = reply
                     error = reply.get("error")
                     note = f"  {error.splitlines()[0][:120]}" if error else ""
-                    progress.finished(cell.id, status, runtime, slot, note)
+                    progress.finished(cell.id, status, runtime, slot, note, len(done.cells))
     finally:
         if scratch is not None:
             scratch.cleanup()

@@ -72,6 +72,26 @@ def test_eta_from_running_cells_counts_the_cells_not_started():
     assert bar.eta() == pytest.approx(30 + 2 * 40)
 
 
+def test_a_batchs_eta_counts_its_cells_not_one_cell_per_job():
+    """Two slots, each training a batch of 16 cells of a 64-cell matrix: a quarter of the
+    batches' steps in 30 s means 90 s to finish them, then the other 32 cells, as two
+    more batches, 120 s: the ETA is 210 s, not one job's time per waiting cell."""
+    clock = Clock()
+    bar = Progress(64, live=False, slots=2, clock=clock)
+    running = {"cpu0": "a +15", "cpu1": "b +15"}
+    sizes = {"a +15": 16, "b +15": 16}
+    bar.set_running(running, None, sizes)
+    part = {"done": 3, "total": 12, "unit": "steps"}
+    clock.now += 30
+    bar.set_running(running, {"cpu0": part, "cpu1": part}, sizes)
+    assert bar.eta() == pytest.approx(90 + 120 / 16 * 32 / 2)
+    for k in range(16):  # batch a ends after 120 s: each cell's share is 120 / 16 s
+        bar.finished(f"a{k}", "ok", 120.0, "cpu0", share=16)
+    for k in range(16):
+        bar.finished(f"b{k}", "ok", 120.0, "cpu1", share=16)
+    assert bar.eta() == pytest.approx(120 / 16 * 32 / 2)
+
+
 def test_report_is_free_without_a_listener_and_rate_limited_with_one(monkeypatch):
     progress.listen(None)
     progress.report(1, 2, "steps")  # no worker: nothing happens
