@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 
@@ -106,3 +107,17 @@ def write_atomic(path, write):
             raise OSError(e.errno, e.strerror or str(e), str(path)) from e
         raise
     return path
+
+
+def replace_dir(new, path):
+    """Put the freshly written directory `new` at `path` in one rename: whatever is there
+    (a directory, a planted symlink or file) is moved aside and removed, never followed."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.{os.getpid()}.tmp-old")
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        os.replace(path, old)
+    os.replace(new, path)
+    if old.exists():
+        shutil.rmtree(old)

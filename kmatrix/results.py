@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kmatrix.errors import ConfigError
-from kmatrix.files import json_safe, parse_json, write_atomic, write_json_atomic
+from kmatrix.files import json_safe, parse_json, replace_dir, write_atomic, write_json_atomic
 
 SAFE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,200}$")  # a file name, no path
 DONE = ("ok", "diverged")  # a cell with one of these results never runs again
@@ -361,11 +361,7 @@ def claim(root, cfg, force=False, dotconfig=".config", warn=None):
     unlink_planted(root, warn)
     old = read_hash(root)
     if old is not None and old != cfg.hash:
-        changes = _changes(root, cfg)
-        listed = "".join(f"\n    {c}" for c in changes[:20])
-        listed += f"\n    ... and {len(changes) - 20} more" if len(changes) > 20 else ""
-        what = f"was made with another configuration (hash {old}, now {cfg.hash})"
-        what += f"; changed:{listed}" if changes else ""
+        what = _what_changed(root, cfg, old, "was made with another configuration")
         if not force:
             raise ConfigError(
                 str(root),
@@ -381,6 +377,15 @@ def claim(root, cfg, force=False, dotconfig=".config", warn=None):
     write_snapshot(root, cfg, dotconfig)
 
 
+def _what_changed(root, cfg, old, head):
+    """`head` (hash old, now new); changed: the symbols that differ, old -> new."""
+    changes = _changes(root, cfg)
+    listed = "".join(f"\n    {c}" for c in changes[:20])
+    listed += f"\n    ... and {len(changes) - 20} more" if len(changes) > 20 else ""
+    what = f"{head} (hash {old}, now {cfg.hash})"
+    return what + (f"; changed:{listed}" if changes else "")
+
+
 def check_for_summary(root, cfg, force=False, warn=None):
     """`make summary` draws only results of this configuration, as `make` would run them:
     the directory must be one make made, with this configuration's hash (FORCE=1: any,
@@ -394,10 +399,7 @@ def check_for_summary(root, cfg, force=False, warn=None):
         return
     if old is None:
         raise ConfigError(str(root), "has no results yet (no config_hash)", "run `make` first")
-    changes = _changes(root, cfg)
-    listed = "".join(f"\n    {c}" for c in changes[:20])
-    what = f"holds results of another configuration (hash {old}, now {cfg.hash})"
-    what += f"; changed:{listed}" if changes else ""
+    what = _what_changed(root, cfg, old, "holds results of another configuration")
     if not force:
         raise ConfigError(
             str(root),
@@ -429,15 +431,7 @@ def write_snapshot(root, cfg, dotconfig=".config"):
         write_atomic(tmp / ".config", lambda f: f.write(data))
         if _dotconfig_hash(tmp / ".config") != cfg.hash:  # edited since `make` read it
             (tmp / ".config").unlink()
-    snapshot = root / "config"
-    old = root / f".config.{os.getpid()}.tmp-old"
-    if snapshot.is_symlink() or snapshot.is_file():
-        snapshot.unlink()
-    elif snapshot.exists():
-        os.replace(snapshot, old)
-    os.replace(tmp, snapshot)
-    if old.exists():
-        shutil.rmtree(old)
+    replace_dir(tmp, root / "config")
     write_atomic(root / "config_hash", lambda f: f.write(f"{cfg.hash}\n".encode()))
 
 

@@ -11,7 +11,7 @@ from kmatrix import refine, tracking
 from kmatrix.grid import axis_titles
 from kmatrix.workloads import load_workload
 from kmatrix.results import SAFE_FILE, read_cell
-from kmatrix.files import write_atomic, write_json_atomic
+from kmatrix.files import replace_dir, write_atomic, write_json_atomic
 
 
 def _row(cell, result, cfg):
@@ -54,7 +54,7 @@ def summarize(cfg, cells, root, warn=None):
     tmp.mkdir()
     try:
         summary, rows = _render(cfg, cells, root, tmp, warn)
-        _replace_dir(tmp, root / "summary")
+        replace_dir(tmp, root / "summary")
     except OSError as e:  # a full disk in a figure library: still say where
         if e.filename:
             raise
@@ -63,19 +63,6 @@ def summarize(cfg, cells, root, warn=None):
         shutil.rmtree(tmp, ignore_errors=True)
     tracking.log_summary(tracking.settings(cfg, root), root / "summary", rows, summary)
     return summary
-
-
-def _replace_dir(new, path):
-    """Put directory `new` at `path`: whatever is there (a directory, a planted symlink or
-    file) is moved aside and removed, never followed."""
-    old = path.with_name(f".{path.name}.{os.getpid()}.tmp-old")
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        os.replace(path, old)
-    os.replace(new, path)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def not_shown(root, cells):

@@ -148,3 +148,32 @@ def gpt2_cfg(*enable, **values):
     for name, value in values.items():
         kconf.syms[name].set_value(str(value))
     return Config(typed_values(kconf))
+
+
+class FakeTokens:
+    """Stands in for gpt2.data.TokenData: random tokens, no prepare step."""
+
+    identity = {"name": "fake"}
+
+    def get_batch(self, split, B, T, generator, device="cpu"):
+        import torch
+
+        x = torch.randint(0, 50257, (B, T + 1), generator=generator)
+        return x[:, :-1].to(device), x[:, 1:].to(device)
+
+    def fixed_batches(self, split, n, B, T, seed, device="cpu"):
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        return [self.get_batch(split, B, T, gen, device) for _ in range(n)]
+
+
+# a one-layer model trained for 3 steps: a whole cell in well under a second
+TINY_RUN = dict(
+    GPT2_N_LAYER=1,
+    GPT2_N_EMBD=32,
+    GPT2_BLOCK_SIZE=16,
+    GPT2_BATCH_SIZE=2,
+    GPT2_MAX_STEPS=3,
+    GPT2_EVAL_BATCHES=1,
+)

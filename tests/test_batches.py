@@ -44,7 +44,7 @@ def test_a_failed_batch_splits_in_halves():
 
 
 def _fake_cfg(tmp_path, **kw):
-    from tests.test_driver import make_cfg
+    from tests.conftest import make_cfg
 
     base = dict(behaviours=["ok", "raise", "diverge", "other"], seeds=[0, 1], batched=True)
     return make_cfg(tmp_path, exec_batch=True, exec_cpu_workers=1, **{**base, **kw})

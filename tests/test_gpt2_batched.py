@@ -26,7 +26,8 @@ from gpt2.params import BATCHABLE, BATCHED_OPTIMIZERS, batch_key, unbatchable
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
 from kmatrix.seeding import apply_profile, seed_everything
-from tests.test_gpt2_train import TINY_RUN, FakeTokens, make_cfg
+from tests.conftest import TINY_RUN, FakeTokens
+from tests.conftest import gpt2_cfg as make_cfg
 
 DEVICE = os.environ.get("KMATRIX_TEST_DEVICE", "cpu")  # the GPU run sets "cuda"
 RTOL = 1e-5

@@ -17,7 +17,7 @@ from gpt2.train import TrainSettings, configure_runtime, lr_multiplier, train
 from kmatrix.cell import Cell, RunContext
 
 from kmatrix.errors import ConfigError, Diverged
-from tests.conftest import gpt2_cfg
+from tests.conftest import TINY_RUN, FakeTokens, gpt2_cfg
 
 V = 256
 HP = dict(adamw_beta1=0.9, adamw_beta2=0.95, adamw_eps=1e-8, adamw_weight_decay=0.1)
@@ -367,31 +367,6 @@ def test_dry_run_every_optimizer_and_precision():
             )
             loss = workload.dry_run(cell, ctx)
             assert abs(loss - math.log(128)) < 0.5, (opt, prec, loss)  # an untrained model
-
-
-class FakeTokens:
-    """Stands in for gpt2.data.TokenData: random tokens, no prepare step."""
-
-    identity = {"name": "fake"}
-
-    def get_batch(self, split, B, T, generator, device="cpu"):
-        x = torch.randint(0, 50257, (B, T + 1), generator=generator)
-        return x[:, :-1].to(device), x[:, 1:].to(device)
-
-    def fixed_batches(self, split, n, B, T, seed, device="cpu"):
-        gen = torch.Generator().manual_seed(seed)
-        return [self.get_batch(split, B, T, gen, device) for _ in range(n)]
-
-
-# a one-layer model trained for 3 steps: a whole cell in well under a second
-TINY_RUN = dict(
-    GPT2_N_LAYER=1,
-    GPT2_N_EMBD=32,
-    GPT2_BLOCK_SIZE=16,
-    GPT2_BATCH_SIZE=2,
-    GPT2_MAX_STEPS=3,
-    GPT2_EVAL_BATCHES=1,
-)
 
 
 def test_run_and_summarize(tmp_path):
