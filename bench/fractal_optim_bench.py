@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal.common import EXPERIMENTS, OPENING_WINDOW  # noqa: E402
 from fractal.engine import compute_image  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def rows(quick):
@@ -99,7 +99,7 @@ def main():
         out["ratio_to_gd_gluon"] = {k: v / rate["gd/gluon"] for k, v in rate.items()}
         out["ratio_to_gd_tl"] = {k: v / rate["gd/tl"] for k, v in rate.items()}
     out["bench_wall_s"] = time.perf_counter() - started
-    write_json_atomic(args.out, out)
+    write_bench_result(args.out, out)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from fractal.common import EXIT_CODE, NL_CODE, OFFSET_CODE, OPT_CODE, TANH_CODE  # noqa: E402
 from fractal.triton_engine import OPT_CONFIG, PORTABLE_CONFIG, fractal_kernel  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 POINTERS = ["X", "Y", "W0", "W1", "LR0", "LR1", "OFF", "IDX", "CONST", "SUM_V", "SUM_INV"]
 POINTERS += ["SUM_TAIL", "STEPS_RUN", "KN"]
@@ -80,7 +80,7 @@ def main():
         cfg = PORTABLE_CONFIG if opt == "gd" else OPT_CONFIG
         out["optimizers"][opt] = compile_kernel(opt, cfg)
         print(opt, json.dumps(out["optimizers"][opt]), flush=True)
-    write_json_atomic(args.out, out)
+    write_bench_result(args.out, out)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from kmatrix import kconfig  # noqa: E402
 from kmatrix.cell import RunContext  # noqa: E402
 from kmatrix.config import Config  # noqa: E402
 from kmatrix.errors import Diverged  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 from kmatrix.plan import plan  # noqa: E402
 from kmatrix.seeding import apply_profile, seed_everything  # noqa: E402
 
@@ -220,7 +220,7 @@ def main():
             vm = {"vmap_error": f"{type(e).__name__}: {e}".splitlines()[0]}
         result["vmap_against_module"] = {"k": max(ks), **vm}
         print(json.dumps(result["vmap_against_module"]), flush=True)
-    write_json_atomic(Path(args.out), result)
+    write_bench_result(Path(args.out), result)
 
 
 if __name__ == "__main__":

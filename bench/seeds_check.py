@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kmatrix import kconfig  # noqa: E402
-from kmatrix.files import write_json_atomic  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def main():
@@ -38,7 +38,7 @@ def main():
             rows.append({"seeds": n, "setconfig_s": round(time.perf_counter() - t0, 3)})
             print(rows[-1], flush=True)
     git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    write_json_atomic(
+    write_bench_result(
         args.out,
         {
             "commit": git.stdout.strip(),
