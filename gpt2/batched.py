@@ -39,6 +39,7 @@ from .optimizers import zeropower_via_newtonschulz5
 from .train import (
     autocast_context,
     budget_progress,
+    budget_spent,
     lr_multiplier,
     peak_memory_mb,
 )
@@ -353,15 +354,8 @@ def train_batched(model, opt, get_batch, s, device="cpu", val_batches=None, logs
                 bad.add(r)
         drop(bad)
 
-    def done():
-        if s.max_steps and step >= s.max_steps:
-            return True
-        if s.max_tokens and tokens >= s.max_tokens:
-            return True
-        return bool(s.max_seconds and elapsed >= s.max_seconds)
-
     params = opt.params()
-    while rows and not done():
+    while rows and not budget_spent(step, tokens, elapsed, s):
         t0 = time.perf_counter()
         progress = budget_progress(step, tokens, elapsed, s) or 0.0
         multiplier = lr_multiplier(step, s, progress)
@@ -399,7 +393,7 @@ def train_batched(model, opt, get_batch, s, device="cpu", val_batches=None, logs
             report_progress(step, s.max_steps, "steps")
         elif s.max_tokens:
             report_progress(tokens, s.max_tokens, "tokens")
-        last = done()
+        last = budget_spent(step, tokens, elapsed, s)
         if rows and s.eval_interval and step % s.eval_interval == 0 and val_batches and not last:
             record_val(step)
             params = opt.params()

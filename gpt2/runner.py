@@ -126,6 +126,13 @@ def _vocab(p, td):
     return p["vocab_size"] or td.vocab_size
 
 
+def _val_batches(td, p, device):
+    """The fixed validation batches, the same for every cell of a seed."""
+    B, T = p["batch_size"], p["block_size"]
+    batches = td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])
+    return [(x.to(device), y.to(device)) for x, y in batches]
+
+
 def run(cell, ctx):
     started = time.perf_counter()
     p, device = cell.params, ctx.device
@@ -135,10 +142,7 @@ def run(cell, ctx):
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
-    val = [
-        (x.to(device), y.to(device))
-        for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])
-    ]
+    val = _val_batches(td, p, device)
     knobs.update(
         precision=p["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p["precision"]],
@@ -329,10 +333,7 @@ def run_batch(cells, ctxs):
     opt = _batch_optimizer([c.params for c in cells], bm, device)
     gen = torch.Generator().manual_seed(cells[0].run_seed)
     B, T = p0["batch_size"], p0["block_size"]
-    val = [
-        (x.to(device), y.to(device))
-        for x, y in td.fixed_batches("val", p0["eval_batches"], B, T, p0["seed"])
-    ]
+    val = _val_batches(td, p0, device)
     knobs.update(
         precision=p0["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p0["precision"]],

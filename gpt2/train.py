@@ -125,6 +125,18 @@ def budget_progress(step, tokens, elapsed, s: TrainSettings):
     return max(fractions) if fractions else None
 
 
+def budget_spent(step, tokens, elapsed, s: TrainSettings):
+    """Whether any budget set (steps, tokens, seconds) is used up."""
+    return bool(
+        s.max_steps
+        and step >= s.max_steps
+        or s.max_tokens
+        and tokens >= s.max_tokens
+        or s.max_seconds
+        and elapsed >= s.max_seconds
+    )
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -245,18 +257,11 @@ def train(
         if not math.isfinite(value):
             diverge(f"non-finite validation loss {value} at step {at_step}", losses[-1], step - 1)
 
-    def done():
-        if s.max_steps and step >= s.max_steps:
-            return True
-        if s.max_tokens and tokens >= s.max_tokens:
-            return True
-        return bool(s.max_seconds and elapsed >= s.max_seconds)
-
     model.train()
     pending = None  # previous step's loss tensor: read one step late so the GPU never idles
     lrs = {}
     no_anomaly = contextlib.nullcontext()
-    while not done():
+    while not budget_spent(step, tokens, elapsed, s):
         t0 = time.perf_counter()
         progress = budget_progress(step, tokens, elapsed, s) or 0.0
         lrs = set_lr(optimizers, lr_multiplier(step, s, progress))
@@ -297,7 +302,7 @@ def train(
         elif s.max_tokens:
             report_progress(tokens, s.max_tokens, "tokens")
 
-        last = done()
+        last = budget_spent(step, tokens, elapsed, s)
         evaluating = bool(s.eval_interval and step % s.eval_interval == 0 and val_batches)
         printing = step == 1 or last or bool(s.log_interval and step % s.log_interval == 0)
         saving = bool(ckpt_path and s.checkpoint_interval and step % s.checkpoint_interval == 0)
