@@ -8,12 +8,14 @@ worker from an earlier cell starts from exactly the weights a fresh one would.
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from kmatrix.errors import ConfigError, Diverged
+from kmatrix.seeding import seed_everything
 
 from .model import GPT
 from .presets import config_from_preset
@@ -134,6 +136,75 @@ def _val_batches(td, p, device):
 
 
 def run(cell, ctx):
+    """Train the cell; out of GPU memory, train it again from the start with half the
+    micro-batch and twice the gradient accumulation (the same tokens per optimizer step,
+    so the same steps, tokens and learning-rate schedule), down to GPT2_OOM_MIN_BATCH
+    sequences. The result's "ran_with" says what ran; a cell that fits nowhere fails
+    with a message saying so."""
+    p = cell.params
+    B, A, retries = p["batch_size"], p["grad_accum"], 0
+    floor = p.get("oom_min_batch", 0)
+    while True:
+        try:
+            result = _run_once(cell, ctx, B, A)
+            break
+        except torch.OutOfMemoryError as e:
+            error = str(e).splitlines()[0] if str(e) else "out of memory"
+        # Out of the except block: the traceback's frames, and the tensors they held, are
+        # gone; empty_cache returns their blocks so the smaller run starts unfragmented.
+        if ctx.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        if not floor:
+            why = "GPT2_OOM_MIN_BATCH=0 turns the fallback off"
+        elif B % 2:
+            why = f"{B} sequences cannot be halved exactly"
+        elif B // 2 < floor:
+            why = f"halving {B} would go below GPT2_OOM_MIN_BATCH={floor}"
+        else:
+            why = None
+        if why:
+            raise OutOfMemory(
+                f"cell {cell.id} does not fit in GPU memory at a micro-batch of {B} sequences "
+                f"(grad_accum {A}, after {retries} halving(s); {why}): lower GPT2_BATCH_SIZE "
+                f"or the model size, or use a GPU with more memory ({error})"
+            ) from None
+        ctx.log(
+            f"out of memory at micro-batch {B} x grad_accum {A} ({error}); "
+            f"again from the start at {B // 2} x {A * 2}"
+        )
+        B, A, retries = B // 2, A * 2, retries + 1
+        seed_everything(cell.run_seed)  # as the worker seeded the first try
+    result["ran_with"] = {"batch_size": B, "grad_accum": A, "oom_retries": retries}
+    return result
+
+
+class OutOfMemory(RuntimeError):
+    """A cell that does not fit in GPU memory even at its smallest allowed micro-batch."""
+
+
+def _fake_oom(p, B):
+    """Fault injection for tests and demonstrations: GPT2_FAKE_OOM_ABOVE=N makes every
+    micro-batch of more than N sequences raise torch.OutOfMemoryError, as a GPU too
+    small for it would; N:K only after K micro-batches (the failing run trains a little
+    first). Returns a callable run before each micro-batch, or None."""
+    spec = os.environ.get("GPT2_FAKE_OOM_ABOVE")
+    if not spec:
+        return None
+    limit, _, after = spec.partition(":")
+    seen = [0]
+
+    def check():
+        seen[0] += 1
+        if B > int(limit) and seen[0] > int(after or 0):
+            raise torch.OutOfMemoryError(
+                f"GPT2_FAKE_OOM_ABOVE={spec}: a micro-batch of {B} sequences does not fit"
+            )
+
+    return check
+
+
+def _run_once(cell, ctx, B, A):
+    """One training run of the cell at micro-batch B and gradient accumulation A."""
     started = time.perf_counter()
     p, device = cell.params, ctx.device
     knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
@@ -141,8 +212,8 @@ def run(cell, ctx):
     model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
-    B, T = p["batch_size"], p["block_size"]
-    val = _val_batches(td, p, device)
+    T = p["block_size"]
+    val = _val_batches(td, p, device)  # the configured batch size's: the same val set
     knobs.update(
         precision=p["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p["precision"]],
@@ -160,12 +231,19 @@ def run(cell, ctx):
         f"gpt2 {cell.id}: {knobs['n_params'] / 1e6:.2f}M params, knobs {json.dumps(knobs, default=str)}"
     )
     setup_seconds = time.perf_counter() - started  # model (re)build, data, val batches
+    fake_oom = _fake_oom(p, B)
+
+    def batch():
+        if fake_oom:
+            fake_oom()
+        return td.get_batch("train", B, T, gen, device)
+
     try:
         result = train(
             runner,
             optimizers,
-            lambda: td.get_batch("train", B, T, gen, device),
-            _settings(p),
+            batch,
+            _settings(p, batch_size=B, grad_accum=A),
             device=device,
             val_batches=val,
             raw_model=model,
