@@ -107,9 +107,9 @@ def _workload(name, workloads):
 def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
     """Seed, apply the profile and run the cell as job.kind says; fills `reply` (status,
     error, probe) and `outcome` (metrics and the workload's extra result keys)."""
-    from kmatrix import manifest, seeding, tracking
+    from kmatrix import gpu_usage, manifest, seeding, tracking
 
-    tracker = None
+    tracker = sampler = None
     try:
         wl = _workload(cell.workload, workloads)
         seeding.seed_everything(cell.run_seed)
@@ -126,12 +126,15 @@ def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
         if job.kind == "probe":
             reply["probe"] = wl.probe(cell, ctx)
             return
+        sampler = gpu_usage.Sampler(ctx.device).start()
         extra = dict(wl.run(cell, ctx) or {})
         reply["status"] = extra.pop("status", "ok")
         outcome["metrics"] = extra.pop("metrics", {})
         outcome["extra"] = extra
         if job.manifest and extra.get("knobs"):
             manifest.add_knobs(out_dir, extra["knobs"])
+        if job.manifest and extra.get("ran_with"):  # e.g. gpt2's out-of-memory fallback
+            manifest.add(out_dir, ran_with=extra["ran_with"])
     except Diverged as e:
         reply["status"], reply["error"], outcome["metrics"] = "diverged", str(e), e.metrics
         outcome["extra"] = {"losses": e.losses, "val_losses": e.val_losses}
@@ -143,6 +146,8 @@ def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
         reply["error"] = f"{type(e).__name__}: {e}"
         traceback.print_exc()
     finally:
+        if sampler is not None:
+            outcome["extra"]["gpu_usage"] = sampler.stop()
         if tracker is not None:
             tracker.finish(reply["status"], outcome["metrics"])
 
