@@ -146,7 +146,14 @@ def run(cell, ctx):
     floor = p.get("oom_min_batch", 0)
     while True:
         try:
-            result = _run_once(cell, ctx, B, A)
+            if (p.get("ddp_gpus") or 1) > 1:
+                from . import ddp
+
+                result = ddp.run(cell, ctx, B, A)  # rank 0's; the ranks had no tracker
+                for row in result["history"] if ctx.tracker is not None else []:
+                    ctx.tracker.log(row, step=row["step"])
+            else:
+                result = _run_once(cell, ctx, B, A)
             break
         except torch.OutOfMemoryError as e:
             error = str(e).splitlines()[0] if str(e) else "out of memory"
@@ -203,13 +210,26 @@ def _fake_oom(p, B):
     return check
 
 
-def _run_once(cell, ctx, B, A):
-    """One training run of the cell at micro-batch B and gradient accumulation A."""
+def _run_once(cell, ctx, B, A, replica=None):
+    """One training run of the cell at micro-batch B and gradient accumulation A; in a
+    DDP process (gpt2/ddp.py) replica is (rank, ranks) and this rank trains A / ranks of
+    each step's micro-batches."""
     started = time.perf_counter()
     p, device = cell.params, ctx.device
     knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
     td = _token_data(p, ctx)
     model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
+    rank, ranks = replica or (0, 1)
+    if replica:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from .ddp import Replica
+
+        cuda = device.startswith("cuda")
+        module = DistributedDataParallel(model, device_ids=[rank] if cuda else None)
+        runner = torch.compile(module) if p["compile"] and cuda else module
+        replica = Replica(module, rank, ranks)
+        knobs.update(ddp_ranks=ranks, ddp_backend=torch.distributed.get_backend())
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     T = p["block_size"]
@@ -236,14 +256,18 @@ def _run_once(cell, ctx, B, A):
     def batch():
         if fake_oom:
             fake_oom()
-        return td.get_batch("train", B, T, gen, device)
+        if ranks == 1:
+            return td.get_batch("train", B, T, gen, device)
+        # every rank draws the single process's micro-batches in its order, keeps its own
+        draws = [td.get_batch("train", B, T, gen) for _ in range(ranks)]
+        return tuple(t.to(device) for t in draws[rank])
 
     try:
         result = train(
             runner,
             optimizers,
             batch,
-            _settings(p, batch_size=B, grad_accum=A),
+            _settings(p, batch_size=B, grad_accum=A // ranks),
             device=device,
             val_batches=val,
             raw_model=model,
@@ -251,6 +275,7 @@ def _run_once(cell, ctx, B, A):
             data_generator=gen,
             log=ctx.log,
             tracker=ctx.tracker,
+            replica=replica,
         )
     except Diverged as e:
         e.metrics["setup_seconds"] = setup_seconds

@@ -13,6 +13,7 @@ from gpt2.params import unbatchable
 from kmatrix import gpu_usage
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import ConfigError
+from kmatrix.executor import local_slots
 from kmatrix.job import Job
 from kmatrix.worker import run_job
 from tests.conftest import TINY_RUN, FakeTokens, gpt2_cfg
@@ -194,9 +195,56 @@ def test_ddp_needs_micro_batches_it_can_share():
     workload.validate(_cfg(GPT2_DDP_GPUS=2, GPT2_TOTAL_BATCH_TOKENS=2 * 8 * 16))
 
 
+def test_a_ddp_cell_gets_a_worker_slot_of_n_gpus():
+    cfg = _cfg(GPT2_DDP_GPUS=2, GPT2_TOTAL_BATCH_TOKENS=2 * 8 * 16)
+    slots = local_slots(cfg, gpus=[0, 1, 2, 3, 4])  # the fifth GPU cannot hold a cell
+    assert slots == [
+        ("gpu0+1", {"CUDA_VISIBLE_DEVICES": "0,1"}),
+        ("gpu2+3", {"CUDA_VISIBLE_DEVICES": "2,3"}),
+    ]
+    assert [name for name, _ in local_slots(_cfg(), gpus=[0, 1])] == ["gpu0", "gpu1"]
+
+
 def test_ddp_refuses_a_machine_with_fewer_gpus():
     cfg = _cfg(GPT2_DDP_GPUS=2, GPT2_TOTAL_BATCH_TOKENS=2 * 8 * 16)
     cells = [_cell(cfg)]
     assert "DDP" in unbatchable(cells[0].params)  # never trained in a batch of models
     with pytest.raises(ConfigError, match="GPT2_DDP_GPUS.*this machine has 1"):
         workload.preflight(cfg, cells, [0])
+
+
+# ------------------------------------------------------------------ DDP on the CPU (gloo)
+
+
+@pytest.fixture
+def one_thread():
+    """The same CPU threads for one process and for each DDP rank: a matmul's sums may
+    associate differently on another number of threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.slow
+def test_ddp_over_two_gloo_processes_equals_one_process_bitwise(tmp_path, one_thread):
+    cfg = _cfg(GPT2_TOTAL_BATCH_TOKENS=2 * 8 * 16, GPT2_EVAL_INTERVAL=2)  # 2 micro-batches
+    cell = _cell(cfg)
+    one = runner.run(cell, _ctx(tmp_path, cell, "one"))
+    two_cell = _cell(cfg, ddp_gpus=2)
+    two = runner.run(two_cell, _ctx(tmp_path, two_cell, "two"))
+    assert two["knobs"]["ddp_ranks"] == 2 and two["knobs"]["ddp_backend"] == "gloo"
+    assert len(one["losses"]) == 3 and two["losses"] == one["losses"]
+    assert two["val_losses"] == one["val_losses"]
+    assert two["metrics"]["tokens"] == one["metrics"]["tokens"] == 3 * 2 * 8 * 16
+
+
+@pytest.mark.slow
+def test_ddp_ranks_fall_back_together_out_of_memory(tmp_path, one_thread, monkeypatch):
+    cfg = _cfg(GPT2_TOTAL_BATCH_TOKENS=2 * 8 * 16)
+    cell = _cell(cfg, ddp_gpus=2)
+    monkeypatch.setenv("GPT2_FAKE_OOM_ABOVE", "4")
+    r = runner.run(cell, _ctx(tmp_path, cell))
+    assert r["ran_with"] == {"batch_size": 4, "grad_accum": 4, "oom_retries": 1}
+    assert len(r["losses"]) == 3 and r["metrics"]["tokens"] == 3 * 2 * 8 * 16
