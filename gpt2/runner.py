@@ -233,7 +233,13 @@ def _run_once(cell, ctx, B, A, replica=None):
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
     T = p["block_size"]
-    val = _val_batches(td, p, device)  # the configured batch size's: the same val set
+    # The configured batch size's validation batches (the experiment's val set), in
+    # chunks of the micro-batch that fits: the same mean, to rounding.
+    val = [
+        (x[i : i + B], y[i : i + B])
+        for x, y in _val_batches(td, p, device)
+        for i in range(0, len(x), B)
+    ]
     knobs.update(
         precision=p["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p["precision"]],

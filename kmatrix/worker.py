@@ -179,6 +179,11 @@ def main():
     import torch
 
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
+    # A smaller GPU, simulated: the caching allocator refuses more than this share of it
+    # (out-of-memory fallbacks shown on a large GPU; docs/gpt2.md).
+    fraction = os.environ.get("KMATRIX_GPU_MEMORY_FRACTION")
+    if fraction and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(float(fraction))
     cache, workloads = {}, {}
     for line in sys.stdin:
         if not line.strip():
