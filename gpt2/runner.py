@@ -155,6 +155,9 @@ def run(cell, ctx):
             else:
                 result = _run_once(cell, ctx, B, A)
             break
+        except Diverged as e:  # a result too: it says what it ran with
+            e.ran_with = {"batch_size": B, "grad_accum": A, "oom_retries": retries}
+            raise
         except torch.OutOfMemoryError as e:
             error = str(e).splitlines()[0] if str(e) else "out of memory"
         # Out of the except block: the traceback's frames, and the tensors they held, are
@@ -473,12 +476,15 @@ def run_batch(cells, ctxs):
         val_batches=val,
         logs=[ctx.log for ctx in ctxs],
     )
+    ran_with = {"batch_size": B, "grad_accum": p0["grad_accum"], "oom_retries": 0}
     for out, ctx in zip(outcomes, ctxs):
         if isinstance(out, Diverged):
             out.metrics["setup_seconds"] = setup_seconds
+            out.ran_with = ran_with
             continue
         out["knobs"] = knobs
         out["metrics"]["setup_seconds"] = setup_seconds
+        out["ran_with"] = ran_with
         if ctx.tracker is not None:  # each cell's curve in its own W&B run, as run() logs it
             for row in out["history"]:
                 ctx.tracker.log(row, step=row["step"])

@@ -138,6 +138,10 @@ def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
     except Diverged as e:
         reply["status"], reply["error"], outcome["metrics"] = "diverged", str(e), e.metrics
         outcome["extra"] = {"losses": e.losses, "val_losses": e.val_losses}
+        if e.ran_with:
+            outcome["extra"]["ran_with"] = e.ran_with
+            if job.manifest:
+                manifest.add(out_dir, ran_with=e.ran_with)
         print(f"diverged: {e}", flush=True)
     except KeyboardInterrupt:
         raise

@@ -92,6 +92,40 @@ def test_the_worker_records_what_ran_in_manifest_and_result(tmp_path, monkeypatc
     torch.use_deterministic_algorithms(False)
 
 
+def _job(tmp_path, cells):
+    key = ("gpt2.data", json.dumps(cells[0].params["data"], sort_keys=True), "data")
+    job = Job(kind="run", root=str(tmp_path), cells=cells, git={"sha": None})
+    return job, {key: FakeTokens()}
+
+
+def _read(tmp_path, cell, name):
+    return json.loads((tmp_path / "cells" / cell.id / name).read_text())
+
+
+def test_a_diverged_cell_and_a_batch_of_cells_record_what_ran(tmp_path, monkeypatch):
+    cfg = _cfg()
+    monkeypatch.setenv("GPT2_FAKE_OOM_ABOVE", "4")
+    hot = _cell(cfg, matrix_lr=1e30, embedding_lr=1e30, vector_lr=1e30, unembedding_lr=1e30)
+    [reply] = run_job(*_job(tmp_path, [hot]), {})
+    assert reply["status"] == "diverged", reply
+    ran = {"batch_size": 4, "grad_accum": 2, "oom_retries": 1}
+    assert _read(tmp_path, hot, "result.json")["ran_with"] == ran
+    assert _read(tmp_path, hot, "manifest.json")["ran_with"] == ran
+    # two cells trained together (K models per step): no fallback, the configured batch
+    monkeypatch.delenv("GPT2_FAKE_OOM_ABOVE")
+    a = _cell(cfg, matrix_lr=1e-3)
+    b = Cell("adamw-fp32-s0-b", 1, "gpt2.workload", a.point, 0, {**a.params, "matrix_lr": 2e-3})
+    replies = run_job(*_job(tmp_path / "batch", [a, b]), {})
+    assert [r["status"] for r in replies] == ["ok", "ok"], replies
+    for cell in (a, b):
+        result = _read(tmp_path / "batch", cell, "result.json")
+        assert result["knobs"]["batched_models"] == 2
+        assert result["ran_with"] == {"batch_size": 8, "grad_accum": 1, "oom_retries": 0}
+        assert _read(tmp_path / "batch", cell, "manifest.json")["ran_with"] == result["ran_with"]
+        assert result["gpu_usage"] == gpu_usage.NO_GPU
+    torch.use_deterministic_algorithms(False)
+
+
 # ------------------------------------------------------------------ GPU usage sampler
 
 
