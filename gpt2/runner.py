@@ -230,7 +230,7 @@ def _run_once(cell, ctx, B, A, replica=None):
 
         cuda = device.startswith("cuda")
         module = DistributedDataParallel(model, device_ids=[rank] if cuda else None)
-        runner = torch.compile(module) if p["compile"] and cuda else module
+        runner = torch.compile(module) if p["compile"] else module
         replica = Replica(module, rank, ranks)
         knobs.update(ddp_ranks=ranks, ddp_backend=torch.distributed.get_backend())
     # same run_seed -> same init and data order for every optimizer/precision of a seed
