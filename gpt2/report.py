@@ -4,6 +4,7 @@ finished results (missing and diverged cells included)."""
 import math
 from pathlib import Path
 
+from kmatrix import gpu_usage
 from kmatrix.files import as_float, write_atomic
 
 
@@ -61,6 +62,7 @@ def summarize(summary_dir, cells, results, cfg):
                 "tokens_per_s": m.get("tokens_per_s"),
                 "mfu": m.get("mfu"),
                 "peak_mem_mb": m.get("peak_mem_mb"),
+                **_gpu_columns(r.get("gpu_usage")),
             }
         )
     ax.set_xlabel("step")
@@ -115,20 +117,28 @@ def summarize(summary_dir, cells, results, cfg):
     names = [n for n, m in zip(names, means) if m is not None]
     means = [m for m in means if m is not None]
 
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f, unit="": "-" if v is None else format(v, f) + unit  # noqa: E731
+
     lines = [
         f"# Throughput [{profile}]",
         "",
-        "| cell | status | final val loss | tokens/s | MFU | peak mem (MiB) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| cell | status | final val loss | tokens/s | MFU | peak mem (MiB) | GPU util | GPU power |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['cell']} | {r['status']} | {fmt(r['final_val_loss'], '.4f')} | "
-            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} |"
+            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} | "
+            f"{fmt(r['gpu_util_pct'], '.0f', '%')} | {fmt(r['gpu_power_w'], '.0f', ' W')} |"
         )
     text = "\n".join(lines) + "\n"
     write_atomic(summary_dir / "throughput.md", lambda f: f.write(text.encode()))
+
+    figures = ["loss_curves.png", "final_val_loss.png"]
+    usages = {c.id: (results.get(c.id) or {}).get("gpu_usage") for c in cells}
+    title = f"{cfg.get('name', 'gpt2')}: GPU usage per cell [{profile}]"
+    if gpu_usage.plot(summary_dir / "gpu_usage.png", usages, title):
+        figures.append("gpu_usage.png")
 
     best = min(
         (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
@@ -136,7 +146,7 @@ def summarize(summary_dir, cells, results, cfg):
         default=None,
     )
     return {
-        "figures": ["loss_curves.png", "final_val_loss.png"],
+        "figures": figures,
         "tables": ["throughput.md"],
         "final_val_loss": {n.replace("\n", "-"): m for n, m in zip(names, means)},
         "throughput": rows,
@@ -144,6 +154,13 @@ def summarize(summary_dir, cells, results, cfg):
         "cells_done": len(rows),
         "cells_total": len(cells),
     }
+
+
+def _gpu_columns(usage):
+    """Mean utilisation and power of a cell's gpu_usage (kmatrix/gpu_usage.py), or None."""
+    usage = usage if isinstance(usage, dict) else {}
+    number = lambda key: v if _finite(v := usage.get(key)) else None  # noqa: E731
+    return {"gpu_util_pct": number("mean_utilization_pct"), "gpu_power_w": number("mean_power_w")}
 
 
 def _finite(v):
