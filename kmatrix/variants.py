@@ -96,32 +96,54 @@ def merge_set(kconf, values, text, root, say=print, warn=None):
     when VARIANTS names a set: each fragment linted and merged onto the base, its changes
     said (`say`), lines that change nothing warned about. Every problem of every fragment
     is one ConfigError. Leaves `kconf` holding the base again."""
-    from kmatrix import config as typed
-
-    set_name = values.get("variants")
-    if not set_name:
+    if not values.get("variants"):
         return values
     warn = warn or (lambda line: print(line, file=sys.stderr))
+    table, problems = _merge_all(kconf, values, text, root, say, warn)
+    if problems:
+        raise ConfigError(
+            f"{DIRECTORY}/{values['variants']}/", "fragments refused:\n  " + "\n  ".join(problems)
+        )
+    return {**values, VARIANT_VALUES: table}
+
+
+def lint_set(kconf, root):
+    """`make lint-defconfigs` for the configuration `kconf` holds (a defconfig that linted
+    clean): every problem of the fragments of the set it names, and how many there are."""
+    from kmatrix import config as typed
+
+    values = typed.typed_values(kconf)
+    if not values.get("variants"):
+        return [], 0
+    try:
+        table, problems = _merge_all(kconf, values, kconf._config_contents(None), root)
+    except ConfigError as e:  # no such directory, no fragment, a bad file name
+        return [str(e)], 0
+    return problems, len(table) + len(problems)
+
+
+def _merge_all(kconf, values, text, root, say=None, warn=None):
+    """({variant: typed values its fragment changes}, problems) of the set `values`
+    names, each fragment merged onto the base (`text`); `kconf` holds the base after."""
+    from kmatrix import config as typed
+
     table, problems = {}, []
     with tempfile.TemporaryDirectory(prefix="kmatrix-variants-") as tmp:
         base = Path(tmp) / "base.config"
         base.write_text(text)
-        for name, path in fragments(root, set_name):
+        for name, path in fragments(root, values["variants"]):
             found, changes, redundant = lint_fragment(kconf, base, path, root)
             problems += found
             if found:
                 continue
             merged = typed.typed_values(kconf)
             table[name] = {k: v for k, v in merged.items() if values.get(k) != v}
-            say(f"  VARIANT {name}: {', '.join(changes) or 'the base configuration'}")
-            for line in redundant:
+            if say:
+                say(f"  VARIANT {name}: {', '.join(changes) or 'the base configuration'}")
+            for line in redundant if warn else ():
                 warn(f"warning: {line} (the line changes nothing)")
         kconf.load_config(str(base), replace=True)
-    if problems:
-        raise ConfigError(
-            f"{DIRECTORY}/{set_name}/", "fragments refused:\n  " + "\n  ".join(problems)
-        )
-    return {**values, VARIANT_VALUES: table}
+    return table, problems
 
 
 def configs(cfg):
