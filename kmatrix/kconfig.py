@@ -170,11 +170,14 @@ def lint_defconfig(path, kconf=None, warnings=None):
     return problems or _check_loaded(kconf, path, shown, wanted)
 
 
-def read_assignments(path, kconf, warnings=None):
+def read_assignments(path, kconf, warnings=None, shown=None):
     """A defconfig-style file's lines, checked one by one: (problems, {symbol name: (line
-    number, Kconfig string value)}, the file's name as messages show it)."""
+    number, Kconfig string value)}, the file's name as messages show it: `shown`, or the
+    path from the current directory)."""
     path = Path(path)
-    shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+    if shown is None:
+        here = path.resolve().is_relative_to(Path.cwd())
+        shown = os.path.relpath(path) if here else str(path)
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
     for lineno, raw_line in enumerate(path.read_bytes().splitlines(), 1):

@@ -20,10 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from kmatrix.config import NAME, VARIANT_VALUES, Config
+from kmatrix.config import NAME, RUNTIME_PREFIXES, VARIANT_VALUES, Config
 from kmatrix.errors import ConfigError
 
 DIRECTORY = "variants"
+ROOT = Path(__file__).resolve().parent.parent  # where make runs: variants/ is under it
 # What a variant may not change: the matrix itself (its name, workload, profile, seeds and
 # variant set), the X x Y grid, and where cells run. Axes are checked at planning, where
 # the workload names them (check_axes).
@@ -69,9 +70,8 @@ def lint_fragment(kconf, base, path, root):
     the refusal of settings a variant may not change."""
     from kmatrix import kconfig
 
-    problems, wanted, shown = kconfig.read_assignments(path, kconf)
     shown = _shown(path, root)
-    problems = [p.replace(str(path), shown, 1) if p.startswith(str(path)) else p for p in problems]
+    problems, wanted, shown = kconfig.read_assignments(path, kconf, shown=shown)
     for name, (lineno, value) in wanted.items():
         if MATRIX_WIDE.match(name):
             problems.append(
@@ -166,7 +166,14 @@ def config_for(cfg, point):
     name = point.get("variant") if cfg.get("variants") else None
     if name is None:
         return cfg
-    return Config({**cfg.as_dict(), **cfg.get(VARIANT_VALUES)[name]})
+    table = cfg.get(VARIANT_VALUES) or {}
+    if name not in table:
+        raise ConfigError(
+            "VARIANTS",
+            f"no variant {name!r} in {DIRECTORY}/{cfg.variants}/ (a cell of an earlier plan)",
+            "`make olddefconfig` merges the fragments there again",
+        )
+    return Config({**cfg.as_dict(), **table[name]})
 
 
 def fragment_path(cfg, name):
@@ -178,6 +185,8 @@ def check_configs(cfg, wl, variant_cfgs):
     matrix axis (its cells would not be the base's axes times the variants): refused
     naming the fragment, and its line behind the axis."""
     base = {a[0]: (list(a[1]), a[2] if len(a) > 2 else a[0].upper()) for a in wl.axes(cfg)}
+    if "variant" in base:
+        raise ConfigError("VARIANTS", "the workload has an axis named variant already")
     for name, vcfg in variant_cfgs:
         try:
             wl.validate(vcfg)
@@ -190,9 +199,9 @@ def check_configs(cfg, wl, variant_cfgs):
             if list(axis[1]) == values:
                 continue
             shown = fragment_path(cfg, name)
-            lines = _lines_setting(shown, symbol)
+            lines = _lines_setting(ROOT / shown, symbol)
             raise ConfigError(
-                f"{shown}:{lines[0] if lines else 0}",
+                f"{shown}:{lines[0]}" if lines else shown,
                 f"variant {name} changes the {axis[0]} axis ({' '.join(map(str, values))} -> "
                 f"{' '.join(map(str, axis[1]))}); a variant may not change an axis",
                 f"remove CONFIG_{symbol} from the fragment, or change the axis in the "
@@ -241,3 +250,32 @@ def check_cells(cfg, wl, combos, params):
                 "change a setting the cells use in one of them, or delete one",
             )
         seen[key] = name
+
+
+def by_fragment(values):
+    """Typed values with each variant's changes as one entry named by its fragment file
+    (variants/<set>/<name>.config), so that a list of what changed names the file."""
+    table = values.get(VARIANT_VALUES)
+    if not isinstance(table, dict):
+        return values
+    out = {k: v for k, v in values.items() if k != VARIANT_VALUES}
+    out.update({f"{DIRECTORY}/{values.get('variants')}/{n}.config": c for n, c in table.items()})
+    return out
+
+
+def added(old, new):
+    """The variants `new` (typed values) has beside all of `old`'s, when nothing else that
+    decides what cells compute differs (the other variants' changes included); else []."""
+    if not isinstance(old, dict):
+        return []
+    was, now = old.get(VARIANT_VALUES), new.get(VARIANT_VALUES)
+    if not isinstance(was, dict) or not isinstance(now, dict) or not was:
+        return []
+    rest = lambda values: {  # noqa: E731
+        k: v
+        for k, v in values.items()
+        if k != VARIANT_VALUES and not k.startswith(RUNTIME_PREFIXES)
+    }
+    if rest(old) != rest(new) or any(now.get(name) != was[name] for name in was):
+        return []
+    return sorted(set(now) - set(was))
