@@ -457,7 +457,11 @@ def _dotconfig_hash(path):
     from kmatrix import config as typed
     from kmatrix import kconfig
 
-    values = typed.typed_values(kconfig.load_dotconfig(dotconfig=path, warn=lambda t: None))
+    kconf = kconfig.load_dotconfig(dotconfig=path, warn=lambda t: None)
+    values = typed.typed_values(kconf)
+    quiet = lambda t: None  # noqa: E731
+    text = kconf._config_contents(None)  # and its variants, merged as config.json has them
+    values = variants.merge_set(kconf, values, text, kconfig.ROOT, say=quiet, warn=quiet)
     return typed.config_hash(values)
 
 

@@ -327,6 +327,7 @@ def test_an_ablation_through_make(tree):
         "no-bias-adamw-fp32",
     }
     assert summary["apples_to_apples"]["differences"] == {}
+    assert (root / "config" / ".config").exists()  # read back with its variants: the same hash
     for figure in ("loss_curves.png", "final_val_loss.png"):
         assert (root / "summary" / figure).stat().st_size > 1000
     # nanochat's untied head and rotary positions: another parameter count than the baseline
