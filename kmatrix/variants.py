@@ -27,7 +27,7 @@ DIRECTORY = "variants"
 ROOT = Path(__file__).resolve().parent.parent  # where make runs: variants/ is under it
 # What a variant may not change: the matrix itself (its name, workload, profile, seeds and
 # variant set), the X x Y grid, and where cells run. Axes are checked at planning, where
-# the workload names them (check_axes).
+# the workload names them (check_configs).
 MATRIX_WIDE = re.compile(
     r"^(NAME|VARIANTS|SEEDS|WORKLOAD_\w+|PROFILE_\w+|SWEEP\w*|EXEC_\w+|TRACK_\w+)$"
 )
