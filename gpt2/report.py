@@ -27,8 +27,10 @@ def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     summary_dir.mkdir(parents=True, exist_ok=True)
     profile = cfg.get("profile", "?")
-    optimizers = sorted({c.point["optimizer"] for c in cells})
-    colors = {o: plt.cm.tab10(i) for i, o in enumerate(optimizers)}
+    # an ablation's variants get the colours (each name leads its labels); else optimizers
+    hue = lambda pt: pt.get("variant") or pt["optimizer"]  # noqa: E731
+    colors = {o: plt.cm.tab10(i % 10) for i, o in enumerate(sorted({hue(c.point) for c in cells}))}
+    varied = any("variant" in c.point for c in cells)
     styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
 
     rows = []
@@ -41,12 +43,14 @@ def summarize(summary_dir, cells, results, cfg):
         losses = r.get("losses") or []
         m = r.get("metrics") or {}
         label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
+        if "variant" in pt:
+            label = f"{pt['variant']} {label}"
         if r.get("status") != "ok":
             label += f" ({r.get('status')})"
         if losses:
             ax.plot(
                 _ema(losses),
-                color=colors[pt["optimizer"]],
+                color=colors[hue(pt)],
                 ls=styles.get(pt["precision"], "-"),
                 lw=1.2,
                 label=label,
@@ -54,6 +58,7 @@ def summarize(summary_dir, cells, results, cfg):
         rows.append(
             {
                 "cell": c.id,
+                **({"variant": pt["variant"]} if "variant" in pt else {}),
                 "optimizer": pt["optimizer"],
                 "precision": pt["precision"],
                 "seed": pt["seed"],
@@ -67,7 +72,8 @@ def summarize(summary_dir, cells, results, cfg):
         )
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (EMA 0.1)")
-    ax.set_title(f"{cfg.get('name', 'gpt2')}: training loss by optimizer / precision [{profile}]")
+    by = "variant / optimizer / precision" if varied else "optimizer / precision"
+    ax.set_title(f"{cfg.get('name', 'gpt2')}: training loss by {by} [{profile}]")
     ax.grid(alpha=0.3)
     if rows:
         ax.legend(fontsize=8, ncol=2)
@@ -80,6 +86,8 @@ def summarize(summary_dir, cells, results, cfg):
     groups, diverged = {}, {}
     for r in rows:
         name = f"{r['optimizer']}\n{r['precision']}"
+        if "variant" in r:
+            name = f"{r['variant']}\n{name}"
         v = as_float(r["final_val_loss"])
         if r["status"] == "ok" and math.isfinite(v):
             groups.setdefault(name, []).append(v)
