@@ -47,7 +47,7 @@ def _git(*args):
 def git_info():
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "sha": _git("rev-parse", "HEAD"),
+        "sha": _git("rev-parse", "HEAD") or os.environ.get("KMATRIX_COMMIT"),  # a copied tree
         "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
         "dirty": bool(status) if status is not None else None,
     }
