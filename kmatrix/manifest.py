@@ -45,9 +45,11 @@ def _git(*args):
 
 
 def git_info():
+    if os.environ.get("KMATRIX_COMMIT"):  # a copied tree names the commit it was copied from
+        return {"sha": os.environ["KMATRIX_COMMIT"], "branch": None, "dirty": False}
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "sha": _git("rev-parse", "HEAD") or os.environ.get("KMATRIX_COMMIT"),  # a copied tree
+        "sha": _git("rev-parse", "HEAD"),
         "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
         "dirty": bool(status) if status is not None else None,
     }
