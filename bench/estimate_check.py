@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.manifest import write_bench_result  # noqa: E402
+from kmatrix.manifest import git_info, write_bench_result  # noqa: E402
 
 from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
@@ -106,6 +106,7 @@ def main():
     ap.add_argument("--keep", help="copy each run's summary directory here")
     args = ap.parse_args()
     rows = []
+    copied = git_info()  # the code that runs; the stamp at the end may see a later commit
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "kmatrix"
         copy_checkout(tree, share_data=True)
@@ -115,6 +116,7 @@ def main():
     report = {
         "machine": f"{platform.node()}: {os.cpu_count()} CPU cores",
         "python": platform.python_version(),
+        "commit_copied": copied,
         "runs": rows,
     }
     write_bench_result(args.out, report)
