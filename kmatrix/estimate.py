@@ -118,9 +118,9 @@ def estimate(cfg, out=print, samples_per_slot=2):
             "cells trained together (EXEC_BATCH)"
         )
         out(
-            f"  PROBE   {len(seconds)} batches of {_sizes(sample)} cells: {min(seconds):.2f} .. {max(seconds):.2f} s per batch, "
-            f"{min(per_cell):.3f} .. {max(per_cell):.3f} s per cell (mean {fmean(per_cell):.3f})"
-            f" on {where}"
+            f"  PROBE   {len(seconds)} batches of {_sizes(sample)} cells: {min(seconds):.2f} .. "
+            f"{max(seconds):.2f} s per batch, {min(per_cell):.3f} .. {max(per_cell):.3f} s per "
+            f"cell (mean {fmean(per_cell):.3f}) on {where}"
         )
     else:
         out(
