@@ -1,12 +1,14 @@
 """How close `make estimate` comes to the real run, through make, as a user runs them.
 
     python bench/estimate_check.py --out bench/results/estimate_check.json \
-        default gpt2-tiny-cpu fractal-16x16
+        default gpt2-tiny-cpu fractal-16x16 [--keep DIR]
 
 For each defconfig, in a scratch copy of this checkout (its results start empty; the
 prepared data/ is shared): `make defconfig-<name>`, `make estimate`, then `make`, timed
 from start to exit. W&B at its default (offline). Records the estimate's central value
-and range, the real wall time and their ratio.
+and range, the real wall time and their ratio, and the 1-minute load average before, during
+(sampled every 5 s) and after each, since on a shared machine the load sets the time.
+--keep DIR copies each run's summary (figures, summary.json, results.csv) to DIR/<name>/.
 """
 
 import argparse
@@ -14,16 +16,18 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kmatrix.manifest import write_bench_result  # noqa: E402
+from kmatrix.manifest import git_info, write_bench_result  # noqa: E402
 
 from scratch import copy_checkout  # noqa: E402  (bench/scratch.py)
 
@@ -39,10 +43,37 @@ def make(tree, *args):
     return subprocess.run(cmd, cwd=tree, capture_output=True, text=True, check=True).stdout
 
 
-def check(name, tree):
+class Load:
+    """The 1-minute load average before, during (every 5 s) and after a block."""
+
+    def __enter__(self):
+        self.before, self.during, self.done = os.getloadavg()[0], [], threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def _sample(self):
+        while not self.done.wait(5.0):
+            self.during.append(os.getloadavg()[0])
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.after = os.getloadavg()[0]
+
+    def record(self):
+        d = self.during or [self.before]
+        return {
+            "before": round(self.before, 2),
+            "during_mean": round(sum(d) / len(d), 2),
+            "during_max": round(max(d), 2),
+            "after": round(self.after, 2),
+        }
+
+
+def check(name, tree, keep=None):
     make(tree, f"defconfig-{name}")
     started = time.time()
-    out = make(tree, "estimate")
+    with Load() as estimate_load:
+        out = make(tree, "estimate")
     estimate_wall = time.time() - started
     m = re.search(
         r"TOTAL\s+about ([\d.]+ (?:min|s)) \(range ([\d.]+ (?:min|s)) \.\. ([\d.]+ (?:min|s))\)",
@@ -50,8 +81,11 @@ def check(name, tree):
     )
     central, low, high = (seconds(g) for g in m.groups())
     started = time.time()
-    make(tree)
+    with Load() as run_load:
+        make(tree)
     real = time.time() - started
+    if keep:
+        shutil.copytree(tree / "results" / name / "summary", Path(keep) / name, dirs_exist_ok=True)
     return {
         "defconfig": name,
         "estimate_s": round(central, 1),
@@ -59,6 +93,8 @@ def check(name, tree):
         "real_s": round(real, 1),
         "estimate_over_real": round(central / real, 3),
         "estimate_took_s": round(estimate_wall, 1),
+        "load_avg_1m_estimate": estimate_load.record(),
+        "load_avg_1m_run": run_load.record(),
         "estimate_output": out.strip().splitlines(),
     }
 
@@ -67,17 +103,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("defconfigs", nargs="+")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--keep", help="copy each run's summary directory here")
     args = ap.parse_args()
     rows = []
+    copied = git_info()  # the code that runs; the stamp at the end may see a later commit
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "kmatrix"
         copy_checkout(tree, share_data=True)
         for name in args.defconfigs:
-            rows.append(check(name, tree))
+            rows.append(check(name, tree, args.keep))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "estimate_output"}))
     report = {
         "machine": f"{platform.node()}: {os.cpu_count()} CPU cores",
         "python": platform.python_version(),
+        "commit_copied": copied,
         "runs": rows,
     }
     write_bench_result(args.out, report)

@@ -299,14 +299,17 @@ def probe(cell, ctx, steps=5):
     steps and one evaluation, scaled to its budget. Data preparation (a one-time
     download and tokenisation) happens before the clock starts; the model build (and
     compile) is timed, as in run(): a worker's first cell pays for it, later ones reuse it.
+    In a batch job (ctx.batch: the job's cells) it times them trained together instead.
     """
+    if ctx.batch:
+        return probe_batch(ctx.batch, ctx, steps)
     p, device = cell.params, ctx.device
     td = _token_data(p, ctx)
     started = time.perf_counter()
     model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
     gen = torch.Generator().manual_seed(cell.run_seed)
     B, T = p["batch_size"], p["block_size"]
-    val = [(x.to(device), y.to(device)) for x, y in td.fixed_batches("val", p["eval_batches"], B, T, p["seed"])]  # fmt: skip
+    val = _val_batches(td, p, device)
     stamps = []
 
     def batch():
@@ -319,15 +322,21 @@ def probe(cell, ctx, steps=5):
         train(runner, optimizers, batch, s, device=device, raw_model=model, log=lambda *a: None)
     except Diverged:
         pass  # a diverging cell still took this long per step
+    eval_started = time.perf_counter()
+    if val:
+        evaluate(model, val, p["precision"], device)
+    return _extrapolate(p, started, stamps, time.perf_counter() - eval_started)
+
+
+def _extrapolate(p, started, stamps, per_eval):
+    """A probe's answer: setup (from `started` to the first batch drawn), the steps timed
+    by `stamps` (the time each batch was drawn; the first step, which pays for warm-up, is
+    left out) and one evaluation of `per_eval` seconds, scaled to the budget of p."""
     setup = stamps[0] - started
     ga = p["grad_accum"]
     m = len(stamps) // ga  # steps begun; step k ran from stamps[(k-1)*ga] to stamps[k*ga]
     per_step = (stamps[(m - 1) * ga] - stamps[ga]) / (m - 2) if m > 2 else 0.0  # not step 1
-    eval_started = time.perf_counter()
-    if val:
-        evaluate(model, val, p["precision"], device)
-    per_eval = time.perf_counter() - eval_started
-    tokens_per_step = B * T * ga
+    tokens_per_step = p["batch_size"] * p["block_size"] * ga
     budget = [p["max_steps"]] if p["max_steps"] else []
     if p["max_tokens"]:
         budget.append(math.ceil(p["max_tokens"] / tokens_per_step))
@@ -410,25 +419,23 @@ def _batch_optimizer(ps, bm, device):
     return opt
 
 
-def run_batch(cells, ctxs):
-    """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
-    step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
-    and directory). Returns one outcome per cell: what run() returns, or the Diverged it
-    raises."""
-    from .batched import BatchedGPT, train_batched
+def _check_batch(cells):
+    """Refuse cells that cannot train in one batch (run_batch, probe_batch)."""
     from .params import batch_key
 
-    p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
+    p0 = cells[0].params
     for c in cells:
         why = unbatchable(c.params)
         if why or batch_key(c.params, c.run_seed) != batch_key(p0, cells[0].run_seed):
             raise ValueError(f"cell {c.id} cannot train in a batch with {cells[0].id}: {why}")
-    td = _token_data(p0, ctx0)
-    K = p0.get("batch_models") or batch_models(p0, device, _vocab(p0, td))
-    if len(cells) > K:  # more than fit: in chunks, one after another
-        return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
-    started = time.perf_counter()
-    knobs = runtime_knobs(device)
+
+
+def _batched_model(cells, td, device, cache):
+    """(BatchedGPT, BatchedOptimizer) of the cells of one batch: the shared model built
+    and initialised as run() builds it, stacked once per cell."""
+    from .batched import BatchedGPT
+
+    p0 = cells[0].params
     sizes = {k: p0[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
     config = config_from_preset(
         p0["model"],
@@ -438,11 +445,34 @@ def run_batch(cells, ctxs):
         vocab_size=_vocab(p0, td),
         **sizes,
     )
-    model, _ = _model(config, device, cells[0].run_seed, ctx0.cache)
+    model, _ = _model(config, device, cells[0].run_seed, cache)
     if p0.get("init_from"):
         model.load_state_dict(_init_weights(p0["init_from"]))
     bm = BatchedGPT(model, len(cells))
-    opt = _batch_optimizer([c.params for c in cells], bm, device)
+    return bm, _batch_optimizer([c.params for c in cells], bm, device)
+
+
+def _batch_size(p, td, device):
+    """K: how many models train in one step (GPT2_BATCH_MODELS, or what fits)."""
+    return p.get("batch_models") or batch_models(p, device, _vocab(p, td))
+
+
+def run_batch(cells, ctxs):
+    """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
+    step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
+    and directory). Returns one outcome per cell: what run() returns, or the Diverged it
+    raises."""
+    from .batched import train_batched
+
+    p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
+    _check_batch(cells)
+    td = _token_data(p0, ctx0)
+    K = _batch_size(p0, td, device)
+    if len(cells) > K:  # more than fit: in chunks, one after another
+        return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
+    started = time.perf_counter()
+    knobs = runtime_knobs(device)
+    bm, opt = _batched_model(cells, td, device, ctx0.cache)
     gen = torch.Generator().manual_seed(cells[0].run_seed)
     B, T = p0["batch_size"], p0["block_size"]
     val = _val_batches(td, p0, device)
@@ -455,8 +485,8 @@ def run_batch(cells, ctxs):
         check_numerics=False,
         detect_anomaly=False,
         fused_adamw=False,
-        n_params=model.num_params(),
-        flops_per_token=model.flops_per_token(T),
+        n_params=bm.model.num_params(),
+        flops_per_token=bm.model.flops_per_token(T),
         dataset=getattr(td, "identity", None),
         batched_models=len(cells),
         batch=[c.id for c in cells],
@@ -489,3 +519,35 @@ def run_batch(cells, ctxs):
             for row in out["history"]:
                 ctx.tracker.log(row, step=row["step"])
     return outcomes
+
+
+def probe_batch(cells, ctx, steps=5):
+    """`make estimate` of a batch job: the time of the cells trained together as
+    run_batch trains them, from a few real steps of the batch and one evaluation, scaled
+    to the budget. run_batch trains more than K cells in chunks of K one after another:
+    the answer times the first chunk and says how many cells it covers ("cells")."""
+    from .batched import evaluate_batched, train_batched
+
+    p0, device = cells[0].params, ctx.device
+    _check_batch(cells)
+    td = _token_data(p0, ctx)  # one-time preparation, before the clock starts
+    cells = cells[: _batch_size(p0, td, device)]
+    started = time.perf_counter()
+    bm, opt = _batched_model(cells, td, device, ctx.cache)
+    gen = torch.Generator().manual_seed(cells[0].run_seed)
+    B, T = p0["batch_size"], p0["block_size"]
+    val = _val_batches(td, p0, device)
+    stamps = []
+
+    def batch():
+        stamps.append(time.perf_counter())
+        return td.get_batch("train", B, T, gen, device)
+
+    s = _settings(p0, max_steps=steps + 1, max_tokens=0, max_seconds=0, extra={})
+    s.warmup_steps, s.eval_interval, s.checkpoint_interval, s.log_interval = 0, 0, 0, 0
+    train_batched(bm, opt, batch, s, device=device)  # models that diverge leave the batch
+    eval_started = time.perf_counter()
+    if val and bm.K:
+        evaluate_batched(bm, val, p0["precision"], device)
+    answer = _extrapolate(p0, started, stamps, time.perf_counter() - eval_started)
+    return {**answer, "cells": len(cells)}

@@ -1,10 +1,13 @@
-"""A batch job in a worker: its cells trained together by the workload's run_batch.
+"""A batch job in a worker: its cells trained together by the workload's run_batch, or,
+for `make estimate` (job kind "probe"), timed together by one call of its probe.
 
 Every cell keeps what a cell run alone has: its directory, log.txt (the workload's
 ctx.log writes there; output addressed to no cell, such as warnings, goes to the first
 cell's log), manifest.json, tracker and result.json. A cell whose directory cannot be
 written fails alone; an exception out of run_batch fails every cell of the batch (the
-scheduler then runs it again in halves, kmatrix/batches.py).
+scheduler then runs it again in halves, kmatrix/batches.py). A probe writes no result:
+every cell's reply carries the one answer for the batch (ctx.batch tells the workload's
+probe which cells it times).
 """
 
 import os
@@ -20,7 +23,7 @@ LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
 
 
 def run_batch(job, wl, cache, device, output_to, write):
-    """Run job.cells (kind "run") as one batch; returns one reply per cell, in order.
+    """Run job.cells (kind "run" or "probe") as one batch; returns one reply per cell.
     output_to(fd) points fds 1 and 2 at an open log for a block; write(job, cell,
     out_dir, reply, outcome) writes a cell's result.json (both kmatrix.worker's)."""
     from kmatrix import gpu_usage, manifest, seeding, tracking
@@ -38,7 +41,7 @@ def run_batch(job, wl, cache, device, output_to, write):
             replies[cell.id]["errno"] = e.errno
             continue
         live.append(cell)
-    outcomes, ctxs, trackers, error, usage = {}, [], {}, None, None
+    outcomes, ctxs, trackers, error, usage, answer = {}, [], {}, None, None, None
     if live:
         with output_to(os.dup(logs[live[0].id].fileno())):
             try:
@@ -58,7 +61,11 @@ def run_batch(job, wl, cache, device, output_to, write):
                     ctxs.append(ctx)
                 sampler = gpu_usage.Sampler(device).start()  # the batch's, for each cell
                 try:
-                    outcomes = dict(zip((c.id for c in live), wl.run_batch(live, ctxs)))
+                    if job.kind == "probe":
+                        ctxs[0].batch = live
+                        answer = wl.probe(live[0], ctxs[0])
+                    else:
+                        outcomes = dict(zip((c.id for c in live), wl.run_batch(live, ctxs)))
                 finally:
                     usage = sampler.stop()
             except KeyboardInterrupt:
@@ -71,10 +78,12 @@ def run_batch(job, wl, cache, device, output_to, write):
         log = logs[cell.id]
         reply = {"id": cell.id, "status": "ok", "error": None, "runtime_s": runtime}
         outcome = {"metrics": {}, "extra": {}}
-        out = outcomes.get(cell.id)
+        out = answer if job.kind == "probe" else outcomes.get(cell.id)
         if error is not None or out is None:
             reply.update(status="failed", error=error or "the batch returned no result")
             print(f"the batch failed: {reply['error']}", file=log, flush=True)
+        elif job.kind == "probe":
+            reply["probe"] = answer
         elif isinstance(out, Diverged):
             reply.update(status="diverged", error=str(out))
             outcome = {"metrics": out.metrics, "extra": {"losses": out.losses}}
@@ -97,6 +106,7 @@ def run_batch(job, wl, cache, device, output_to, write):
         if cell.id in trackers:
             trackers[cell.id].finish(reply["status"], outcome["metrics"])
         log.close()
-        write(job, cell, cell_dir(job.root, cell.id), reply, outcome)
+        if job.kind == "run":
+            write(job, cell, cell_dir(job.root, cell.id), reply, outcome)
         replies[cell.id] = reply
     return [replies[c.id] for c in job.cells]

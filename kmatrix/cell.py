@@ -63,6 +63,8 @@ class RunContext:
              (tokenizer, token memmaps, compiled kernels) so the next cell reuses it
     profile: "paper_repro" or "maxout_speed"
     tracker: a kmatrix.tracking.Tracker; tracker.log(dict, step=...) is always safe
+    batch:   for probe() in a batch job (`make estimate` under EXEC_BATCH): the job's
+             cells, which the probe times trained together; None otherwise
     """
 
     device: str
@@ -72,6 +74,7 @@ class RunContext:
     tracker: object = None
     dry_run: bool = False
     root: Path = None
+    batch: list = None
 
     def log(self, *args):
         """One line into the cell's log (stdout is redirected to log.txt)."""

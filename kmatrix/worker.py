@@ -66,9 +66,9 @@ def run_job(job, cache, workloads):
     job.kind "run" writes each cell's result.json; "dry_run" calls the workload's
     dry_run; "probe" (`make estimate`) goes through a run's every step (manifest,
     tracking) but calls the workload's probe, whose answer is the reply's "probe". A run
-    of several cells whose workload has run_batch trains them together
-    (kmatrix/batch_run.py)."""
-    if job.kind == "run" and len(job.cells) > 1:
+    of several cells whose workload has run_batch trains them together, and a probe of
+    them times them together (kmatrix/batch_run.py)."""
+    if job.kind in ("run", "probe") and len(job.cells) > 1:
         wl = _workload(job.cells[0].workload, workloads)
         if hasattr(wl, "run_batch"):
             from kmatrix.batch_run import run_batch

@@ -137,16 +137,24 @@ def label(result):
 
 def probe(cell, ctx):
     """`make estimate`: "seconds" per cell as this cell's own run-time estimate, plus, on a
-    worker's first probe only, "prepare" seconds of one-time preparation (a download)."""
+    worker's first probe only, "prepare" seconds of one-time preparation (a download). A
+    batch (ctx.batch) takes as long as its slowest cell, as if its cells trained in one
+    step; its ids go to counter_dir/probes, one line a probe."""
     prepare = 0.0
     if "prepared" not in ctx.cache:  # counted, not slept: a test asserts no time
         prepare = cell.params.get("prepare", 0.0)
         ctx.cache["prepared"] = True
+    cells = ctx.batch or [cell]
+    if cell.params.get("counter_dir"):
+        Path(cell.params["counter_dir"]).mkdir(parents=True, exist_ok=True)
+        with open(Path(cell.params["counter_dir"]) / "probes", "a") as f:
+            f.write(" ".join(c.id for c in cells) + "\n")
     return {
         "unit": "steps",
         "per_cell": cell.params["steps"],
-        "seconds_per_cell": cell.params["seconds"] + prepare,
+        "seconds_per_cell": max(c.params["seconds"] for c in cells) + prepare,
         "probe_seconds": 0.0,
+        "cells": len(cells),
     }
 
 
