@@ -22,6 +22,35 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 NOT_SET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 
+# Symbols a Kconfig change renamed or removed: old name -> (new name or None, what to
+# write instead). The one table of renames: an old defconfig or .config that sets one is
+# refused with its fix, and `make setconfig` names the new symbol. (Renaming a symbol
+# changes the configuration's hash: results made before it need FORCE=1.)
+RENAMED = {
+    "FRACTAL_ENGINE_LLM": (
+        "WORKLOAD_LLMMAP",
+        "the LLM maps are a workload of their own: set CONFIG_WORKLOAD_LLMMAP=y instead of "
+        "CONFIG_WORKLOAD_FRACTAL=y",
+    ),
+    "FRACTAL_ENGINE_MLP": (
+        None,
+        "the paper's engine is the whole fractal workload: CONFIG_WORKLOAD_FRACTAL=y alone",
+    ),
+    "TRAINABLE_WINDOW": ("LLMMAP_TRAINABLE_WINDOW", None),
+    "TRAINABLE_THRESHOLD": ("LLMMAP_TRAINABLE_THRESHOLD", None),
+    "FRACTAL_LLM_PARENT": ("LLMMAP_ZOOMS_INTO", None),
+}
+
+
+def renamed(name):
+    """(what became of a symbol Kconfig no longer knows, what to write instead), or None."""
+    if name not in RENAMED:
+        return None
+    new, fix = RENAMED[name]
+    if new is None:
+        return "removed", fix
+    return f"renamed CONFIG_{new}", fix or f"set CONFIG_{new} to the same value"
+
 
 def load_kconfig(root=ROOT):
     """Parse the Kconfig tree (quietly: we report problems ourselves), from any working
@@ -43,6 +72,11 @@ def load_kconfig(root=ROOT):
 
 def _close_names(kconf, name):
     return difflib.get_close_matches(name, list(kconf.syms), n=1, cutoff=0.75)
+
+
+def unknown_symbol(kconf, name):
+    hint = _close_names(kconf, name)
+    return f"unknown symbol CONFIG_{name}" + (f" (did you mean CONFIG_{hint[0]}?)" if hint else "")
 
 
 def _clip(value, limit=40):
@@ -186,11 +220,16 @@ def lint_defconfig(path, kconf=None, warnings=None):
             continue
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
-            hint = _close_names(kconf, name)
-            fix = f" (did you mean CONFIG_{hint[0]}?)" if hint else ""
-            (problems if warnings is None else warnings).append(
-                f"{where}: unknown symbol CONFIG_{name}{fix}"
-            )
+            # A renamed symbol that an old .config sets is an error too: dropping it
+            # would silently run another configuration.
+            gone = renamed(name)
+            text = f"CONFIG_{name} was {gone[0]} ({gone[1]})" if gone else None
+            if gone and (warnings is None or value != "n"):
+                problems.append(f"{where}: {text}")
+            else:
+                (problems if warnings is None else warnings).append(
+                    f"{where}: {text or unknown_symbol(kconf, name)}"
+                )
             continue
         if name in wanted:
             problems.append(
@@ -339,6 +378,8 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
     for name, value in pairs:
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
+            if renamed(name):
+                raise ConfigError(name, "was " + renamed(name)[0], renamed(name)[1])
             hint = _close_names(kconf, name)
             raise ConfigError(name, "unknown symbol", f"did you mean {hint[0]}?" if hint else None)
         if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):

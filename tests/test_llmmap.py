@@ -6,18 +6,14 @@ import math
 import numpy as np
 import pytest
 
-from fractal import llm
+from llmmap import maps
 from kmatrix import driver, kconfig, results
 from kmatrix.cell import Cell
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
 from kmatrix.summary import summarize
-
-TEXT = "\n".join(
-    f"Line {i}: the quick brown fox jumps over the lazy dog, said speaker {i % 7}."
-    for i in range(400)
-)
+from tests.conftest import TEXT
 
 
 @pytest.fixture
@@ -37,7 +33,7 @@ def grid_cfg(tmp_path):
         exec_results_root=str(tmp_path / "results"),
         exec_gpus=["none"],
         track_wandb="disabled",
-        trainable_window=3,
+        llmmap_trainable_window=3,
     )
 
 
@@ -111,7 +107,7 @@ def _fake_grid(cfg, xs, ys, trainable):
                 "x": x,
                 "y": y,
             }
-            cell = Cell(f"c{i}{j}", len(cells), "fractal.llm", point, 0, {})
+            cell = Cell(f"c{i}{j}", len(cells), "llmmap.workload", point, 0, {})
             t = trainable(x, y)
             res[cell.id] = {
                 "status": "ok",
@@ -128,15 +124,15 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
     parent_dir.mkdir(parents=True)
     parent_cfg = grid_cfg.replace(name="parent")
     parent_cfg, cells, res = _fake_grid(parent_cfg, parent_xs, parent_ys, rule)
-    out = llm.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
+    out = maps.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
     assert out["boundary_pixels"] > 0 and 0 < out["trainable_ratio"] < 1
     child_dir = tmp_path / "results" / "child" / "summary"
     child_dir.mkdir(parents=True)
-    child_cfg = grid_cfg.replace(name="child", fractal_llm_parent="parent")
+    child_cfg = grid_cfg.replace(name="child", llmmap_zooms_into="parent")
     child_cfg, cells, res = _fake_grid(
         child_cfg, np.logspace(-1, 0, 6), np.logspace(-1, 0.5, 6), rule
     )
-    out = llm.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
+    out = maps.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
     assert out["parent"] == "parent"
     assert (child_dir / "zoom-muon-fp32-0.png").stat().st_size > 1000
 
@@ -145,7 +141,7 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
 def test_boundary_dimension_suits_the_resolution(n, estimator):
     y, x = np.mgrid[0:n, 0:n] / (n - 1)
     line = (x < 0.3).astype(float)
-    dim, pixels, how = llm.boundary_dimension(line)
+    dim, pixels, how = maps.boundary_dimension(line)
     assert pixels == n - 1 and math.isclose(dim, 1.0, abs_tol=0.05), dim
     assert how["estimator"] == estimator
     assert how["box_sizes"][0] == (1 if estimator == "pow2" else 10)
@@ -168,7 +164,7 @@ def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
         gpt2_max_steps=40, gpt2_warmup_steps=5, gpt2_checkpoint_interval=40, **data
     )
     grid = Config(kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / "g")).replace(
-        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, trainable_window=2, **data
+        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, llmmap_trainable_window=2, **data
     )
     checkpoint = tmp_path / "results" / "fractal-ft-pretrain" / "cells" / "adamw-fp32-s0"
     grid = grid.replace(gpt2_init_from=str(checkpoint))
