@@ -205,44 +205,49 @@ def lint_defconfig(path, kconf=None, warnings=None):
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
     for lineno, raw_line in enumerate(path.read_bytes().splitlines(), 1):
-        where = f"{shown}:{lineno}"
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            problems.append(
-                f"{where}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column "
-                f"{e.start + 1}); save the file as UTF-8"
-            )
-            continue
-        name, value, found = _parse_line(line, defconfig=warnings is None)
-        problems += [f"{where}: {problem}" for problem in found]
-        if name is None:
-            continue
-        sym = kconf.syms.get(name)
-        if sym is None or not sym.nodes:
-            # A renamed symbol that an old .config sets is an error too: dropping it
-            # would silently run another configuration.
-            gone = renamed(name)
-            text = f"CONFIG_{name} was {gone[0]} ({gone[1]})" if gone else None
-            if gone and (warnings is None or value != "n"):
-                problems.append(f"{where}: {text}")
-            else:
-                (problems if warnings is None else warnings).append(
-                    f"{where}: {text or unknown_symbol(kconf, name)}"
-                )
-            continue
-        if name in wanted:
-            problems.append(
-                f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})"
-            )
-            continue
-        if not line.lstrip().startswith("#"):
-            value, error = _parse_value(sym, value)
-            if error:
-                problems.append(f"{where}: {error}")
-                continue
-        wanted[name] = (lineno, value)
+        found, warned, assigned = _lint_line(kconf, raw_line, warnings is None, wanted)
+        problems += [f"{shown}:{lineno}: {problem}" for problem in found]
+        if warnings is not None:
+            warnings += [f"{shown}:{lineno}: {warning}" for warning in warned]
+        if assigned:
+            wanted[assigned[0]] = (lineno, assigned[1])
     return problems or _check_loaded(kconf, path, shown, wanted)
+
+
+def _lint_line(kconf, raw_line, defconfig, wanted):
+    """One line of a defconfig (or, not `defconfig`, of a .config): its problems, its
+    warnings, and the (symbol, Kconfig string value) it assigns, or None."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        byte, column = raw_line[e.start], e.start + 1
+        text = f"not UTF-8 text (byte 0x{byte:02x} at column {column}); save the file as UTF-8"
+        return [text], [], None
+    name, value, problems = _parse_line(line, defconfig)
+    if name is None:
+        return problems, [], None
+    sym = kconf.syms.get(name)
+    if sym is None or not sym.nodes:
+        text, error = _unknown(kconf, name, value, defconfig)
+        return (problems + [text], [], None) if error else (problems, [text], None)
+    if name in wanted:
+        again = f"CONFIG_{name} assigned again (first at line {wanted[name][0]})"
+        return problems + [again], [], None
+    if not line.lstrip().startswith("#"):
+        value, error = _parse_value(sym, value)
+        if error:
+            return problems + [error], [], None
+    return problems, [], (name, value)
+
+
+def _unknown(kconf, name, value, defconfig):
+    """(message, whether it is an error) for a symbol Kconfig does not know: in a
+    defconfig always an error; in a .config a warning (the symbol is dropped), unless a
+    renamed symbol is set: dropping it would silently run another configuration."""
+    gone = renamed(name)
+    if gone is None:
+        return unknown_symbol(kconf, name), defconfig
+    return f"CONFIG_{name} was {gone[0]} ({gone[1]})", defconfig or value != "n"
 
 
 def _check_loaded(kconf, path, shown, wanted):
