@@ -30,6 +30,7 @@ SLOW_MODULES = {
     "test_fractal_engine",
     "test_fractal_workload",
     "test_gpt2_train",
+    "test_gpt2_batched",
     "test_hardening",
     "test_sd_jax",
 }
@@ -47,6 +48,7 @@ SLOW_TESTS = {
     "test_kill_9_of_the_driver_loses_nothing",
     "test_grad_checkpoint_same_gradients",
     "test_check_runs_the_paper_engine",
+    "test_char_map_plans_and_trains_with_the_data_vocabulary",
 }
 
 
