@@ -43,13 +43,15 @@ RENAMED = {
 
 
 def renamed(name):
-    """(what became of a symbol Kconfig no longer knows, what to write instead), or None."""
+    """What became of a symbol Kconfig no longer knows and what to write instead, as
+    'CONFIG_X was renamed CONFIG_Y (fix)', or None."""
     if name not in RENAMED:
         return None
     new, fix = RENAMED[name]
     if new is None:
-        return "removed", fix
-    return f"renamed CONFIG_{new}", fix or f"set CONFIG_{new} to the same value"
+        return f"CONFIG_{name} was removed ({fix})"
+    fix = fix or f"set CONFIG_{new} to the same value"
+    return f"CONFIG_{name} was renamed CONFIG_{new} ({fix})"
 
 
 def load_kconfig(root=ROOT):
@@ -247,7 +249,7 @@ def _unknown(kconf, name, value, defconfig):
     gone = renamed(name)
     if gone is None:
         return unknown_symbol(kconf, name), defconfig
-    return f"CONFIG_{name} was {gone[0]} ({gone[1]})", defconfig or value != "n"
+    return gone, defconfig or value != "n"
 
 
 def _check_loaded(kconf, path, shown, wanted):
@@ -331,9 +333,11 @@ def edit_dotconfig(edit, root=ROOT, dotconfig=None):
     """Run `edit()` (the menu) on .config, then regenerate config.py. A value the menu
     took but the typed check refuses (a float symbol is a string to the menu, so 'abc'
     passes it) leaves nothing behind: .config goes back to what it was, the edited file
-    is kept as .config.rejected, and the one error says so."""
+    is kept as .config.rejected, and the one error says so. A .config that sets a renamed
+    symbol is refused before the menu starts: the menu would drop it without a word."""
     dotconfig = Path(dotconfig or Path(root) / ".config")
     before = dotconfig.read_bytes()
+    _refuse_renamed(dotconfig, before)
     edit()
     try:
         return genconfig(root, dotconfig)
@@ -351,6 +355,20 @@ def edit_dotconfig(edit, root=ROOT, dotconfig=None):
             + f"\n{dotconfig.name} is unchanged (the menu's edits are in {rejected.name}): run "
             "`make menuconfig` again and correct the value",
         ) from None
+
+
+def _refuse_renamed(dotconfig, text):
+    gone = []
+    for lineno, line in enumerate(text.decode("utf-8", "replace").splitlines(), 1):
+        m = ASSIGNMENT.match(line)
+        if m and m.group(2) != "n" and renamed(m.group(1)):
+            gone.append(f"{dotconfig.name}:{lineno}: {renamed(m.group(1))}")
+    if gone:
+        raise ConfigError(
+            str(dotconfig),
+            "was written before symbols it sets were renamed:\n  " + "\n  ".join(gone),
+            "edit those lines, or start again from `make defconfig-<name>`",
+        )
 
 
 def genconfig(root=ROOT, dotconfig=None):
@@ -384,7 +402,7 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
             if renamed(name):
-                raise ConfigError(name, "was " + renamed(name)[0], renamed(name)[1])
+                raise ConfigError(name, renamed(name))
             hint = _close_names(kconf, name)
             raise ConfigError(name, "unknown symbol", f"did you mean {hint[0]}?" if hint else None)
         if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):

@@ -159,8 +159,20 @@ def test_a_renamed_symbol_is_refused_with_its_new_name(tmp_path, dotconfig, defc
     ]
     # in a .config, a removed symbol that is not set asks for nothing: a warning, dropped
     assert warnings == (None if defconfig else [removed])
-    with pytest.raises(ConfigError, match=r"^TRAINABLE_WINDOW: was renamed CONFIG_LLMMAP_TRAIN"):
+    with pytest.raises(ConfigError, match=r"^TRAINABLE_WINDOW: CONFIG_TRAINABLE_WINDOW was rena"):
         kconfig.setconfig("TRAINABLE_WINDOW=5", dotconfig=dotconfig)
+
+
+def test_the_menu_refuses_an_old_config_before_it_drops_a_renamed_symbol(tmp_path):
+    # kconfiglib's menu would load the old flagship .config without its renamed symbols
+    # and save a paper-engine configuration in its place
+    path = tmp_path / ".config"
+    path.write_text(OLD_LLM_CONFIG)
+    edits = []
+    with pytest.raises(ConfigError, match=r"(?s)\.config:5: CONFIG_FRACTAL_ENGINE_LLM was ren.*"
+                       r"\.config:8: CONFIG_FRACTAL_LLM_PARENT was renamed CONFIG_LLMMAP_ZO"):  # fmt: skip
+        kconfig.edit_dotconfig(lambda: edits.append(1), dotconfig=path)
+    assert edits == [] and path.read_text() == OLD_LLM_CONFIG
 
 
 def test_every_renamed_symbol_is_gone_and_its_new_name_exists():
