@@ -66,7 +66,9 @@ DEFCONFIG_TARGETS := $(addprefix defconfig-,$(DEFCONFIGS))
 	@echo "  CONF    no .config yet: loading defconfigs/default"
 	$(Q)$(PYTHON) scripts/config.py defconfig default
 
-config.json: .config $(KCONFIGS) | $(SETUP)
+# A variant set's directory (a fragment added or removed) and its fragments (one edited).
+VARIANT_FILES := $(wildcard variants/* variants/*/*.config)
+config.json: .config $(KCONFIGS) $(VARIANT_FILES) | $(SETUP)
 	$(Q)$(PYTHON) scripts/config.py genconfig
 
 config.py: config.json

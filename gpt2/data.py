@@ -193,6 +193,10 @@ class TokenData:
                 )
             self.data[split] = np.memmap(path, dtype=np.uint16, mode="r")
 
+    def __reduce__(self):
+        """Pickled (to a DDP process) as its folder, whose files the process maps again."""
+        return TokenData, (self.dir,)
+
     def num_tokens(self, split: str) -> int:
         return len(self._split(split))
 

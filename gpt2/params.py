@@ -95,6 +95,15 @@ def validate(cfg):
             f"({cfg.gpt2_batch_size} x {sz['block_size']} = {micro})",
             f"use a multiple of {micro}, or 0",
         )
+    ddp = cfg.get("gpt2_ddp_gpus") or 1
+    if (total // micro if total else 1) % ddp:
+        raise ConfigError(
+            "GPT2_DDP_GPUS",
+            f"{ddp} processes cannot share the {total // micro if total else 1} "
+            f"micro-batch(es) of a step evenly",
+            f"set GPT2_TOTAL_BATCH_TOKENS to a multiple of {ddp} x {micro} tokens, or lower "
+            "GPT2_DDP_GPUS",
+        )
     if not (cfg.gpt2_max_steps or cfg.gpt2_max_tokens or cfg.gpt2_max_seconds):
         raise ConfigError(
             "GPT2_MAX_STEPS",
@@ -188,6 +197,8 @@ def cell_params(cfg, point):
         "checkpoint_interval": cfg.gpt2_checkpoint_interval,
         "compile": bool(cfg.gpt2_compile),
         "grad_checkpoint": bool(cfg.gpt2_grad_checkpoint),
+        "oom_min_batch": cfg.get("gpt2_oom_min_batch", 1),
+        "ddp_gpus": cfg.get("gpt2_ddp_gpus") or 1,
         "check_numerics": bool(cfg.get("gpt2_check_numerics")),
         "detect_anomaly": bool(cfg.get("gpt2_detect_anomaly")),
         "data": _data_source(cfg),
@@ -232,6 +243,8 @@ def unbatchable(p):
         return f"optimizer {p.get('optimizer')!r} has no batched step"
     if p.get("precision") not in ("fp32", "bf16"):
         return f"precision {p.get('precision')} (fp16's loss scale is per model)"
+    if (p.get("ddp_gpus") or 1) > 1:
+        return f"it trains over {p['ddp_gpus']} GPUs (DDP)"
     for knob in ("checkpoint_interval", "check_numerics", "detect_anomaly"):
         if p.get(knob):
             return f"{knob} is set"
@@ -288,6 +301,14 @@ def preflight(cfg, cells, gpus):
     """Before any cell runs (kmatrix.preflight): the precisions on these GPUs (or the CPU),
     the sizes of every cell (sweeps and presets resolved) and every distinct data source,
     offline included."""
+    ddp = max((c.params.get("ddp_gpus") or 1 for c in cells), default=1)
+    if gpus and ddp > len(gpus):
+        raise ConfigError(
+            "GPT2_DDP_GPUS",
+            f"each cell trains over {ddp} GPUs, and this machine has {len(gpus)} "
+            f"(EXEC_GPUS: {' '.join(map(str, gpus))})",
+            f"set GPT2_DDP_GPUS to at most {len(gpus)}, or run on a machine with {ddp} GPUs",
+        )
     check_precisions({c.params["precision"] for c in cells if "precision" in c.params}, gpus)
     for source in sorted({c.params.get("init_from") or "" for c in cells} - {""}):
         init_checkpoint(source)

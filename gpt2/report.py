@@ -4,6 +4,7 @@ finished results (missing and diverged cells included)."""
 import math
 from pathlib import Path
 
+from kmatrix import gpu_usage
 from kmatrix.files import as_float, write_atomic
 
 
@@ -19,7 +20,8 @@ def _ema(values, alpha=0.1):
 
 def summarize(summary_dir, cells, results, cfg):
     """Three figures and a table from the finished cells: loss curves, the final validation
-    loss per optimizer / precision, a throughput table; their numbers for summary.json."""
+    loss per optimizer / precision (and variant), a throughput table, and the GPU usage
+    per cell where it was sampled; their numbers for summary.json."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,22 +30,29 @@ def summarize(summary_dir, cells, results, cfg):
     summary_dir = Path(summary_dir)
     summary_dir.mkdir(parents=True, exist_ok=True)
     profile = cfg.get("profile", "?")
-    optimizers = sorted({c.point["optimizer"] for c in cells})
-    colors = {o: plt.cm.tab10(i) for i, o in enumerate(optimizers)}
+    # an ablation's variants get the colours (each name leads its labels); else optimizers
+    colors = {o: plt.cm.tab10(i % 10) for i, o in enumerate(sorted({_hue(c.point) for c in cells}))}
     done = [(c, results[c.id]) for c in cells if results.get(c.id)]
     rows = [_row(c, r) for c, r in done]
 
-    title = f"{cfg.get('name', 'gpt2')}: training loss by optimizer / precision [{profile}]"
+    varied = any("variant" in c.point for c in cells)
+    by = "variant / optimizer / precision" if varied else "optimizer / precision"
+    title = f"{cfg.get('name', 'gpt2')}: training loss by {by} [{profile}]"
     _loss_curves(plt, summary_dir / "loss_curves.png", done, colors, title)
     means = _final_val_loss(plt, summary_dir / "final_val_loss.png", rows, colors, profile)
     _throughput_table(summary_dir / "throughput.md", rows, profile)
+    figures = ["loss_curves.png", "final_val_loss.png"]
+    usages = {c.id: (results.get(c.id) or {}).get("gpu_usage") for c in cells}
+    title = f"{cfg.get('name', 'gpt2')}: GPU usage per cell [{profile}]"
+    if gpu_usage.plot(summary_dir / "gpu_usage.png", usages, title):
+        figures.append("gpu_usage.png")
     best = min(
         (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
         key=lambda r: r["final_val_loss"],
         default=None,
     )
     return {
-        "figures": ["loss_curves.png", "final_val_loss.png"],
+        "figures": figures,
         "tables": ["throughput.md"],
         "final_val_loss": {n.replace("\n", "-"): m for n, m in means.items()},
         "throughput": rows,
@@ -53,11 +62,16 @@ def summarize(summary_dir, cells, results, cfg):
     }
 
 
+def _hue(point):
+    return point.get("variant") or point["optimizer"]
+
+
 def _row(cell, result):
     """One cell's line of the throughput table (and of summary.json's "throughput")."""
     pt, m = cell.point, result.get("metrics") or {}
     return {
         "cell": cell.id,
+        **({"variant": pt["variant"]} if "variant" in pt else {}),
         "optimizer": pt["optimizer"],
         "precision": pt["precision"],
         "seed": pt["seed"],
@@ -66,6 +80,7 @@ def _row(cell, result):
         "tokens_per_s": m.get("tokens_per_s"),
         "mfu": m.get("mfu"),
         "peak_mem_mb": m.get("peak_mem_mb"),
+        **_gpu_columns(result.get("gpu_usage")),
     }
 
 
@@ -76,19 +91,21 @@ def _save(plt, fig, path):
 
 
 def _loss_curves(plt, path, done, colors, title):
-    """The training loss (EMA) of every finished cell: colour = optimizer, line style =
-    precision; a cell that did not finish ok says its status in the legend."""
+    """The training loss (EMA) of every finished cell: colour = variant or optimizer, line
+    style = precision; a cell that did not finish ok says its status in the legend."""
     styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for c, r in done:
         pt = c.point
         label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
+        if "variant" in pt:
+            label = f"{pt['variant']} {label}"
         if r.get("status") != "ok":
             label += f" ({r.get('status')})"
         if r.get("losses"):
             ax.plot(
                 _ema(r["losses"]),
-                color=colors[pt["optimizer"]],
+                color=colors[_hue(pt)],
                 ls=styles.get(pt["precision"], "-"),
                 lw=1.2,
                 label=label,
@@ -103,12 +120,15 @@ def _loss_curves(plt, path, done, colors, title):
 
 
 def _final_val_loss(plt, path, rows, colors, profile):
-    """Final validation loss per optimizer / precision: one dot per seed and the mean (a
-    dot plot: loss differences are small next to the loss, and bars would hide them).
-    Returns {"<optimizer>\n<precision>": mean} of the groups with a finite loss."""
+    """Final validation loss per (variant,) optimizer and precision: one dot per seed and
+    the mean (a dot plot: loss differences are small next to the loss, and bars would hide
+    them). Returns {"[<variant>\n]<optimizer>\n<precision>": mean} of the groups with a
+    finite loss."""
     groups, diverged = {}, {}
     for r in rows:
         name = f"{r['optimizer']}\n{r['precision']}"
+        if "variant" in r:
+            name = f"{r['variant']}\n{name}"
         v = as_float(r["final_val_loss"])
         if r["status"] == "ok" and math.isfinite(v):
             groups.setdefault(name, []).append(v)
@@ -143,20 +163,28 @@ def _final_val_loss(plt, path, rows, colors, profile):
 
 
 def _throughput_table(path, rows, profile):
-    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    fmt = lambda v, f, unit="": "-" if v is None else format(v, f) + unit  # noqa: E731
     lines = [
         f"# Throughput [{profile}]",
         "",
-        "| cell | status | final val loss | tokens/s | MFU | peak mem (MiB) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| cell | status | final val loss | tokens/s | MFU | peak mem (MiB) | GPU util | GPU power |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['cell']} | {r['status']} | {fmt(r['final_val_loss'], '.4f')} | "
-            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} |"
+            f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['mfu'], '.1%')} | {fmt(r['peak_mem_mb'], '.0f')} | "
+            f"{fmt(r['gpu_util_pct'], '.0f', '%')} | {fmt(r['gpu_power_w'], '.0f', ' W')} |"
         )
     text = "\n".join(lines) + "\n"
     write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def _gpu_columns(usage):
+    """Mean utilisation and power of a cell's gpu_usage (kmatrix/gpu_usage.py), or None."""
+    usage = usage if isinstance(usage, dict) else {}
+    number = lambda key: v if _finite(v := usage.get(key)) else None  # noqa: E731
+    return {"gpu_util_pct": number("mean_utilization_pct"), "gpu_power_w": number("mean_power_w")}
 
 
 def _finite(v):

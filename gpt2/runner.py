@@ -8,12 +8,14 @@ worker from an earlier cell starts from exactly the weights a fresh one would.
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from kmatrix.errors import ConfigError, Diverged
+from kmatrix.seeding import seed_everything
 
 from .model import GPT
 from .presets import config_from_preset
@@ -134,15 +136,113 @@ def _val_batches(td, p, device):
 
 
 def run(cell, ctx):
+    """Train the cell; out of GPU memory, train it again from the start with half the
+    micro-batch and twice the gradient accumulation (the same tokens per optimizer step,
+    so the same steps, tokens and learning-rate schedule), down to GPT2_OOM_MIN_BATCH
+    sequences. The result's "ran_with" says what ran; a cell that fits nowhere fails
+    with a message saying so."""
+    p = cell.params
+    B, A, retries = p["batch_size"], p["grad_accum"], 0
+    floor = p.get("oom_min_batch", 0)
+    while True:
+        try:
+            if (p.get("ddp_gpus") or 1) > 1:
+                from . import ddp
+
+                result = ddp.run(cell, ctx, B, A)  # rank 0's; the ranks had no tracker
+                for row in result["history"] if ctx.tracker is not None else []:
+                    ctx.tracker.log(row, step=row["step"])
+            else:
+                result = _run_once(cell, ctx, B, A)
+            break
+        except Diverged as e:  # a result too: it says what it ran with
+            e.ran_with = {"batch_size": B, "grad_accum": A, "oom_retries": retries}
+            raise
+        except torch.OutOfMemoryError as e:
+            error = str(e).splitlines()[0] if str(e) else "out of memory"
+        # Out of the except block: the traceback's frames, and the tensors they held, are
+        # gone; empty_cache returns their blocks so the smaller run starts unfragmented.
+        if ctx.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        if not floor:
+            why = "GPT2_OOM_MIN_BATCH=0 turns the fallback off"
+        elif B % 2:
+            why = f"{B} sequences cannot be halved exactly"
+        elif B // 2 < floor:
+            why = f"halving {B} would go below GPT2_OOM_MIN_BATCH={floor}"
+        else:
+            why = None
+        if why:
+            raise OutOfMemory(
+                f"cell {cell.id} does not fit in GPU memory at a micro-batch of {B} sequences "
+                f"(grad_accum {A}, after {retries} halving(s); {why}): lower GPT2_BATCH_SIZE "
+                f"or the model size, or use a GPU with more memory ({error})"
+            ) from None
+        ctx.log(
+            f"out of memory at micro-batch {B} x grad_accum {A} ({error}); "
+            f"again from the start at {B // 2} x {A * 2}"
+        )
+        B, A, retries = B // 2, A * 2, retries + 1
+        seed_everything(cell.run_seed)  # as the worker seeded the first try
+    result["ran_with"] = {"batch_size": B, "grad_accum": A, "oom_retries": retries}
+    return result
+
+
+class OutOfMemory(RuntimeError):
+    """A cell that does not fit in GPU memory even at its smallest allowed micro-batch."""
+
+
+def _fake_oom(p, B):
+    """Fault injection for tests and demonstrations: GPT2_FAKE_OOM_ABOVE=N makes every
+    micro-batch of more than N sequences raise torch.OutOfMemoryError, as a GPU too
+    small for it would; N:K only after K micro-batches (the failing run trains a little
+    first). Returns a callable run before each micro-batch, or None."""
+    spec = os.environ.get("GPT2_FAKE_OOM_ABOVE")
+    if not spec:
+        return None
+    limit, _, after = spec.partition(":")
+    seen = [0]
+
+    def check():
+        seen[0] += 1
+        if B > int(limit) and seen[0] > int(after or 0):
+            raise torch.OutOfMemoryError(
+                f"GPT2_FAKE_OOM_ABOVE={spec}: a micro-batch of {B} sequences does not fit"
+            )
+
+    return check
+
+
+def _run_once(cell, ctx, B, A, replica=None):
+    """One training run of the cell at micro-batch B and gradient accumulation A; in a
+    DDP process (gpt2/ddp.py) replica is (rank, ranks) and this rank trains A / ranks of
+    each step's micro-batches."""
     started = time.perf_counter()
     p, device = cell.params, ctx.device
     knobs = runtime_knobs(device)  # the worker has seeded the cell and applied the profile
     td = _token_data(p, ctx)
     model, runner, optimizers = _build(p, device, cell.run_seed, ctx.cache, _vocab(p, td))
+    rank, ranks = replica or (0, 1)
+    if replica:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from .ddp import Replica
+
+        cuda = device.startswith("cuda")
+        module = DistributedDataParallel(model, device_ids=[rank] if cuda else None)
+        runner = torch.compile(module) if p["compile"] else module
+        replica = Replica(module, rank, ranks)
+        knobs.update(ddp_ranks=ranks, ddp_backend=torch.distributed.get_backend())
     # same run_seed -> same init and data order for every optimizer/precision of a seed
     gen = torch.Generator().manual_seed(cell.run_seed)
-    B, T = p["batch_size"], p["block_size"]
-    val = _val_batches(td, p, device)
+    T = p["block_size"]
+    # The configured batch size's validation batches (the experiment's val set), in
+    # chunks of the micro-batch that fits: the same mean, to rounding.
+    val = [
+        (x[i : i + B], y[i : i + B])
+        for x, y in _val_batches(td, p, device)
+        for i in range(0, len(x), B)
+    ]
     knobs.update(
         precision=p["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p["precision"]],
@@ -160,12 +260,23 @@ def run(cell, ctx):
         f"gpt2 {cell.id}: {knobs['n_params'] / 1e6:.2f}M params, knobs {json.dumps(knobs, default=str)}"
     )
     setup_seconds = time.perf_counter() - started  # model (re)build, data, val batches
+    fake_oom = _fake_oom(p, B)
+
+    def batch():
+        if fake_oom:
+            fake_oom()
+        if ranks == 1:
+            return td.get_batch("train", B, T, gen, device)
+        # every rank draws the single process's micro-batches in its order, keeps its own
+        draws = [td.get_batch("train", B, T, gen) for _ in range(ranks)]
+        return tuple(t.to(device) for t in draws[rank])
+
     try:
         result = train(
             runner,
             optimizers,
-            lambda: td.get_batch("train", B, T, gen, device),
-            _settings(p),
+            batch,
+            _settings(p, batch_size=B, grad_accum=A // ranks),
             device=device,
             val_batches=val,
             raw_model=model,
@@ -173,6 +284,7 @@ def run(cell, ctx):
             data_generator=gen,
             log=ctx.log,
             tracker=ctx.tracker,
+            replica=replica,
         )
     except Diverged as e:
         e.metrics["setup_seconds"] = setup_seconds
@@ -364,12 +476,15 @@ def run_batch(cells, ctxs):
         val_batches=val,
         logs=[ctx.log for ctx in ctxs],
     )
+    ran_with = {"batch_size": B, "grad_accum": p0["grad_accum"], "oom_retries": 0}
     for out, ctx in zip(outcomes, ctxs):
         if isinstance(out, Diverged):
             out.metrics["setup_seconds"] = setup_seconds
+            out.ran_with = ran_with
             continue
         out["knobs"] = knobs
         out["metrics"]["setup_seconds"] = setup_seconds
+        out["ran_with"] = ran_with
         if ctx.tracker is not None:  # each cell's curve in its own W&B run, as run() logs it
             for row in out["history"]:
                 ctx.tracker.log(row, step=row["step"])

@@ -171,6 +171,7 @@ def train(
     data_generator=None,
     log=print,
     tracker=None,
+    replica=None,
 ):
     """Train until a budget runs out; returns a result dict (see gpt2/workload.py).
 
@@ -181,6 +182,9 @@ def train(
     ckpt_path:    checkpoint file; resumed from when it exists and its settings match
     data_generator: torch.Generator behind get_batch, checkpointed so a resume draws the
                   same batches an uninterrupted run would
+    replica:      a gpt2.ddp.Replica when `model` trains in a DDP process: gradients are
+                  averaged over ranks once per step (no_sync before the last micro-batch),
+                  the loss is the ranks' mean, and only rank 0 writes checkpoints
     Raises kmatrix.errors.Diverged on a non-finite loss, with the losses so far; with
     s.check_numerics also on a non-finite gradient (see check_numerics), after logging a
     table of the offending parameters. s.detect_anomaly runs forward and backward in torch's
@@ -197,6 +201,7 @@ def train(
     if s.check_numerics:
         names = {id(p): n for n, p in raw_model.named_parameters()}
         named_params = [(names.get(id(p), f"param{i}"), p) for i, p in enumerate(params)]
+    step_tokens = s.tokens_per_step * (replica.world if replica else 1)  # every rank's
     step, tokens, elapsed = 0, 0, 0.0
     losses, val_losses, history = [], [], []
 
@@ -218,6 +223,8 @@ def train(
             log(f"ignoring checkpoint {ckpt_path}: written with other settings")
 
     def checkpoint():
+        if replica is not None and replica.rank:
+            return  # the ranks hold the same state: rank 0 writes it
         save_checkpoint(
             ckpt_path,
             {
@@ -266,15 +273,20 @@ def train(
         progress = budget_progress(step, tokens, elapsed, s) or 0.0
         lrs = set_lr(optimizers, lr_multiplier(step, s, progress))
         loss_sum = torch.zeros((), device=device)
-        for _ in range(s.grad_accum):
+        for i in range(s.grad_accum):
             x, y = get_batch()
-            # GPT2_DETECT_ANOMALY: forward and backward in anomaly mode (restored on exit)
-            with torch.autograd.set_detect_anomaly(True) if s.detect_anomaly else no_anomaly:
-                with autocast_context(s.precision, device):
-                    _, loss = model(x, y)
-                loss = loss / s.grad_accum
-                loss_sum += loss.detach()
-                scaler.scale(loss).backward()
+            # DDP: average the gradients once per step, in the last micro-batch's backward
+            quiet = replica and i < s.grad_accum - 1
+            with replica.module.no_sync() if quiet else contextlib.nullcontext():
+                # GPT2_DETECT_ANOMALY: forward and backward in anomaly mode (restored on exit)
+                with torch.autograd.set_detect_anomaly(True) if s.detect_anomaly else no_anomaly:
+                    with autocast_context(s.precision, device):
+                        _, loss = model(x, y)
+                    loss = loss / s.grad_accum
+                    loss_sum += loss.detach()
+                    scaler.scale(loss).backward()
+        if replica is not None:
+            loss_sum = replica.mean(loss_sum)
         if pending is not None:
             record_loss(pending.item(), step - 1)
         if s.grad_clip or s.check_numerics:
@@ -295,7 +307,7 @@ def train(
             opt.zero_grad(set_to_none=True)
         pending = loss_sum
         step += 1
-        tokens += s.tokens_per_step
+        tokens += step_tokens
         elapsed += time.perf_counter() - t0
         if s.max_steps:  # the driver's heartbeat shows the budget spent
             report_progress(step, s.max_steps, "steps")
@@ -313,7 +325,7 @@ def train(
         if evaluating and not last:  # the last evaluation happens after the loop
             record_val(step)
         if printing:
-            tps = s.tokens_per_step / dt
+            tps = step_tokens / dt
             row = {
                 "step": step,
                 "loss": losses[-1],

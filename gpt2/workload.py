@@ -30,6 +30,11 @@ def dry_run(cell, ctx):
     return runner.dry_run(cell, ctx)
 
 
+def gpus_per_cell(cfg):
+    """GPUs one cell trains on (GPT2_DDP_GPUS): each worker slot gets that many."""
+    return cfg.get("gpt2_ddp_gpus") or 1
+
+
 def batch_key(cell):
     """Cells with the same key may train together in one batch (run_batch); None: this
     cell trains alone. Planning calls it: no torch here."""

@@ -23,7 +23,7 @@ def run_batch(job, wl, cache, device, output_to, write):
     """Run job.cells (kind "run") as one batch; returns one reply per cell, in order.
     output_to(fd) points fds 1 and 2 at an open log for a block; write(job, cell,
     out_dir, reply, outcome) writes a cell's result.json (both kmatrix.worker's)."""
-    from kmatrix import manifest, seeding, tracking
+    from kmatrix import gpu_usage, manifest, seeding, tracking
 
     start = time.time()
     replies, logs, live = {}, {}, []
@@ -38,7 +38,7 @@ def run_batch(job, wl, cache, device, output_to, write):
             replies[cell.id]["errno"] = e.errno
             continue
         live.append(cell)
-    outcomes, ctxs, trackers, error = {}, [], {}, None
+    outcomes, ctxs, trackers, error, usage = {}, [], {}, None, None
     if live:
         with output_to(os.dup(logs[live[0].id].fileno())):
             try:
@@ -56,7 +56,11 @@ def run_batch(job, wl, cache, device, output_to, write):
                         manifest.write(out_dir, cell, job, knobs, device)
                     ctx.tracker = trackers[cell.id] = tracking.Tracker.for_cell(job.tracking, cell)
                     ctxs.append(ctx)
-                outcomes = dict(zip((c.id for c in live), wl.run_batch(live, ctxs)))
+                sampler = gpu_usage.Sampler(device).start()  # the batch's, for each cell
+                try:
+                    outcomes = dict(zip((c.id for c in live), wl.run_batch(live, ctxs)))
+                finally:
+                    usage = sampler.stop()
             except KeyboardInterrupt:
                 raise
             except BaseException as e:  # the batch fails, the worker lives on
@@ -75,6 +79,10 @@ def run_batch(job, wl, cache, device, output_to, write):
             reply.update(status="diverged", error=str(out))
             outcome = {"metrics": out.metrics, "extra": {"losses": out.losses}}
             outcome["extra"]["val_losses"] = out.val_losses
+            if out.ran_with:
+                outcome["extra"]["ran_with"] = out.ran_with
+                if job.manifest:
+                    manifest.add(cell_dir(job.root, cell.id), ran_with=out.ran_with)
             print(f"diverged: {out}", file=log, flush=True)
         else:
             extra = dict(out)
@@ -82,6 +90,10 @@ def run_batch(job, wl, cache, device, output_to, write):
             outcome = {"metrics": extra.pop("metrics", {}), "extra": extra}
             if job.manifest and extra.get("knobs"):
                 manifest.add_knobs(cell_dir(job.root, cell.id), extra["knobs"])
+            if job.manifest and extra.get("ran_with"):
+                manifest.add(cell_dir(job.root, cell.id), ran_with=extra["ran_with"])
+        if usage is not None:
+            outcome["extra"]["gpu_usage"] = usage
         if cell.id in trackers:
             trackers[cell.id].finish(reply["status"], outcome["metrics"])
         log.close()

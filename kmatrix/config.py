@@ -36,6 +36,7 @@ TAG = re.compile(
 LIST_KINDS = ("floats", "ints", "words")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MULTI_SELECT = "(multi-select)"
+VARIANT_VALUES = "variant_values"  # config.json: what each variant's fragment changes
 # Symbols that say where and how cells run, not what they compute (see Kconfig).
 RUNTIME_PREFIXES = ("exec_", "track_")
 OPS = {
@@ -87,7 +88,13 @@ class Config:
 
 def config_hash(values):
     """Hash of everything that decides what the matrix computes (not where it runs)."""
-    relevant = {k: v for k, v in values.items() if not k.startswith(RUNTIME_PREFIXES)}
+    relevant = {
+        k: v
+        for k, v in values.items()
+        # an empty VARIANTS (no variant axis) is left out: hashes made before variants
+        # existed stay valid
+        if not k.startswith(RUNTIME_PREFIXES) and not (k == "variants" and not v)
+    }
     blob = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -323,6 +330,8 @@ def _malformed_config(values):
     if not isinstance(values, dict) or not isinstance(values.get("name"), str):
         return "not a configuration object"
     for key, value in values.items():
+        if key == VARIANT_VALUES:  # checked below, like every other value
+            continue
         items = value if isinstance(value, list) else [value]
         if not all(v is None or isinstance(v, (str, int, float, bool)) for v in items):
             return f"{key.upper()} = {shorten(json.dumps(value))}: is not a value or a flat list"
@@ -348,6 +357,24 @@ def _malformed_config(values):
         problem = _check_value(kconf, key, values[key])
         if problem:
             return f"{key.upper()} = {shorten(json.dumps(values[key]))}: {problem}"
+    return _malformed_variants(kconf, values, expected)
+
+
+def _malformed_variants(kconf, values, expected):
+    """What is wrong with config.json's merged fragments (kmatrix/variants.py), or None:
+    present exactly when VARIANTS names a set, and every value one its symbol can hold."""
+    table = values.get(VARIANT_VALUES)
+    if not values.get("variants"):
+        return None if table is None else f"{VARIANT_VALUES} is set but VARIANTS is empty"
+    if not isinstance(table, dict) or not table:
+        return f"{VARIANT_VALUES} is not an object of variants (VARIANTS is set)"
+    for name, changes in table.items():
+        if not NAME.match(name) or not isinstance(changes, dict):
+            return f"{VARIANT_VALUES}: {shorten(name)} is not a variant name and its values"
+        for key, value in changes.items():
+            problem = "is no setting" if key not in expected else _check_value(kconf, key, value)
+            if problem:
+                return f"{VARIANT_VALUES}[{name}]: {key.upper()} = {shorten(json.dumps(value))}: {problem}"
     return None
 
 

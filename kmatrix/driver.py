@@ -7,7 +7,7 @@ again; failed or missing cells do. Transient failures are retried with backoff.
 import contextlib
 import time
 
-from kmatrix import manifest, refine, results, stages, tracking
+from kmatrix import compare, manifest, refine, results, stages, tracking
 from kmatrix.grid import axis_titles, combination
 from kmatrix.batches import make_batches
 from kmatrix.job import make_job
@@ -208,6 +208,8 @@ def count_text(counts):
 def _summary(cfg, cells, root, out):
     summary = summarize(cfg, cells, root)
     out(f"  SUMMARY {root / 'summary'}  {count_text(summary['counts'])}")
+    for line in compare.warning_lines(summary["apples_to_apples"]):
+        out(line)
 
 
 def summary_only(cfg, out=print, force=False):

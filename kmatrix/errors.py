@@ -24,8 +24,9 @@ class Diverged(Exception):
     losses the exception carries.
     """
 
-    def __init__(self, message, metrics=None, losses=None, val_losses=None):
+    def __init__(self, message, metrics=None, losses=None, val_losses=None, ran_with=None):
         super().__init__(message)
         self.metrics = metrics or {}
         self.losses = list(losses or [])
         self.val_losses = list(val_losses or [])
+        self.ran_with = ran_with  # what the cell ran with, as run()'s "ran_with" says

@@ -49,13 +49,21 @@ def detect_gpus(requested):
 
 def local_slots(cfg, gpus=None, cpu_only=False, max_cells=None):
     """(name, extra environment) per worker slot; CPU workers share the cores' threads,
-    and never outnumber the cells to run (one cell gets every core)."""
+    and never outnumber the cells to run (one cell gets every core). A workload whose
+    cells train on N GPUs each (gpt2's GPT2_DDP_GPUS) gets slots of N GPUs ("gpu0+1")."""
+    from kmatrix.workloads import gpus_per_cell
+
     gpus = [] if cpu_only else (detect_gpus(cfg.get("exec_gpus")) if gpus is None else gpus)
     if gpus:
         jobs = max(1, cfg.get("exec_jobs_per_gpu") or 1)
+        per = gpus_per_cell(cfg)
+        groups = [gpus[k : k + per] for k in range(0, len(gpus) - per + 1, per)]
         return [
-            (f"gpu{g}" + (f".{k}" if jobs > 1 else ""), {"CUDA_VISIBLE_DEVICES": str(g)})
-            for g in gpus
+            (
+                "gpu" + "+".join(map(str, g)) + (f".{k}" if jobs > 1 else ""),
+                {"CUDA_VISIBLE_DEVICES": ",".join(map(str, g))},
+            )
+            for g in groups
             for k in range(jobs)
         ]
     cores = os.cpu_count() or 1

@@ -75,9 +75,11 @@ def combination(point):
 def grid_base(cfg, cell):
     """(axis point without the grid, parameters before the sweep) of a grid cell's
     combination: what grid_cell() needs to make its neighbours."""
+    from kmatrix.variants import config_for
+
     base_point = combination(cell.point)
     wl = load_workload(cell.workload)
-    return base_point, wl.cell_params(cfg, base_point)
+    return base_point, wl.cell_params(config_for(cfg, base_point), base_point)
 
 
 def apply_sweep(cfg, params, axis, value):

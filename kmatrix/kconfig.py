@@ -202,8 +202,18 @@ def lint_defconfig(path, kconf=None, warnings=None):
     With a `warnings` list, unknown symbols (a .config written before a Kconfig change)
     go there instead and are dropped, as kconfiglib drops them; the rest still counts."""
     kconf = kconf or load_kconfig()
+    problems, wanted, shown = read_assignments(path, kconf, warnings)
+    return problems or _check_loaded(kconf, path, shown, wanted)
+
+
+def read_assignments(path, kconf, warnings=None, shown=None):
+    """A defconfig-style file's lines, checked one by one: (problems, {symbol name: (line
+    number, Kconfig string value)}, the file's name as messages show it: `shown`, or the
+    path from the current directory)."""
     path = Path(path)
-    shown = os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+    if shown is None:
+        here = path.resolve().is_relative_to(Path.cwd())
+        shown = os.path.relpath(path) if here else str(path)
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
     for lineno, raw_line in enumerate(path.read_bytes().splitlines(), 1):
@@ -213,7 +223,7 @@ def lint_defconfig(path, kconf=None, warnings=None):
             warnings += [f"{shown}:{lineno}: {warning}" for warning in warned]
         if assigned:
             wanted[assigned[0]] = (lineno, assigned[1])
-    return problems or _check_loaded(kconf, path, shown, wanted)
+    return problems, wanted, shown
 
 
 def _lint_line(kconf, raw_line, defconfig, wanted):
@@ -271,6 +281,36 @@ def _check_loaded(kconf, path, shown, wanted):
     return problems
 
 
+def merge_fragment(kconf, base, path, shown, wanted):
+    """Merge a fragment (`wanted`, from read_assignments) onto the configuration file
+    `base` as merge_config.sh does: load the base, then the fragment over it, then check
+    that every requested value is the merged one. Returns (problems, changes, redundant):
+    a problem for each value the merge did not take (a dependency, a choice member that
+    lost to another line, an int out of range), 'CONFIG_X old -> new' for each value the
+    fragment redefines, and a warning for each line that restates the base's value."""
+    kconf.load_config(str(base), replace=True)
+    before = {name: kconf.syms[name].str_value for name in wanted}
+    kconf.load_config(str(path), replace=False)
+    problems, changes, redundant = [], [], []
+    for name, (lineno, value) in wanted.items():
+        sym = kconf.syms[name]
+        where = f"{shown}:{lineno}"
+        if sym.str_value != value:
+            why = why_not(kconf, sym, value)
+            problems.append(f"{where}: CONFIG_{name}={_clip(value)}: {why}")
+        elif before[name] == value:
+            redundant.append(f"{where}: CONFIG_{name}={_clip(value)} is the base's value already")
+        else:
+            changes.append(f"CONFIG_{name} {_clip(before[name]) or '(empty)'} -> {_clip(value)}")
+    if not problems:
+        try:
+            typed.typed_values(kconf)
+        except ConfigError as e:
+            first = e.symbol.split(",")[0].strip()
+            problems.append(f"{shown}:{wanted.get(first, (0, None))[0]}: CONFIG_{e}")
+    return problems, changes, redundant
+
+
 def defconfig_path(name, root=ROOT):
     path = Path(root) / "defconfigs" / name
     if not path.is_file() or not path.resolve().is_relative_to(Path(root) / "defconfigs"):
@@ -296,9 +336,12 @@ def apply_defconfig(name, root=ROOT, dotconfig=None):
 
 
 def _save(kconf, root, dotconfig=None):
+    from kmatrix import variants
+
     dotconfig = Path(dotconfig or Path(root) / ".config")
     values = typed.typed_values(kconf)  # validate before touching any file
     text = kconf._config_contents(None)  # what kconf.write_config writes, written atomically
+    values = variants.merge_set(kconf, values, text, root)  # the fragments, onto this
     write_atomic(dotconfig, lambda f: f.write(text.encode()))
     typed.write_config(values, dotconfig.parent)
     return values

@@ -120,6 +120,12 @@ def add_knobs(out_dir, knobs):
     write_json_atomic(path, manifest)
 
 
+def add(out_dir, **fields):
+    """Add top-level fields known only once the cell ran (what it ran with) to its manifest."""
+    path = Path(out_dir) / "manifest.json"
+    write_json_atomic(path, {**json.loads(path.read_text()), **fields})
+
+
 def write_environment_snapshot(root):
     """Installed packages (what `pip freeze` lists, read from their metadata in ~50 ms
     rather than pip's seconds), python, platform and nvidia-smi, once per run of a

@@ -5,7 +5,7 @@ import itertools
 import json
 from pathlib import Path
 
-from kmatrix import refine
+from kmatrix import refine, variants
 from kmatrix.cell import Cell, cell_id
 from kmatrix.errors import ConfigError
 from kmatrix.grid import check_int_sweep, grid_cell, sweep_values
@@ -31,23 +31,35 @@ def plan(cfg, module_path=None):
         if cfg.get("sweep_refine"):
             refine.check(cfg)
             points = refine.level0(cfg, len(xs), len(ys))
-    cells = []
-    for combo in itertools.product(*(values for _, values in axes)):
-        base_point = dict(zip((name for name, _ in axes), combo))
-        base = wl.cell_params(cfg, base_point)  # once per combination, not per grid point
-        if not grid:
-            seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
-            names = list(base_point)
-            cells.append(
-                Cell(cell_id(base_point, names), len(cells), module_path, base_point, seed, base)
-            )
-            continue
-        check_int_sweep(cfg, "x", base, xs)
-        check_int_sweep(cfg, "y", base, ys)
-        _check_sweep_domain(cfg, wl, base_point, "x", xs)
-        _check_sweep_domain(cfg, wl, base_point, "y", ys)
-        for i, j in points:
-            cells.append(grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells)))
+    variant_cfgs = variants.configs(cfg)  # [(None, cfg)] without a variant axis
+    if cfg.get("variants"):
+        variants.check_configs(cfg, wl, variant_cfgs)
+    names = [name for name, _ in axes]
+    combos = [dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in axes))]
+    cells, per_variant = [], {}
+    for variant, vcfg in variant_cfgs:
+        for combo in combos:
+            base_point = combo if variant is None else {"variant": variant, **combo}
+            base = wl.cell_params(vcfg, base_point)  # once per combination, not per grid point
+            if variant is not None:
+                per_variant.setdefault(variant, []).append(base)
+            if not grid:
+                seed = int(base_point.get("seed", (cfg.get("seeds") or [0])[0]))
+                ids = list(base_point)
+                cells.append(
+                    Cell(cell_id(base_point, ids), len(cells), module_path, base_point, seed, base)
+                )
+                continue
+            check_int_sweep(cfg, "x", base, xs)
+            check_int_sweep(cfg, "y", base, ys)
+            _check_sweep_domain(cfg, wl, base_point, "x", xs)
+            _check_sweep_domain(cfg, wl, base_point, "y", ys)
+            for i, j in points:
+                cells.append(
+                    grid_cell(cfg, module_path, base_point, base, i, j, xs, ys, len(cells))
+                )
+    if per_variant:
+        variants.check_cells(cfg, wl, combos, per_variant)
     seen = set()
     for cell in cells:
         if cell.id in seen:

@@ -121,7 +121,14 @@ class RayExecutor:
     """Runs jobs on Ray actors: the executor interface of kmatrix/executor.py."""
 
     def __init__(
-        self, address=None, jobs_per_gpu=1, timeout=0, env=None, cpu_only=False, start_timeout=0
+        self,
+        address=None,
+        jobs_per_gpu=1,
+        timeout=0,
+        env=None,
+        cpu_only=False,
+        start_timeout=0,
+        gpus_per_cell=1,
     ):
         ray = self.ray = import_ray()
         self.owns_ray = not ray.is_initialized()
@@ -134,6 +141,7 @@ class RayExecutor:
                 logging_level=logging.WARNING,
             )
         self.jobs_per_gpu = max(1, jobs_per_gpu or 1)
+        self.gpus_per_cell = max(1, gpus_per_cell or 1)  # a DDP cell's actor holds N GPUs
         self.timeout = timeout or 0
         self.start_timeout = start_timeout or 0  # an actor that never comes up is replaced
         self.cpu_only = cpu_only
@@ -160,13 +168,16 @@ class RayExecutor:
     def capacity(self):
         total = self.ray.cluster_resources()
         gpus = 0 if self.cpu_only else int(total.get("GPU", 0))
-        return gpus * self.jobs_per_gpu if gpus else int(total.get("CPU", 0))
+        if gpus:
+            return gpus // self.gpus_per_cell * self.jobs_per_gpu
+        return int(total.get("CPU", 0))
 
     def _options(self):
         gpus = 0 if self.cpu_only else int(self.ray.cluster_resources().get("GPU", 0))
         if gpus:
             # The GPU is what is scheduled; the CPUs of a GPU node are the cell's to use.
-            return dict(num_gpus=1 / self.jobs_per_gpu, num_cpus=0, env=self.env)
+            share = self.gpus_per_cell / self.jobs_per_gpu
+            return dict(num_gpus=share, num_cpus=0, env=self.env)
         return dict(num_gpus=0, num_cpus=1, env={**self.env, "CUDA_VISIBLE_DEVICES": ""})
 
     def _refresh(self, force=False):

@@ -20,6 +20,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from kmatrix import variants
 from kmatrix.errors import ConfigError
 from kmatrix.files import json_safe, parse_json, replace_dir, write_atomic, write_json_atomic
 
@@ -334,7 +335,7 @@ def _changes(root, cfg):
         old, problem = None, "missing"
     if problem or not isinstance(old, dict):
         return []
-    new = cfg.as_dict()
+    old, new = variants.by_fragment(old), variants.by_fragment(cfg.as_dict())
     keys = sorted(k for k in set(old) | set(new) if not str(k).startswith(RUNTIME_PREFIXES))
 
     def show(values, key):
@@ -342,7 +343,7 @@ def _changes(root, cfg):
         return text if len(text) <= 40 else text[:40] + "..."
 
     return [
-        f"{str(k).upper()}: {show(old, k)} -> {show(new, k)}"
+        f"{k if '/' in str(k) else str(k).upper()}: {show(old, k)} -> {show(new, k)}"
         for k in keys
         if k not in old or k not in new or old[k] != new[k]
     ]
@@ -360,7 +361,7 @@ def claim(root, cfg, force=False, dotconfig=".config", warn=None):
     open_dir(root)
     unlink_planted(root, warn)
     old = read_hash(root)
-    if old is not None and old != cfg.hash:
+    if old is not None and old != cfg.hash and not _variants_added(root, cfg, warn):
         what = _what_changed(root, cfg, old, "was made with another configuration")
         if not force:
             raise ConfigError(
@@ -375,6 +376,23 @@ def claim(root, cfg, force=False, dotconfig=".config", warn=None):
             "changed runs again, others keep results made with the old configuration"
         )
     write_snapshot(root, cfg, dotconfig)
+
+
+def _variants_added(root, cfg, warn):
+    """True when the configuration differs from the results' only by new variants (files
+    added to its variant set): every finished cell stays valid, and the new ones run."""
+    try:
+        with open(Path(root) / "config" / "config.json", "rb") as f:
+            old, problem = parse_json(f.read(2**22), "configuration")
+    except OSError:
+        return False
+    names = [] if problem else variants.added(old, cfg.as_dict())
+    if names:
+        (warn or (lambda t: print(t, file=sys.stderr, flush=True)))(
+            f"  VARIANT {', '.join(names)}: new in {variants.DIRECTORY}/{cfg.variants}/; their "
+            f"cells run beside the finished ones in {root}"
+        )
+    return bool(names)
 
 
 def _what_changed(root, cfg, old, head):
@@ -439,7 +457,11 @@ def _dotconfig_hash(path):
     from kmatrix import config as typed
     from kmatrix import kconfig
 
-    values = typed.typed_values(kconfig.load_dotconfig(dotconfig=path, warn=lambda t: None))
+    kconf = kconfig.load_dotconfig(dotconfig=path, warn=lambda t: None)
+    values = typed.typed_values(kconf)
+    quiet = lambda t: None  # noqa: E731
+    text = kconf._config_contents(None)  # and its variants, merged as config.json has them
+    values = variants.merge_set(kconf, values, text, kconfig.ROOT, say=quiet, warn=quiet)
     return typed.config_hash(values)
 
 

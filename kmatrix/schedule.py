@@ -152,6 +152,7 @@ def make_executor(cfg, cpu_only=False, gpus=None, max_cells=None):
     env = dict(PROFILE_ENV.get(cfg.get("profile") or "paper_repro", {}))
     if cfg.get("exec_executor") == "ray" and not cpu_only:  # `make check` stays on this machine
         from kmatrix.ray_executor import RayExecutor
+        from kmatrix.workloads import gpus_per_cell
 
         return RayExecutor(
             address=cfg.get("exec_ray_address"),
@@ -160,6 +161,7 @@ def make_executor(cfg, cpu_only=False, gpus=None, max_cells=None):
             env=env,
             cpu_only=cfg.get("exec_gpus") == ["none"],
             start_timeout=cfg.get("exec_start_timeout"),
+            gpus_per_cell=gpus_per_cell(cfg),
         )
     slots = local_slots(cfg, gpus=gpus, cpu_only=cpu_only, max_cells=max_cells)
     return LocalExecutor(

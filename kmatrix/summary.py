@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kmatrix import refine, tracking
+from kmatrix import compare, refine, tracking
 from kmatrix.grid import axis_titles
 from kmatrix.workloads import load_workload
 from kmatrix.results import SAFE_FILE, read_cell
@@ -116,8 +116,20 @@ def _render(cfg, cells, root, out, warn):
         )
     if refinement is not None:
         summary["refinement"] = refinement
+    # what differs between the compared cells besides their axes (kmatrix/compare.py)
+    summary["apples_to_apples"] = compare.differences(root, cells, results)
     if cells:
         wl = load_workload(cells[0].workload)
         summary["workload_summary"] = wl.summarize(out, cells, results, cfg) or {}
+    differ = list(summary["apples_to_apples"]["differences"])
+    if differ:  # and each figure says so itself
+        figures = sorted(p.name for p in out.glob("*.png"))
+        for name in figures:
+            compare.stamp(
+                out / name,
+                f"not apples to apples: these cells also differ in {', '.join(differ)} "
+                "(summary.json: apples_to_apples)",
+            )
+        summary["apples_to_apples"]["stamped"] = figures
     write_json_atomic(out / "summary.json", summary)
     return summary, rows

@@ -107,9 +107,9 @@ def _workload(name, workloads):
 def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
     """Seed, apply the profile and run the cell as job.kind says; fills `reply` (status,
     error, probe) and `outcome` (metrics and the workload's extra result keys)."""
-    from kmatrix import manifest, seeding, tracking
+    from kmatrix import gpu_usage, manifest, seeding, tracking
 
-    tracker = None
+    tracker = sampler = None
     try:
         wl = _workload(cell.workload, workloads)
         seeding.seed_everything(cell.run_seed)
@@ -126,15 +126,22 @@ def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
         if job.kind == "probe":
             reply["probe"] = wl.probe(cell, ctx)
             return
+        sampler = gpu_usage.Sampler(ctx.device).start()
         extra = dict(wl.run(cell, ctx) or {})
         reply["status"] = extra.pop("status", "ok")
         outcome["metrics"] = extra.pop("metrics", {})
         outcome["extra"] = extra
         if job.manifest and extra.get("knobs"):
             manifest.add_knobs(out_dir, extra["knobs"])
+        if job.manifest and extra.get("ran_with"):  # e.g. gpt2's out-of-memory fallback
+            manifest.add(out_dir, ran_with=extra["ran_with"])
     except Diverged as e:
         reply["status"], reply["error"], outcome["metrics"] = "diverged", str(e), e.metrics
         outcome["extra"] = {"losses": e.losses, "val_losses": e.val_losses}
+        if e.ran_with:
+            outcome["extra"]["ran_with"] = e.ran_with
+            if job.manifest:
+                manifest.add(out_dir, ran_with=e.ran_with)
         print(f"diverged: {e}", flush=True)
     except KeyboardInterrupt:
         raise
@@ -143,6 +150,8 @@ def _run_by_kind(job, cell, out_dir, cache, workloads, reply, outcome):
         reply["error"] = f"{type(e).__name__}: {e}"
         traceback.print_exc()
     finally:
+        if sampler is not None:
+            outcome["extra"]["gpu_usage"] = sampler.stop()
         if tracker is not None:
             tracker.finish(reply["status"], outcome["metrics"])
 
@@ -174,6 +183,11 @@ def main():
     import torch
 
     torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
+    # A smaller GPU, simulated: the caching allocator refuses more than this share of it
+    # (out-of-memory fallbacks shown on a large GPU; docs/gpt2.md).
+    fraction = os.environ.get("KMATRIX_GPU_MEMORY_FRACTION")
+    if fraction and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(float(fraction))
     cache, workloads = {}, {}
     for line in sys.stdin:
         if not line.strip():

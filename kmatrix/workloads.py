@@ -21,3 +21,11 @@ def load_workload(module_path):
         if e.name and module_path.startswith(e.name):
             raise ConfigError("WORKLOAD", f"no workload module {module_path!r}") from None
         raise
+
+
+def gpus_per_cell(cfg):
+    """How many GPUs one cell of cfg's workload uses (its gpus_per_cell(cfg); 1 without)."""
+    if not cfg.get("workload"):
+        return 1
+    wl = load_workload(workload_module(cfg))
+    return max(1, getattr(wl, "gpus_per_cell", lambda cfg: 1)(cfg))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kmatrix import kconfig  # noqa: E402
+from kmatrix import kconfig, variants  # noqa: E402
 from kmatrix.errors import ConfigError  # noqa: E402
 
 
@@ -30,12 +30,19 @@ def main(argv):
         elif command == "lint":
             files = args or sorted(str(p) for p in (kconfig.ROOT / "defconfigs").iterdir())
             kconf = kconfig.load_kconfig()
-            problems = [p for f in files for p in kconfig.lint_defconfig(f, kconf)]
+            problems, fragments = [], 0
+            for f in files:
+                found = kconfig.lint_defconfig(f, kconf)
+                if not found:  # and the variant fragments it names, merged onto it
+                    found, count = variants.lint_set(kconf, kconfig.ROOT)
+                    fragments += count
+                problems += found
             for problem in problems:
                 print(problem, file=sys.stderr)
             if problems:
                 return 1
-            print(f"  LINT    {len(files)} defconfig(s) clean")
+            more = f", {fragments} variant fragment(s) merged onto them" if fragments else ""
+            print(f"  LINT    {len(files)} defconfig(s) clean{more}")
         elif command == "genconfig":
             kconfig.genconfig()
             print("  GEN     config.py config.json")

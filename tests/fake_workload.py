@@ -102,6 +102,11 @@ def run(cell, ctx):
     }
 
 
+def gpus_per_cell(cfg):
+    """GPUs per cell (a DDP workload's): cfg's gpus_per_cell, 1 by default."""
+    return cfg.get("gpus_per_cell") or 1
+
+
 def batch_key(cell):
     """With cfg `batched` every cell may share a batch (run_batch)."""
     return "fake" if cell.params.get("batched") else None

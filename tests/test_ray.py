@@ -112,6 +112,15 @@ def test_each_cell_sees_its_own_gpu(tmp_path, ray_instance, capsys):
 
 
 @needs_ray
+def test_a_cell_on_two_gpus_gets_an_actor_holding_both(tmp_path, ray_instance):
+    cfg = ray_cfg(tmp_path, seeds=[0, 1], gpus_per_cell=2)
+    assert driver.run_matrix(cfg, live=False) == 0
+    root = results.results_dir(cfg)
+    seen = {results.read_result(root, c.id)["env"]["CUDA_VISIBLE_DEVICES"] for c in plan(cfg)}
+    assert seen == {"0,1"}  # one actor of both fake GPUs ran the two cells
+
+
+@needs_ray
 def test_dead_worker_is_retried_and_timeout_kills(tmp_path, ray_instance):
     cfg = ray_cfg(
         tmp_path,
