@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fractal import grid_figures, llm  # noqa: E402
+from llmmap import grid_figures, maps as llm  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
 
 

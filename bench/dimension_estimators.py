@@ -3,7 +3,7 @@
     python bench/dimension_estimators.py --out bench/results/dimension_estimators.json
 
 Straight lines and a circle (dimension 1) drawn as the boundary of a label map of n x n
-points, as an LLM trainability map's boundary is drawn (fractal.llm.boundary), measured
+points, as an LLM trainability map's boundary is drawn (llmmap.maps.boundary), measured
 with the paper's estimator (porespy's box sizes, 10 px to the side) and ours (powers of
 two from 1 px to a quarter of the side). The result decides the estimator of a map.
 """

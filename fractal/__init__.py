@@ -1,10 +1,5 @@
-"""Maps of the trainability boundary: two workloads, chosen by FRACTAL_ENGINE.
+"""The paper's maps of the trainability boundary (the fractal workload, fractal/workload.py).
 
-fractal.paper     the paper's one-hidden-layer networks: images, zoom centres, frames
-fractal.llm       LLM trainability grids, one GPT-2 training run per grid point
+fractal.paper      configuration -> cells: images, zoom centres, frames
+fractal.dimension  the box-counting estimator (llmmap's maps use it too)
 """
-
-
-def workload_module(cfg):
-    """The module of the workload this configuration runs (kmatrix.plan asks)."""
-    return "fractal.llm" if cfg.get("fractal_engine") == "llm" else "fractal.paper"

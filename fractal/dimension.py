@@ -21,6 +21,7 @@ degenerate: a box size close to the pixel size or close to the image size.
 import numpy as np
 
 METHODS = ("paper", "pow2")
+MIN_BOX_SIZES = 3  # fewer box sizes give one slope or none: no dimension is read from them
 
 
 def edge_pixels(values):

@@ -431,70 +431,28 @@ def compute_image(
     """
     knobs = _check(nonlinearity, axes, batch, dtype, offset_mode, early_exit, optimizer, optim)
     backend = pick_backend(backend, device, optimizer)
-    if grid is not None:
-        xs, ys = (np.power(10.0, np.asarray(g, dtype=np.float64)) for g in grid)
-    else:
-        xs, ys = axis_values(window, resolution)
+    xs, ys = _axes_of(window, resolution, grid)
     nx, ny = len(xs), len(ys)
     t0 = time.perf_counter()
-    # pixel p = iy * nx + ix, so a reshape to [ny, nx] puts y on rows
-    todo = np.ones(ny * nx, dtype=bool)
-    if known is not None:
-        todo = ~np.asarray(known[0], dtype=bool).reshape(-1)
-    gx, gy = np.tile(xs, ny)[todo], np.repeat(ys, nx)[todo]
+    todo, gx, gy = _pixels_to_train(xs, ys, known)
     _check_knob_axis(axes, gx)
     problem, lr0, lr1, offset, x = _setup(
         gx, gy, axes, n_points, steps, seed, batch, minibatch_size, dtype, device, data
     )
     knobs = pixel_knobs(knobs, axes, x)
-    info = {}
+    run = dict(nonlinearity=nonlinearity, steps=steps, offset_mode=offset_mode, tail=tail,
+               early_exit=early_exit, optimizer=optimizer, knobs=knobs)  # fmt: skip
     if not todo.any():
-        sums = [torch.zeros(0, dtype=getattr(torch, dtype)) for _ in range(3)]
-        sums.append(torch.zeros(0, dtype=torch.int32))
+        sums, info = _no_sums(dtype), {}
     elif backend == "triton":
-        from fractal import triton_engine
-
-        sums = triton_engine.train(
-            problem,
-            nonlinearity,
-            lr0,
-            lr1,
-            offset,
-            steps,
-            offset_mode,
-            config=triton_config,
-            chunk_pixels=chunk_pixels,
-            info=info,
-            tail=tail,
-            early_exit=early_exit,
-            optimizer=optimizer,
-            knobs=knobs,
-        )
+        sums, info = _train_triton(problem, lr0, lr1, offset, run, triton_config, chunk_pixels)
     else:
-        chunk = _torch_chunk_pixels(problem, device, chunk_pixels, optimizer)
-        # Denormal float64 arithmetic is 10-100x slower on x86 CPUs and diverging pixels
-        # pass through denormals; flushing them changes values far below the labels' scale.
-        flush = torch.device(device).type == "cpu" and torch.set_flush_denormal(True)
-        try:
-            sums, _ = _train_torch(
-                problem, nonlinearity, lr0, lr1, offset, steps, offset_mode, chunk, tail=tail,
-                early_exit=early_exit, optimizer=optimizer, knobs=knobs,
-            )  # fmt: skip
-        finally:
-            if flush:
-                torch.set_flush_denormal(False)
-        info["chunk_pixels"] = chunk
+        sums, info = _train_on_torch(problem, lr0, lr1, offset, run, device, chunk_pixels)
     trained, _ = finalise(*sums[:3], min(tail, steps))
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     runtime = time.perf_counter() - t0
-    values = np.empty(ny * nx)
-    values[todo] = trained.double().cpu().numpy()
-    steps_run = np.zeros(ny * nx, dtype=np.int32)
-    steps_run[todo] = sums[3].cpu().numpy()
-    if known is not None:
-        values[~todo] = np.asarray(known[1], dtype=np.float64).reshape(-1)[~todo]
-    values = values.reshape(ny, nx)
+    values, steps_run = _assemble(trained, sums[3], todo, known, nx, ny)
     return {
         "values": values,
         "converged": values < 0,  # -sum(v) <= -1 if converged, sum(1/v) > 0 if not
@@ -502,7 +460,7 @@ def compute_image(
         "pixel_steps_per_s": nx * ny * steps / runtime,
         "pixel_steps": int(steps_run.sum(dtype=np.int64)),
         "trained_pixels": int(todo.sum()),
-        "steps_run": steps_run.reshape(ny, nx),
+        "steps_run": steps_run,
         "backend": backend,
         "device": str(device),
         "dtype": dtype,
@@ -510,6 +468,70 @@ def compute_image(
         **({} if optimizer == "gd" else {"optimizer": optimizer, "optim": _plain(knobs)}),
         **info,
     }
+
+
+def _axes_of(window, resolution, grid):
+    """The x and y hyperparameter values of the image's columns and rows."""
+    if grid is not None:
+        return tuple(np.power(10.0, np.asarray(g, dtype=np.float64)) for g in grid)
+    return axis_values(window, resolution)
+
+
+def _pixels_to_train(xs, ys, known):
+    """(todo [ny * nx] bool, x and y of the pixels to train): every pixel not `known`.
+    Pixel p = iy * nx + ix, so a reshape to [ny, nx] puts y on rows."""
+    nx, ny = len(xs), len(ys)
+    todo = np.ones(ny * nx, dtype=bool)
+    if known is not None:
+        todo = ~np.asarray(known[0], dtype=bool).reshape(-1)
+    return todo, np.tile(xs, ny)[todo], np.repeat(ys, nx)[todo]
+
+
+def _no_sums(dtype):
+    """The sums of zero pixels (every pixel was known)."""
+    sums = [torch.zeros(0, dtype=getattr(torch, dtype)) for _ in range(3)]
+    return sums + [torch.zeros(0, dtype=torch.int32)]
+
+
+def _train_triton(problem, lr0, lr1, offset, run, triton_config, chunk_pixels):
+    from fractal import triton_engine
+
+    info = {}
+    sums = triton_engine.train(
+        problem, run["nonlinearity"], lr0, lr1, offset, run["steps"], run["offset_mode"],
+        config=triton_config, chunk_pixels=chunk_pixels, info=info, tail=run["tail"],
+        early_exit=run["early_exit"], optimizer=run["optimizer"], knobs=run["knobs"],
+    )  # fmt: skip
+    return sums, info
+
+
+def _train_on_torch(problem, lr0, lr1, offset, run, device, chunk_pixels):
+    chunk = _torch_chunk_pixels(problem, device, chunk_pixels, run["optimizer"])
+    # Denormal float64 arithmetic is 10-100x slower on x86 CPUs and diverging pixels
+    # pass through denormals; flushing them changes values far below the labels' scale.
+    flush = torch.device(device).type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        sums, _ = _train_torch(
+            problem, run["nonlinearity"], lr0, lr1, offset, run["steps"], run["offset_mode"],
+            chunk, tail=run["tail"], early_exit=run["early_exit"], optimizer=run["optimizer"],
+            knobs=run["knobs"],
+        )  # fmt: skip
+    finally:
+        if flush:
+            torch.set_flush_denormal(False)
+    return sums, {"chunk_pixels": chunk}
+
+
+def _assemble(trained, steps_trained, todo, known, nx, ny):
+    """The [ny, nx] image of values and of steps run: the trained pixels, and the known
+    ones copied."""
+    values = np.empty(ny * nx)
+    values[todo] = trained.double().cpu().numpy()
+    steps_run = np.zeros(ny * nx, dtype=np.int32)
+    steps_run[todo] = steps_trained.cpu().numpy()
+    if known is not None:
+        values[~todo] = np.asarray(known[1], dtype=np.float64).reshape(-1)[~todo]
+    return values.reshape(ny, nx), steps_run.reshape(ny, nx)
 
 
 def _plain(knobs):

@@ -1,7 +1,7 @@
 """Figures of the fractal workload.
 
 Paper mode (one image per experiment): the notebook's colour scheme, per-image PNGs with
-log10 axes and the summary figures. (LLM grids: fractal/grid_figures.py.)
+log10 axes and the summary figures. (LLM maps: llmmap/grid_figures.py.)
 
 Every figure takes a `title` that callers prefix with the run profile, so paper_repro and
 maxout_speed images are never mistaken for each other.

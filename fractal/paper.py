@@ -278,9 +278,3 @@ def next_stage(cfg, cells, results):
             }
             out.append({"point": {**c.point, "frame": k}, "params": params, "run_seed": c.run_seed})
     return out
-
-
-# Running and the summary live beside this module; importing them here keeps torch out of
-# planning (the engine is imported by the functions that compute).
-from fractal.paper_cells import dry_run, probe, run  # noqa: E402,F401 - the interface
-from fractal.paper_summary import summarize  # noqa: E402,F401 - the interface

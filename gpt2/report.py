@@ -19,6 +19,9 @@ def _ema(values, alpha=0.1):
 
 
 def summarize(summary_dir, cells, results, cfg):
+    """Three figures and a table from the finished cells: loss curves, the final validation
+    loss per optimizer / precision (and variant), a throughput table, and the GPU usage
+    per cell where it was sampled; their numbers for summary.json."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,61 +31,99 @@ def summarize(summary_dir, cells, results, cfg):
     summary_dir.mkdir(parents=True, exist_ok=True)
     profile = cfg.get("profile", "?")
     # an ablation's variants get the colours (each name leads its labels); else optimizers
-    hue = lambda pt: pt.get("variant") or pt["optimizer"]  # noqa: E731
-    colors = {o: plt.cm.tab10(i % 10) for i, o in enumerate(sorted({hue(c.point) for c in cells}))}
-    varied = any("variant" in c.point for c in cells)
-    styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
+    colors = {o: plt.cm.tab10(i % 10) for i, o in enumerate(sorted({_hue(c.point) for c in cells}))}
+    done = [(c, results[c.id]) for c in cells if results.get(c.id)]
+    rows = [_row(c, r) for c, r in done]
 
-    rows = []
+    varied = any("variant" in c.point for c in cells)
+    by = "variant / optimizer / precision" if varied else "optimizer / precision"
+    title = f"{cfg.get('name', 'gpt2')}: training loss by {by} [{profile}]"
+    _loss_curves(plt, summary_dir / "loss_curves.png", done, colors, title)
+    means = _final_val_loss(plt, summary_dir / "final_val_loss.png", rows, colors, profile)
+    _throughput_table(summary_dir / "throughput.md", rows, profile)
+    figures = ["loss_curves.png", "final_val_loss.png"]
+    usages = {c.id: (results.get(c.id) or {}).get("gpu_usage") for c in cells}
+    title = f"{cfg.get('name', 'gpt2')}: GPU usage per cell [{profile}]"
+    if gpu_usage.plot(summary_dir / "gpu_usage.png", usages, title):
+        figures.append("gpu_usage.png")
+    best = min(
+        (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
+        key=lambda r: r["final_val_loss"],
+        default=None,
+    )
+    return {
+        "figures": figures,
+        "tables": ["throughput.md"],
+        "final_val_loss": {n.replace("\n", "-"): m for n, m in means.items()},
+        "throughput": rows,
+        "best_cell": best["cell"] if best else None,
+        "cells_done": len(rows),
+        "cells_total": len(cells),
+    }
+
+
+def _hue(point):
+    return point.get("variant") or point["optimizer"]
+
+
+def _row(cell, result):
+    """One cell's line of the throughput table (and of summary.json's "throughput")."""
+    pt, m = cell.point, result.get("metrics") or {}
+    return {
+        "cell": cell.id,
+        **({"variant": pt["variant"]} if "variant" in pt else {}),
+        "optimizer": pt["optimizer"],
+        "precision": pt["precision"],
+        "seed": pt["seed"],
+        "status": result.get("status"),
+        "final_val_loss": m.get("final_val_loss"),
+        "tokens_per_s": m.get("tokens_per_s"),
+        "mfu": m.get("mfu"),
+        "peak_mem_mb": m.get("peak_mem_mb"),
+        **_gpu_columns(result.get("gpu_usage")),
+    }
+
+
+def _save(plt, fig, path):
+    fig.tight_layout()
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=120))
+    plt.close(fig)
+
+
+def _loss_curves(plt, path, done, colors, title):
+    """The training loss (EMA) of every finished cell: colour = variant or optimizer, line
+    style = precision; a cell that did not finish ok says its status in the legend."""
+    styles = {"fp32": "-", "bf16": "--", "fp16": ":"}
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    for c in cells:
-        r = results.get(c.id)
+    for c, r in done:
         pt = c.point
-        if not r:
-            continue
-        losses = r.get("losses") or []
-        m = r.get("metrics") or {}
         label = f"{pt['optimizer']} {pt['precision']} s{pt['seed']}"
         if "variant" in pt:
             label = f"{pt['variant']} {label}"
         if r.get("status") != "ok":
             label += f" ({r.get('status')})"
-        if losses:
+        if r.get("losses"):
             ax.plot(
-                _ema(losses),
-                color=colors[hue(pt)],
+                _ema(r["losses"]),
+                color=colors[_hue(pt)],
                 ls=styles.get(pt["precision"], "-"),
                 lw=1.2,
                 label=label,
             )
-        rows.append(
-            {
-                "cell": c.id,
-                **({"variant": pt["variant"]} if "variant" in pt else {}),
-                "optimizer": pt["optimizer"],
-                "precision": pt["precision"],
-                "seed": pt["seed"],
-                "status": r.get("status"),
-                "final_val_loss": m.get("final_val_loss"),
-                "tokens_per_s": m.get("tokens_per_s"),
-                "mfu": m.get("mfu"),
-                "peak_mem_mb": m.get("peak_mem_mb"),
-                **_gpu_columns(r.get("gpu_usage")),
-            }
-        )
     ax.set_xlabel("step")
     ax.set_ylabel("train loss (EMA 0.1)")
-    by = "variant / optimizer / precision" if varied else "optimizer / precision"
-    ax.set_title(f"{cfg.get('name', 'gpt2')}: training loss by {by} [{profile}]")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    if rows:
+    if done:
         ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    write_atomic(summary_dir / "loss_curves.png", lambda f: fig.savefig(f, format="png", dpi=120))
-    plt.close(fig)
+    _save(plt, fig, path)
 
-    # final validation loss per optimizer / precision: one dot per seed and the mean
-    # (a dot plot: loss differences are small next to the loss, and bars would hide them)
+
+def _final_val_loss(plt, path, rows, colors, profile):
+    """Final validation loss per (variant,) optimizer and precision: one dot per seed and
+    the mean (a dot plot: loss differences are small next to the loss, and bars would hide
+    them). Returns {"[<variant>\n]<optimizer>\n<precision>": mean} of the groups with a
+    finite loss."""
     groups, diverged = {}, {}
     for r in rows:
         name = f"{r['optimizer']}\n{r['precision']}"
@@ -117,16 +158,12 @@ def summarize(summary_dir, cells, results, cfg):
     ax.set_ylabel("final validation loss")
     ax.set_title(f"final validation loss: seeds (dots), mean (line) [{profile}]", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    write_atomic(
-        summary_dir / "final_val_loss.png", lambda f: fig.savefig(f, format="png", dpi=120)
-    )
-    plt.close(fig)
-    names = [n for n, m in zip(names, means) if m is not None]
-    means = [m for m in means if m is not None]
+    _save(plt, fig, path)
+    return {n: m for n, m in zip(names, means) if m is not None}
 
+
+def _throughput_table(path, rows, profile):
     fmt = lambda v, f, unit="": "-" if v is None else format(v, f) + unit  # noqa: E731
-
     lines = [
         f"# Throughput [{profile}]",
         "",
@@ -140,28 +177,7 @@ def summarize(summary_dir, cells, results, cfg):
             f"{fmt(r['gpu_util_pct'], '.0f', '%')} | {fmt(r['gpu_power_w'], '.0f', ' W')} |"
         )
     text = "\n".join(lines) + "\n"
-    write_atomic(summary_dir / "throughput.md", lambda f: f.write(text.encode()))
-
-    figures = ["loss_curves.png", "final_val_loss.png"]
-    usages = {c.id: (results.get(c.id) or {}).get("gpu_usage") for c in cells}
-    title = f"{cfg.get('name', 'gpt2')}: GPU usage per cell [{profile}]"
-    if gpu_usage.plot(summary_dir / "gpu_usage.png", usages, title):
-        figures.append("gpu_usage.png")
-
-    best = min(
-        (r for r in rows if r["status"] == "ok" and _finite(r["final_val_loss"])),
-        key=lambda r: r["final_val_loss"],
-        default=None,
-    )
-    return {
-        "figures": figures,
-        "tables": ["throughput.md"],
-        "final_val_loss": {n.replace("\n", "-"): m for n, m in zip(names, means)},
-        "throughput": rows,
-        "best_cell": best["cell"] if best else None,
-        "cells_done": len(rows),
-        "cells_total": len(cells),
-    }
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _gpu_columns(usage):

@@ -22,6 +22,37 @@ ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENT = re.compile(r"^CONFIG_([A-Za-z0-9_]+)=(.*)$")
 NOT_SET = re.compile(r"^# CONFIG_([A-Za-z0-9_]+) is not set$")
 
+# Symbols a Kconfig change renamed or removed: old name -> (new name or None, what to
+# write instead). The one table of renames: an old defconfig or .config that sets one is
+# refused with its fix, and `make setconfig` names the new symbol. (Renaming a symbol
+# changes the configuration's hash: results made before it need FORCE=1.)
+RENAMED = {
+    "FRACTAL_ENGINE_LLM": (
+        "WORKLOAD_LLMMAP",
+        "the LLM maps are a workload of their own: set CONFIG_WORKLOAD_LLMMAP=y instead of "
+        "CONFIG_WORKLOAD_FRACTAL=y",
+    ),
+    "FRACTAL_ENGINE_MLP": (
+        None,
+        "the paper's engine is the whole fractal workload: CONFIG_WORKLOAD_FRACTAL=y alone",
+    ),
+    "TRAINABLE_WINDOW": ("LLMMAP_TRAINABLE_WINDOW", None),
+    "TRAINABLE_THRESHOLD": ("LLMMAP_TRAINABLE_THRESHOLD", None),
+    "FRACTAL_LLM_PARENT": ("LLMMAP_ZOOMS_INTO", None),
+}
+
+
+def renamed(name):
+    """What became of a symbol Kconfig no longer knows and what to write instead, as
+    'CONFIG_X was renamed CONFIG_Y (fix)', or None."""
+    if name not in RENAMED:
+        return None
+    new, fix = RENAMED[name]
+    if new is None:
+        return f"CONFIG_{name} was removed ({fix})"
+    fix = fix or f"set CONFIG_{new} to the same value"
+    return f"CONFIG_{name} was renamed CONFIG_{new} ({fix})"
+
 
 def load_kconfig(root=ROOT):
     """Parse the Kconfig tree (quietly: we report problems ourselves), from any working
@@ -43,6 +74,11 @@ def load_kconfig(root=ROOT):
 
 def _close_names(kconf, name):
     return difflib.get_close_matches(name, list(kconf.syms), n=1, cutoff=0.75)
+
+
+def unknown_symbol(kconf, name):
+    hint = _close_names(kconf, name)
+    return f"unknown symbol CONFIG_{name}" + (f" (did you mean CONFIG_{hint[0]}?)" if hint else "")
 
 
 def _clip(value, limit=40):
@@ -181,39 +217,49 @@ def read_assignments(path, kconf, warnings=None, shown=None):
     problems = []
     wanted = {}  # symbol name -> (line number, Kconfig string value)
     for lineno, raw_line in enumerate(path.read_bytes().splitlines(), 1):
-        where = f"{shown}:{lineno}"
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            problems.append(
-                f"{where}: not UTF-8 text (byte 0x{raw_line[e.start]:02x} at column "
-                f"{e.start + 1}); save the file as UTF-8"
-            )
-            continue
-        name, value, found = _parse_line(line, defconfig=warnings is None)
-        problems += [f"{where}: {problem}" for problem in found]
-        if name is None:
-            continue
-        sym = kconf.syms.get(name)
-        if sym is None or not sym.nodes:
-            hint = _close_names(kconf, name)
-            fix = f" (did you mean CONFIG_{hint[0]}?)" if hint else ""
-            (problems if warnings is None else warnings).append(
-                f"{where}: unknown symbol CONFIG_{name}{fix}"
-            )
-            continue
-        if name in wanted:
-            problems.append(
-                f"{where}: CONFIG_{name} assigned again (first at line {wanted[name][0]})"
-            )
-            continue
-        if not line.lstrip().startswith("#"):
-            value, error = _parse_value(sym, value)
-            if error:
-                problems.append(f"{where}: {error}")
-                continue
-        wanted[name] = (lineno, value)
+        found, warned, assigned = _lint_line(kconf, raw_line, warnings is None, wanted)
+        problems += [f"{shown}:{lineno}: {problem}" for problem in found]
+        if warnings is not None:
+            warnings += [f"{shown}:{lineno}: {warning}" for warning in warned]
+        if assigned:
+            wanted[assigned[0]] = (lineno, assigned[1])
     return problems, wanted, shown
+
+
+def _lint_line(kconf, raw_line, defconfig, wanted):
+    """One line of a defconfig (or, not `defconfig`, of a .config): its problems, its
+    warnings, and the (symbol, Kconfig string value) it assigns, or None."""
+    try:
+        line = raw_line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        byte, column = raw_line[e.start], e.start + 1
+        text = f"not UTF-8 text (byte 0x{byte:02x} at column {column}); save the file as UTF-8"
+        return [text], [], None
+    name, value, problems = _parse_line(line, defconfig)
+    if name is None:
+        return problems, [], None
+    sym = kconf.syms.get(name)
+    if sym is None or not sym.nodes:
+        text, error = _unknown(kconf, name, value, defconfig)
+        return (problems + [text], [], None) if error else (problems, [text], None)
+    if name in wanted:
+        again = f"CONFIG_{name} assigned again (first at line {wanted[name][0]})"
+        return problems + [again], [], None
+    if not line.lstrip().startswith("#"):
+        value, error = _parse_value(sym, value)
+        if error:
+            return problems + [error], [], None
+    return problems, [], (name, value)
+
+
+def _unknown(kconf, name, value, defconfig):
+    """(message, whether it is an error) for a symbol Kconfig does not know: in a
+    defconfig always an error; in a .config a warning (the symbol is dropped), unless a
+    renamed symbol is set: dropping it would silently run another configuration."""
+    gone = renamed(name)
+    if gone is None:
+        return unknown_symbol(kconf, name), defconfig
+    return gone, defconfig or value != "n"
 
 
 def _check_loaded(kconf, path, shown, wanted):
@@ -330,9 +376,11 @@ def edit_dotconfig(edit, root=ROOT, dotconfig=None):
     """Run `edit()` (the menu) on .config, then regenerate config.py. A value the menu
     took but the typed check refuses (a float symbol is a string to the menu, so 'abc'
     passes it) leaves nothing behind: .config goes back to what it was, the edited file
-    is kept as .config.rejected, and the one error says so."""
+    is kept as .config.rejected, and the one error says so. A .config that sets a renamed
+    symbol is refused before the menu starts: the menu would drop it without a word."""
     dotconfig = Path(dotconfig or Path(root) / ".config")
     before = dotconfig.read_bytes()
+    _refuse_renamed(dotconfig, before)
     edit()
     try:
         return genconfig(root, dotconfig)
@@ -350,6 +398,20 @@ def edit_dotconfig(edit, root=ROOT, dotconfig=None):
             + f"\n{dotconfig.name} is unchanged (the menu's edits are in {rejected.name}): run "
             "`make menuconfig` again and correct the value",
         ) from None
+
+
+def _refuse_renamed(dotconfig, text):
+    gone = []
+    for lineno, line in enumerate(text.decode("utf-8", "replace").splitlines(), 1):
+        m = ASSIGNMENT.match(line)
+        if m and m.group(2) != "n" and renamed(m.group(1)):
+            gone.append(f"{dotconfig.name}:{lineno}: {renamed(m.group(1))}")
+    if gone:
+        raise ConfigError(
+            str(dotconfig),
+            "was written before symbols it sets were renamed:\n  " + "\n  ".join(gone),
+            "edit those lines, or start again from `make defconfig-<name>`",
+        )
 
 
 def genconfig(root=ROOT, dotconfig=None):
@@ -382,6 +444,8 @@ def setconfig(assignments, root=ROOT, dotconfig=None):
     for name, value in pairs:
         sym = kconf.syms.get(name)
         if sym is None or not sym.nodes:
+            if renamed(name):
+                raise ConfigError(name, renamed(name))
             hint = _close_names(kconf, name)
             raise ConfigError(name, "unknown symbol", f"did you mean {hint[0]}?" if hint else None)
         if sym.orig_type in (kconfiglib.BOOL, kconfiglib.TRISTATE):

@@ -5,16 +5,13 @@ import importlib
 
 from kmatrix.errors import ConfigError
 
-# Workload name (the WORKLOAD choice) -> the module implementing docs/workload-interface.md,
-# or a package whose workload_module(cfg) names it (fractal holds two workloads).
-WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal"}
+# Workload name (a member of the WORKLOAD choice) -> its module (docs/workload-interface.md).
+WORKLOADS = {"gpt2": "gpt2.workload", "fractal": "fractal.workload", "llmmap": "llmmap.workload"}
 
 
 def workload_module(cfg):
     """The workload's module path: a WORKLOADS name, or a dotted path (tests)."""
-    name = WORKLOADS.get(cfg.workload, cfg.workload)
-    chooser = getattr(load_workload(name), "workload_module", None)
-    return chooser(cfg) if chooser else name
+    return WORKLOADS.get(cfg.workload, cfg.workload)
 
 
 def load_workload(module_path):

@@ -2,6 +2,7 @@
 the fake workload (tests/fake_workload.py) and of gpt2, a copy of the project to run make
 in, and the `slow` marker's registration."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,9 +10,11 @@ import sys
 from pathlib import Path
 
 import kconfiglib
+import numpy as np
 import pytest
 
 from kmatrix import results
+from kmatrix.cell import Cell
 from kmatrix.config import Config, typed_values
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,10 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW_MODULES = {
     "test_make_e2e",
     "test_ray",
-    "test_fractal_llm",
+    "test_llmmap",
     "test_fractal_engine",
     "test_fractal_workload",
     "test_gpt2_train",
+    "test_gpt2_batched",
     "test_hardening",
     "test_sd_jax",
 }
@@ -44,6 +48,7 @@ SLOW_TESTS = {
     "test_kill_9_of_the_driver_loses_nothing",
     "test_grad_checkpoint_same_gradients",
     "test_check_runs_the_paper_engine",
+    "test_char_map_plans_and_trains_with_the_data_vocabulary",
 }
 
 
@@ -176,4 +181,104 @@ TINY_RUN = dict(
     GPT2_BATCH_SIZE=2,
     GPT2_MAX_STEPS=3,
     GPT2_EVAL_BATCHES=1,
+)
+
+
+# -- the fractal workload ----------------------------------------------------------------
+
+# A typed configuration of the paper's engine at toy size (8 pixels, 50 steps, torch).
+FRACTAL_BASE = dict(
+    name="t",
+    workload="fractal",
+    profile="paper_repro",
+    seeds=[0],
+    fractal_experiments=["tanh", "paraminit"],
+    fractal_resolution=8,
+    fractal_steps=50,
+    fractal_steps_per_experiment=False,
+    fractal_dtype="float64",
+    fractal_backend="torch",
+    fractal_data="seeded",
+    fractal_x_min=-3.0,
+    fractal_x_max=6.0,
+    fractal_y_min=-3.0,
+    fractal_y_max=6.0,
+    fractal_zoom_frames=1,
+    fractal_paths=["paper", "auto"],
+    fractal_zoom_outer_width=6.0,
+    fractal_descent_resolution=9,
+    fractal_zoom_point_x=None,
+    fractal_zoom_point_y=None,
+    fractal_zoom_point_width=None,
+    fractal_dimension="pow2",
+    fractal_exit="nonfinite",
+    fractal_exit_verify=False,
+    fractal_reuse_pixels=True,
+    fractal_minibatch_size=16,
+    fractal_tail=20,
+)
+
+
+def fractal_cell(cfg, point, index=0):
+    from fractal import workload
+
+    return Cell(
+        point["experiment"], index, "fractal.workload", point, 0, workload.cell_params(cfg, point)
+    )
+
+
+def run_script(tmp_path_factory, script, *args, interpret=True):
+    """The last stdout line, as JSON, of `script` run from a file (triton.jit needs the
+    source) in a fresh Python, under TRITON_INTERPRET=1 unless interpret=False."""
+
+    if interpret and np.lib.NumpyVersion(np.__version__) >= "2.4.0":
+        # Triton 3.6's interpreter turns scalar kernel arguments into 1-element arrays and
+        # takes int() of them, an error from numpy 2.4 on
+        pytest.skip("Triton's interpreter needs numpy < 2.4")
+    path = tmp_path_factory.mktemp("triton") / "script.py"
+    path.write_text(script)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    if interpret:
+        env["TRITON_INTERPRET"] = "1"
+    proc = subprocess.run(
+        [sys.executable, str(path), *args],
+        env=env, cwd=root, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- images of known structure (the dimension estimator and the zoom descent) ------------
+
+RABBIT = -0.123 + 0.745j  # Douady's rabbit: a Julia set whose boundary has D = 1.39
+
+
+def julia(x, y, c=RABBIT, iters=300):
+    """An escape-time image, like a trainability image: the escape step where the orbit of
+    z -> z^2 + c from x + iy leaves |z| > 4 (positive), -1 - |z| where it stays (negative).
+    The boundary between them is the Julia set, self-similar: the same at every scale."""
+    z = np.asarray(x) + 1j * np.asarray(y)
+    out = np.zeros(z.shape)
+    alive = np.ones(z.shape, dtype=bool)
+    for i in range(iters):
+        z = np.where(alive, z * z + c, z)
+        escaped = alive & (np.abs(z) > 4)
+        out[escaped] = i + 1.0
+        alive &= ~escaped
+    out[alive] = -1.0 - np.abs(z[alive])
+    return out
+
+
+def hashed(x, y):
+    """Sign noise: a function of the coordinates' last bits, redrawn by any shift."""
+    return np.modf(np.abs(np.sin(x * 12989.8 + y * 78233.0) * 43758.5453))[0] - 0.5
+
+
+# -- LLM maps ------------------------------------------------------------------------------
+
+# A small offline corpus for GPT-2 runs on the CPU.
+TEXT = "\n".join(
+    f"Line {i}: the quick brown fox jumps over the lazy dog, said speaker {i % 7}."
+    for i in range(400)
 )

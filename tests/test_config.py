@@ -122,6 +122,66 @@ def test_lint_duplicate_and_choice_member(tmp_path):
     ]
 
 
+# A .config written before the LLM maps became the llmmap workload (the old flagship's).
+OLD_LLM_CONFIG = """CONFIG_NAME="fractal-16x16"
+# CONFIG_WORKLOAD_GPT2 is not set
+CONFIG_WORKLOAD_FRACTAL=y
+# CONFIG_FRACTAL_ENGINE_MLP is not set
+CONFIG_FRACTAL_ENGINE_LLM=y
+CONFIG_TRAINABLE_WINDOW=20
+CONFIG_TRAINABLE_THRESHOLD="1.0"
+CONFIG_FRACTAL_LLM_PARENT=""
+"""
+
+
+@pytest.mark.parametrize("defconfig", [True, False], ids=["defconfig", ".config"])
+def test_a_renamed_symbol_is_refused_with_its_new_name(tmp_path, dotconfig, defconfig):
+    # dropped silently, an old .config would run another configuration: every renamed or
+    # removed symbol it sets is an error naming the new symbol (kconfig.RENAMED)
+    path = tmp_path / "old.config"
+    path.write_text(OLD_LLM_CONFIG)
+    removed = (
+        f"{path}:4: CONFIG_FRACTAL_ENGINE_MLP was removed (the paper's engine is the whole "
+        "fractal workload: CONFIG_WORKLOAD_FRACTAL=y alone)"
+    )
+    warnings = None if defconfig else []
+    problems = kconfig.lint_defconfig(path, warnings=warnings)
+    assert problems == ([removed] if defconfig else []) + [
+        f"{path}:5: CONFIG_FRACTAL_ENGINE_LLM was renamed CONFIG_WORKLOAD_LLMMAP (the LLM maps "
+        "are a workload of their own: set CONFIG_WORKLOAD_LLMMAP=y instead of "
+        "CONFIG_WORKLOAD_FRACTAL=y)",
+        f"{path}:6: CONFIG_TRAINABLE_WINDOW was renamed CONFIG_LLMMAP_TRAINABLE_WINDOW (set "
+        "CONFIG_LLMMAP_TRAINABLE_WINDOW to the same value)",
+        f"{path}:7: CONFIG_TRAINABLE_THRESHOLD was renamed CONFIG_LLMMAP_TRAINABLE_THRESHOLD "
+        "(set CONFIG_LLMMAP_TRAINABLE_THRESHOLD to the same value)",
+        f"{path}:8: CONFIG_FRACTAL_LLM_PARENT was renamed CONFIG_LLMMAP_ZOOMS_INTO (set "
+        "CONFIG_LLMMAP_ZOOMS_INTO to the same value)",
+    ]
+    # in a .config, a removed symbol that is not set asks for nothing: a warning, dropped
+    assert warnings == (None if defconfig else [removed])
+    with pytest.raises(ConfigError, match=r"^TRAINABLE_WINDOW: CONFIG_TRAINABLE_WINDOW was rena"):
+        kconfig.setconfig("TRAINABLE_WINDOW=5", dotconfig=dotconfig)
+
+
+def test_the_menu_refuses_an_old_config_before_it_drops_a_renamed_symbol(tmp_path):
+    # kconfiglib's menu would load the old flagship .config without its renamed symbols
+    # and save a paper-engine configuration in its place
+    path = tmp_path / ".config"
+    path.write_text(OLD_LLM_CONFIG)
+    edits = []
+    with pytest.raises(ConfigError, match=r"(?s)\.config:5: CONFIG_FRACTAL_ENGINE_LLM was ren.*"
+                       r"\.config:8: CONFIG_FRACTAL_LLM_PARENT was renamed CONFIG_LLMMAP_ZO"):  # fmt: skip
+        kconfig.edit_dotconfig(lambda: edits.append(1), dotconfig=path)
+    assert edits == [] and path.read_text() == OLD_LLM_CONFIG
+
+
+def test_every_renamed_symbol_is_gone_and_its_new_name_exists():
+    kconf = kconfig.load_kconfig()
+    for old, (new, _) in kconfig.RENAMED.items():
+        assert old not in kconf.syms or not kconf.syms[old].nodes, old
+        assert new is None or kconf.syms[new].nodes, new
+
+
 def test_a_bad_defconfig_is_refused_and_nothing_written(tmp_path, monkeypatch):
     root = tmp_path / "tree"
     shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv", ".git", "results", "data"))
@@ -143,7 +203,7 @@ def test_setconfig_override_validated_by_kconfig(dotconfig):
         kconfig.setconfig("NO_SUCH_THING=1", dotconfig=dotconfig)
     with pytest.raises(ConfigError, match="unmet dependencies"):
         kconfig.setconfig("SWEEP=n SWEEP_X_POINTS=3", dotconfig=dotconfig)
-    with pytest.raises(ConfigError, match=r"\(!SWEEP_IN_CELL\): .* selected by FRACTAL_ENGINE_MLP"):
+    with pytest.raises(ConfigError, match=r"\(!SWEEP_IN_CELL\): .* selected by WORKLOAD_FRACTAL"):
         kconfig.setconfig("WORKLOAD_FRACTAL=y SWEEP=y", dotconfig=dotconfig)
     assert dotconfig.read_text() == before  # a refused override changes nothing
 

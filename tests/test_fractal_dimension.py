@@ -34,6 +34,7 @@ from fractal.dimension import (
     porespy_slopes,
     stretches,
 )
+from tests.conftest import hashed, julia
 
 N = 1024
 KOCH = np.log(4) / np.log(3)  # 1.2619
@@ -269,29 +270,7 @@ def test_pooled_median_bootstrap_and_stretches():
 # Worlds computed at any coordinates, as the engine computes a frame on any grid: the
 # noise test recomputes them on a grid shifted by a fraction of a pixel.
 
-RABBIT = -0.123 + 0.745j  # Douady's rabbit: a Julia set whose boundary has D = 1.39
-RABBIT_DIM = 1.39
-
-
-def julia(x, y, c=RABBIT, iters=300):
-    """An escape-time image, like a trainability image: the escape step where the orbit of
-    z -> z^2 + c from x + iy leaves |z| > 4 (positive), -1 - |z| where it stays (negative).
-    The boundary between them is the Julia set, self-similar: the same at every scale."""
-    z = np.asarray(x) + 1j * np.asarray(y)
-    out = np.zeros(z.shape)
-    alive = np.ones(z.shape, dtype=bool)
-    for i in range(iters):
-        z = np.where(alive, z * z + c, z)
-        escaped = alive & (np.abs(z) > 4)
-        out[escaped] = i + 1.0
-        alive &= ~escaped
-    out[alive] = -1.0 - np.abs(z[alive])
-    return out
-
-
-def hashed(x, y):
-    """Sign noise: a function of the coordinates' last bits, redrawn by any shift."""
-    return np.modf(np.abs(np.sin(x * 12989.8 + y * 78233.0) * 43758.5453))[0] - 0.5
+RABBIT_DIM = 1.39  # the boundary dimension of conftest.RABBIT's Julia set
 
 
 def world(kind):

@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ from fractal import problem
 from fractal.common import EXPERIMENTS, MAX_VAL, OPENING_WINDOW
 from fractal.engine import compute_image, pixel_losses
 from fractal.problem import pixel_value
+from tests.conftest import run_script
 
 
 def reference_losses(
@@ -347,33 +345,12 @@ print(json.dumps(triton_checks("cpu", json.loads(sys.argv[1]))))
 """
 
 
-def _run_script(tmp_path_factory, script, *args, interpret=True):
-    """The last stdout line, as JSON, of `script` run from a file (triton.jit needs the
-    source) in a fresh Python, under TRITON_INTERPRET=1 unless interpret=False."""
-    if interpret and np.lib.NumpyVersion(np.__version__) >= "2.4.0":
-        # Triton 3.6's interpreter turns scalar kernel arguments into 1-element arrays and
-        # takes int() of them, an error from numpy 2.4 on
-        pytest.skip("Triton's interpreter needs numpy < 2.4")
-    path = tmp_path_factory.mktemp("triton") / "script.py"
-    path.write_text(script)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    if interpret:
-        env["TRITON_INTERPRET"] = "1"
-    proc = subprocess.run(
-        [sys.executable, str(path), *args],
-        env=env, cwd=root, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 @pytest.fixture(scope="module")
 def triton_vs_torch(tmp_path_factory):
     pytest.importorskip("triton")
     if torch.cuda.is_available():  # compile for real and compare on the GPU
         return triton_checks("cuda", TANH_VARIANTS + ["tl"])
-    return _run_script(tmp_path_factory, TRITON_SCRIPT, json.dumps(["fast"]))
+    return run_script(tmp_path_factory, TRITON_SCRIPT, json.dumps(["fast"]))
 
 
 @pytest.mark.parametrize("variant", TANH_VARIANTS + ["tl"])
@@ -432,7 +409,7 @@ def test_triton_float32_falls_back(tmp_path_factory):
     pytest.importorskip("triton")
     cuda = torch.cuda.is_available()
     case = json.dumps(TRITON_CASES["tanh"])
-    max_rel, same, dtype, cfg = _run_script(
+    max_rel, same, dtype, cfg = run_script(
         tmp_path_factory, FLOAT32_SCRIPT, case, "cuda" if cuda else "cpu", interpret=not cuda
     )
     assert dtype == "float32" and cfg["kernel"] == "tl" and cfg["tanh"] != "fast"
@@ -483,7 +460,7 @@ print(json.dumps(out))
 def fast_tanh(tmp_path_factory):
     pytest.importorskip("triton")
     cuda = torch.cuda.is_available()  # compiled for real, or in the interpreter
-    return _run_script(tmp_path_factory, TANH_SCRIPT, "cuda" if cuda else "cpu", interpret=not cuda)
+    return run_script(tmp_path_factory, TANH_SCRIPT, "cuda" if cuda else "cpu", interpret=not cuda)
 
 
 def test_fast_tanh_accuracy(fast_tanh):

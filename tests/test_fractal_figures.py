@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fractal import dimension, figures
-from fractal.labels import label_run
+from llmmap.labels import label_run
 
 
 def luminance(v):

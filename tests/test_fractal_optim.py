@@ -11,6 +11,7 @@ from fractal import engine
 from fractal.common import EXPERIMENTS, OPTIMIZERS
 from fractal.engine import compute_image, pixel_losses
 from gpt2.optimizers import Muon, zeropower_via_newtonschulz5
+from tests.conftest import FRACTAL_BASE, fractal_cell, run_script
 
 STEPS = 25
 
@@ -230,9 +231,7 @@ def kernel_vs_torch(tmp_path_factory):
     pytest.importorskip("triton")
     if torch.cuda.is_available():
         return kernel_checks("cuda")
-    from tests.test_fractal_engine import _run_script
-
-    return _run_script(tmp_path_factory, KERNEL_SCRIPT)
+    return run_script(tmp_path_factory, KERNEL_SCRIPT)
 
 
 @pytest.mark.parametrize("name", list(KERNEL_WINDOWS))
@@ -281,10 +280,10 @@ def test_plan_validates_the_knob_axis():
     from fractal import paper
     from kmatrix.config import Config
     from kmatrix.errors import ConfigError
-    from tests.test_fractal_workload import BASE
 
-    base = dict(BASE, fractal_experiments=["tanh"], fractal_optimizer="adam", fractal_beta1=0.5,
-                fractal_beta2=0.99, fractal_eps=1e-8, fractal_weight_decay=0.0)  # fmt: skip
+    base = dict(FRACTAL_BASE, fractal_experiments=["tanh"], fractal_optimizer="adam",
+                fractal_beta1=0.5, fractal_beta2=0.99, fractal_eps=1e-8,
+                fractal_weight_decay=0.0)  # fmt: skip
     cfg = Config(dict(base, fractal_knob_axis="beta1", fractal_x_max=0.0))
     paper.validate(cfg)
     p = paper.cell_params(cfg, {"experiment": "tanh"})
@@ -303,17 +302,16 @@ def test_image_cell_trains_with_the_optimizer(tmp_path):
     # an image cell with Adam: its values are compute_image's with Adam, and meta.json says so
     import json
 
-    from fractal import paper
+    from fractal import workload
     from kmatrix.cell import RunContext
     from kmatrix.config import Config
-    from tests.test_fractal_workload import BASE, make_cell
 
-    cfg = Config(dict(BASE, fractal_experiments=["tanh"], fractal_optimizer="adam",
+    cfg = Config(dict(FRACTAL_BASE, fractal_experiments=["tanh"], fractal_optimizer="adam",
                       fractal_beta1=0.8, fractal_beta2=0.999, fractal_eps=1e-8,
                       fractal_weight_decay=0.0, fractal_steps=30))  # fmt: skip
-    cell = make_cell(cfg, {"experiment": "tanh"})
+    cell = fractal_cell(cfg, {"experiment": "tanh"})
     out = tmp_path / "cell"
-    assert paper.run(cell, RunContext("cpu", out, profile="paper_repro"))["status"] == "ok"
+    assert workload.run(cell, RunContext("cpu", out, profile="paper_repro"))["status"] == "ok"
     meta = json.loads((out / "meta.json").read_text())
     assert meta["optimizer"] == "adam" and meta["optim"]["beta1"] == 0.8
     want = compute_image(**EXPERIMENTS["tanh"], window=(-3, 6, -3, 6), resolution=8, steps=30,

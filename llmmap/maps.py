@@ -1,4 +1,4 @@
-"""The LLM trainability-grid workload: every grid point is one GPT-2 training run.
+"""The LLM trainability map behind llmmap/workload.py: every grid point is one GPT-2 run.
 
 Planning, training and the dry run are the gpt2 workload's (any numeric knob of its
 cell_params can be a grid axis); this module labels each run stable / trainable and
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fractal import grid_figures
 from fractal import dimension
-from fractal.labels import label_run
+from llmmap.labels import label_run
 from gpt2 import workload as gpt2
 from kmatrix.errors import ConfigError, Diverged
 from kmatrix.grid import combination, sweep_values
@@ -39,8 +38,8 @@ def validate(cfg):
 
 def cell_params(cfg, point):
     params = gpt2.cell_params(cfg, point)
-    params["trainable_window"] = cfg.trainable_window
-    params["trainable_threshold"] = cfg.trainable_threshold
+    params["trainable_window"] = cfg.llmmap_trainable_window
+    params["trainable_threshold"] = cfg.llmmap_trainable_threshold
     return params
 
 
@@ -168,7 +167,7 @@ def boundary_dimension(trainable):
     method = "paper" if min(np.shape(trainable)) >= PAPER_ESTIMATOR_FROM else "pow2"
     bc = dimension.edge_box_count(edges, method)
     how = {"estimator": method, "box_sizes": bc["sizes"]}
-    if n < 2 or min(edges.shape) < 2 or len(bc["sizes"]) < grid_figures.MIN_BOX_SIZES:
+    if n < 2 or min(edges.shape) < 2 or len(bc["sizes"]) < dimension.MIN_BOX_SIZES:
         return None, n, how  # one slope (two box sizes) or none: no dimension, say so
     return float(np.median(bc["slopes"])), n, how
 
@@ -191,12 +190,13 @@ def budget_text(params):
 
 
 def summarize(summary_dir, cells, results, cfg):
+    from llmmap import grid_figures  # matplotlib: the summary's only, never planning's
+
     summary_dir = Path(summary_dir)
     seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
     budget = budget_text(cells[0].params if cells else None)
-    rule = (
-        f"trainable: last {cfg.trainable_window} train losses < {cfg.trainable_threshold:g} x first"
-    )
+    window, threshold = cfg.llmmap_trainable_window, cfg.llmmap_trainable_threshold
+    rule = f"trainable: last {window} train losses < {threshold:g} x first"
     out = {}
     for name, g in grid_arrays(cells, results, cfg).items():
         x_name = grid_figures.axis_name(cfg.sweep_x_param, g.get("optimizer"))
@@ -223,8 +223,8 @@ def summarize(summary_dir, cells, results, cfg):
             note=note if inferred is not None else None,
             stable=g["stable"],
             ratio=g["ratio"],
-            threshold=cfg.trainable_threshold,
-            window=cfg.trainable_window,
+            threshold=threshold,
+            window=window,
         )
         grid_figures.stability_figure(
             g["xs"], g["ys"], g["stable"], g["loss"], paths["stability"], x_name, y_name, title,
@@ -268,7 +268,7 @@ def summarize(summary_dir, cells, results, cfg):
                 "max": float(g["ys"].max()),
             },
         }
-        parent_name = cfg.get("fractal_llm_parent")
+        parent_name = cfg.get("llmmap_zooms_into")
         if parent_name:
             parent_dir = results_dir(cfg.replace(name=parent_name)) / "summary"
             if (parent_dir / f"grid-{name}.npz").is_file():

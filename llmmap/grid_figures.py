@@ -26,6 +26,7 @@ from matplotlib.colors import (  # noqa: E402
 )
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
+from fractal.dimension import MIN_BOX_SIZES
 from fractal.figures import save_figure
 
 NOT_TRAINABLE = "#8B0000"  # stable, but the loss did not fall below the threshold
@@ -42,7 +43,6 @@ TRAINABILITY_CMAP = LinearSegmentedColormap.from_list(
 )
 BINARY_CMAP = ListedColormap([NOT_TRAINABLE, TRAINABLE_DARK])
 INFERRED_ALPHA = 0.5  # how much an inferred cell is paled
-MIN_BOX_SIZES = 3  # fewer box sizes give one slope or none: no dimension is read from them
 
 # What a swept gpt2 knob is, for axis labels: the optimizer that owns each parameter group
 # (Muon trains only the hidden matrices and hands the rest to AdamW).
