@@ -122,3 +122,30 @@ def test_a_known_fractal_is_followed():
     assert full > 1.2  # a boundary of structure at every scale of the window
     assert abs(got - full) < 0.05, (got, full)
     assert len(computed) < 0.8 * N * N
+
+
+def test_compare_maps_checks_every_shared_point():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "compare_maps.py"
+    spec = importlib.util.spec_from_file_location("compare_maps", path)
+    cm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cm)
+    truth, _ = islands(1, 40)
+    labels, out, _ = refined(truth)
+    xs = np.logspace(-3, 2, N)
+    inferred = np.zeros((N, N), dtype=bool)
+    for i, j in out["inferred"]:
+        inferred[j, i] = True
+    f = lambda a: a.astype(float)  # noqa: E731
+    fine = dict(xs=xs, ys=xs, trainable=f(labels), stable=f(labels), loss=f(labels))
+    fine["inferred"] = inferred
+    full = dict(xs=xs, ys=xs, trainable=f(truth), stable=f(truth), loss=f(truth))
+    report = cm.compare(fine, full)
+    assert report["shared_points"] == N * N  # the last level's points too
+    assert report["inferred_trainable_wrong"] == int((labels != truth).sum()) > 0
+    assert report["labels_equal_where_both_computed"]
+    coarse = {k: v[::2, ::2] for k, v in full.items() if k not in ("xs", "ys")}
+    report = cm.compare(fine, dict(coarse, xs=xs[::2], ys=xs[::2]))
+    assert report["shared_points"] == 65 * 65
