@@ -340,51 +340,59 @@ def _transect_summary(cfg, geo, walked, by, results, n, width):
 
 def _zoom_summary(cfg, geo, walked, by, results, n, width):
     method = "paper" if n >= 1025 else "pow2"
-    frames, slopes, images, seen = [], [], [], set()
+    frames, seen = [], set()
+    slopes = {"trainable": [], "stable": []}
+    images = []
     for f in walked["frames"]:
         k, centre, labels = f["frame"], f["centre"], f["labels"]
-        img = np.zeros((n, n))
+        img = {name: np.zeros((n, n)) for name in slopes}
         for (i, j), lab in labels.items():
-            img[j, i] = 1.0 if dict(lab).get("trainable") else -1.0
-        bc = dimension.box_count(img, method=method)
+            for name in slopes:
+                img[name][j, i] = 1.0 if dict(lab).get(name) else -1.0
+        counted = {name: dimension.box_count(img[name], method=method) for name in slopes}
+        for name in slopes:
+            slopes[name].append(counted[name]["slopes"])
+        images.append(img["trainable"])
         at = lambda i, j: zoom_maps.frame_position(centre, k, cfg.llmmap_depths, n, i, j)  # noqa
         positions = {at(i, j) for (i, j) in labels if (i, j) not in f["inferred"]}
-        sl = bc["slopes"]
-        slopes.append(sl)
-        images.append(img)
-        report = refine_report(f["walked"])
-        frames.append(
-            {
-                "frame": k,
-                "width_decades": width / 2**k,
-                "step_decades": width / 2**k / (n - 1),
-                "centre": _values(cfg, zoom_coord(geo["anchors"][0][0], geo["unit"], *centre)),
-                "computed": len(positions),
-                "computed_new": len(positions - seen),
-                "shared_with_earlier_frames": len(positions & seen),
-                "inferred": len(f["inferred"]),
-                "boundary_pixels": bc["edge_pixels"],
-                "trainable_ratio": float((img > 0).mean()),
-                "dimension": float(np.median(sl)) if len(sl) >= 2 else None,
-                "slopes": sl,
-                "slope_spread_16_84": (
-                    [float(v) for v in np.percentile(sl, [16, 84])] if len(sl) >= 2 else None
-                ),
-                "verification": report,
-                "status": f["status"],
-            }
-        )
+        frame = {
+            "frame": k,
+            "width_decades": width / 2**k,
+            "step_decades": width / 2**k / (n - 1),
+            "centre": _values(cfg, zoom_coord(geo["anchors"][0][0], geo["unit"], *centre)),
+            "computed": len(positions),
+            "computed_new": len(positions - seen),
+            "shared_with_earlier_frames": len(positions & seen),
+            "inferred": len(f["inferred"]),
+            "trainable_ratio": float((img["trainable"] > 0).mean()),
+            "stable_ratio": float((img["stable"] > 0).mean()),
+            "verification": refine_report(f["walked"]),
+            "status": f["status"],
+        }
+        for name in slopes:  # "trainable": the boundary between trainable and not
+            sl = counted[name]["slopes"]
+            prefix = "" if name == "trainable" else "stable_"
+            frame[prefix + "boundary_pixels"] = counted[name]["edge_pixels"]
+            frame[prefix + "dimension"] = float(np.median(sl)) if len(sl) >= 2 else None
+            frame[prefix + "slopes"] = sl
+            frame[prefix + "slope_spread_16_84"] = (
+                [float(v) for v in np.percentile(sl, [16, 84])] if len(sl) >= 2 else None
+            )
+        frames.append(frame)
         seen |= positions
-    pooled = dimension.pooled_median(slopes)
-    lo, hi = dimension.bootstrap(slopes)
     walked["images"] = images
-    return {
+    out = {
         "frames": frames,
         "estimator": method,
-        "pooled_dimension": None if math.isnan(pooled) else pooled,
-        "pooled_spread_16_84": None if math.isnan(lo) else [lo, hi],
         "deepest_fp32_resolved_frame": fp32_depth(width, n),
     }
+    for name in slopes:
+        prefix = "" if name == "trainable" else "stable_"
+        pooled = dimension.pooled_median(slopes[name])
+        lo, hi = dimension.bootstrap(slopes[name])
+        out[prefix + "pooled_dimension"] = None if math.isnan(pooled) else pooled
+        out[prefix + "pooled_spread_16_84"] = None if math.isnan(lo) else [lo, hi]
+    return out
 
 
 def refine_report(walked):
@@ -465,12 +473,18 @@ def _zoom_figure(path, cfg, out, walked, n):
                   interpolation="nearest")  # fmt: skip
         fr = out["frames"][k]
         d = fr["dimension"]
-        ax.set_title(f"frame {k}: {fr['width_decades']:.2g} dec\n"
-                     f"D {'-' if d is None else f'{d:.2f}'}", fontsize=7)  # fmt: skip
+        sd = fr["stable_dimension"]
+        ax.set_title(f"frame {k}: {fr['width_decades']:.3g} decades\nD {'-' if d is None else f'{d:.2f}'}"
+                     f" (stable {'-' if sd is None else f'{sd:.2f}'})", fontsize=7)  # fmt: skip
         ax.set_xticks([])
         ax.set_yticks([])
     if walked.get("images"):
         dimension.plot_box_counting(walked["images"], ax=axes[0][-1], method=out["estimator"])
-    fig.suptitle(f"{cfg.name}: zoom, pooled D {out['pooled_dimension']}", fontsize=8)
+    d, sd = out["pooled_dimension"], out["stable_pooled_dimension"]
+    fig.suptitle(
+        f"{cfg.name}: zoom, black unstable, red not trainable, blue trainable; pooled D "
+        f"trainable {'-' if d is None else f'{d:.3f}'}, stable {'-' if sd is None else f'{sd:.3f}'}",
+        fontsize=8,
+    )
     fig.tight_layout()
     _save(fig, path)
