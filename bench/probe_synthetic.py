@@ -123,10 +123,7 @@ def transect_rows():
     unit = transects.unit(1.0, P, D)
     for name, truth in {
         "smooth (a step)": lambda u: u * unit > 0.0123,
-        "Weierstrass zero set (a = 0.7, b = 2: dimension 0.49)": lambda u: weierstrass(
-            0.3 + u * unit
-        )
-        > 0,
+        "Weierstrass zero set (a = 0.7, b = 2)": lambda u: weierstrass(0.3 + u * unit) > 0,
     }.items():
         known = {}
 
