@@ -25,8 +25,8 @@ probe() {  # name, cap in seconds
 }
 # the checkpoint the fine-tuning maps start from
 $M defconfig-fractal-ft-pretrain >/dev/null && $M setconfig SET="TRACK_WANDB_DISABLED=y" >/dev/null
-timeout 60 $M 2>&1 | grep -v '^\[' >>"$LOG"
-probe llmmap-pretrain-transects ${CAP1:-110}
-probe llmmap-ft-transects ${CAP2:-100}
+timeout 45 $M 2>&1 | grep -v '^\[' >>"$LOG"
+probe llmmap-pretrain-transects ${CAP1:-100}
+probe llmmap-ft-transects ${CAP2:-90}
 probe llmmap-pretrain-zoom ${CAP3:-100}
-probe llmmap-ft-zoom ${CAP4:-90}
+probe llmmap-ft-zoom ${CAP4:-80}
