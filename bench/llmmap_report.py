@@ -30,7 +30,9 @@ def compact(summary, wall):
         "cells_per_s": summary["cells"] / wall if wall else None,
         "probe": probe,
     }
-    if probe["kind"] == "transects":
+    if "note" in probe:  # the grid did not finish: nothing probed
+        pass
+    elif probe["kind"] == "transects":
         report["label_changes_per_depth"] = [
             [d["label_changes"] for d in line["depths"]] for line in probe["lines"]
         ]

@@ -267,8 +267,14 @@ def _loss(results, cell):
 
 def summarize(summary_dir, cells, results, cfg, label):
     """summary.json's "probe" entry and its figure (probe-<kind>.png)."""
-    geo, walked = walk(cfg, cells, results, label)
     grid, probe = split(cells)
+    done = [c for c in grid if results.get(c.id) and results[c.id].get("status") != "failed"]
+    if len(done) < len(grid):
+        return {"kind": kind(cfg), "note": f"the grid has {len(done)} of {len(grid)} results"}
+    try:
+        geo, walked = walk(cfg, cells, results, label)
+    except ConfigError as e:
+        return {"kind": kind(cfg), "note": str(e)}
     by = {(c.point["probe"], c.point["at"]): c for c in probe}
     computed = sum(1 for c in probe if results.get(c.id) and results[c.id]["status"] != "failed")
     n, width = cfg.llmmap_points, cfg.llmmap_width
