@@ -15,7 +15,8 @@ A ratio that is a smooth function of the learning rate changes half as much per 
 each depth (exponent 1 in step_change ~ step^alpha); one that is rounding noise, or
 chaotic at every scale below the step, changes as much between neighbours at every depth
 (alpha 0). `roughness_exponent` is the least-squares slope of log median_step_change
-against log step over the depths.
+against log step over the depths, for lines across the trainable boundary (where most
+changes are trainable ones).
 """
 
 import argparse
@@ -86,14 +87,28 @@ def main():
                     ),
                 }
             )
+        # the ratio decides the trainable boundary; across the stable one it is a blown-up
+        # loss over the first (up to 1e32), whose differences say nothing of that boundary
+        summary_depths = probe["lines"][k]["depths"]
+        boundary = (
+            "trainable"
+            if sum(d["trainable_changes"] for d in summary_depths)
+            >= sum(d["stable_changes"] for d in summary_depths)
+            else "stable"
+        )
         use = [d for d in depths if d["median_step_change"]]
         alpha = None
-        if len(use) >= 3:
+        if len(use) >= 3 and boundary == "trainable":
             x = np.log([d["step_decades"] for d in use])
             y = np.log([d["median_step_change"] for d in use])
             alpha = float(np.polyfit(x, y, 1)[0])
         report["lines"].append(
-            {"anchor": probe["lines"][k]["anchor"], "depths": depths, "roughness_exponent": alpha}
+            {
+                "anchor": probe["lines"][k]["anchor"],
+                "boundary": boundary,
+                "depths": depths,
+                "roughness_exponent": alpha,
+            }
         )
     write_bench_result(args.out, report, device="cpu")
     for line in report["lines"]:
