@@ -1,7 +1,7 @@
 """How rough the loss ratio is along the transects of an LLM map: smooth structure or noise?
 
-    python bench/llmmap_roughness.py --summary bench/results/llmmap_pretrain_transects \
-        --out bench/results/llmmap_pretrain_roughness.json
+    python bench/llmmap_roughness.py --summary bench/results/llmmap_pretrain_transects_h100 \
+        --out bench/results/llmmap_pretrain_roughness_h100.json
 
 Reads a transect run's summary.json and results.csv (a summary/ folder, or files with
 that stem: <stem>_summary.json, <stem>_results.csv), walks the lines again from the
