@@ -16,7 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fractal import dimension, llm  # noqa: E402
+from fractal import dimension  # noqa: E402
+from llmmap import maps  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
 
 SHAPES = {
@@ -38,7 +39,7 @@ def main():
     for n in (16, 33, 65, 129, 257, 513, 1025):
         y, x = np.mgrid[0:n, 0:n] / (n - 1)
         for name, inside in SHAPES.items():
-            edges = llm.boundary(inside(x, y).astype(float))
+            edges = maps.boundary(inside(x, y).astype(float))
             row = {"points": n, "shape": name, "true": 1.0}
             row.update({m: estimate(edges, m) for m in ("paper", "pow2")})
             rows.append(row)

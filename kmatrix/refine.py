@@ -14,15 +14,30 @@ point is also a fine point:
 A label is what the workload's label(result) returns (an LLM grid: stable and
 trainable), so a map is refined wherever any label changes. The guard band is what
 keeps small features: a boundary that wanders into a coarse cell without touching its
-corners is still caught if it touches a corner within the band. SWEEP_REFINE_VERIFY
-inferred points per level are computed anyway, at random, and the miss rate (how often
-their computed label differs from the inferred one) is reported in the summary.
+corners is still caught if it touches a corner within the band.
+
+SWEEP_REFINE_BAND = w > 0 also computes, at every level, each new point within w points
+(of that level's lattice) of a label change seen there, again and again until no new
+change appears: once any point of a feature is computed, its boundary is followed.
+
+SWEEP_REFINE_VERIFY inferred points per level are computed anyway, at random, stratified
+by their distance to the nearest label change of the previous lattice (STRATA: most
+samples near the boundary, where a miss would be): the summary reports each stratum's
+misses and a 95% upper bound on its miss rate and on its wrong points.
+
+What it cannot see (detection_limit): a feature is certain to be found only if it
+contains a square of 2^L x 2^L grid points, which then holds a coarse point. A smaller
+one is found only where it lies within the guard band of a change found at a coarser
+level, or where a verification point lands on it.
 
 Everything here is a function of the planned cells and their results: nothing is
 stored, the same results always give the same plan.
 """
 
+import math
 import random
+
+import numpy as np
 
 from kmatrix.errors import ConfigError
 from kmatrix.grid import combination, grid_base, grid_cell, sweep_values
@@ -69,18 +84,27 @@ def _neighbourhood(i, j, s, guard, nx, ny):
     return [(a, b) for a in xs for b in ys]
 
 
-def derive(levels, guard, verify, nx, ny, label_of, seed=0):
+# Verification strata: the distance of an inferred point to the nearest label change of
+# the previous lattice, in points of the level's lattice (Chebyshev), and the share of the
+# sample each gets; a stratum with fewer points passes its share on to the next one.
+STRATA = ((1, 4), (5, 8), (9, 16), (17, 32), (33, None))
+STRATA_SHARE = (0.4, 0.3, 0.15, 0.1, 0.05)
+
+
+def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):
     """Walk the levels of one grid. `label_of(i, j)` is the label of a computed point, or
     raises KeyError if it has none yet. Returns a dict:
 
       labels    {(i, j): label} of every point decided so far (computed or inferred)
       inferred  {(i, j): label} of the points decided without computing them
-      verified  [(i, j, inferred label, computed label)] of the verification sample
+      verified  [(i, j, inferred label, computed label, level, stratum)] of the
+                verification sample
+      strata    {(level, stratum): inferred points there when the sample was drawn}
       pending   points to compute next (the level under way), [] once the map is complete
       level     the level under way (levels + 1 when complete)
     """
     s0 = 2**levels
-    out = dict(labels={}, inferred={}, verified=[], pending=[], level=0)
+    out = dict(labels={}, inferred={}, verified=[], strata={}, pending=[], level=0)
     first = [(i, j) for i in range(0, nx, s0) for j in range(0, ny, s0)]
     if not _take(first, label_of, out):
         return out
@@ -95,15 +119,157 @@ def derive(levels, guard, verify, nx, ny, label_of, seed=0):
                 infer[(i, j)] = next(iter(around))
             else:
                 compute.append((i, j))
-        sample = rng.sample(sorted(infer), min(verify, len(infer)))
+        stratum = _strata(out["labels"], infer, s, nx, ny)
+        for n in range(len(STRATA)):
+            out["strata"][(k, n)] = sum(1 for p in infer if stratum[p] == n)
+        sample = _stratified_sample(rng, infer, stratum, verify)
         if not _take(compute + sample, label_of, out):
             return out
+        for p in sample:
+            out["verified"].append((*p, infer.pop(p), out["labels"][p], k, stratum[p]))
+        while band:  # follow every change seen on this lattice until no new one appears
+            extra = _in_band(out["labels"], infer, s, band, nx, ny)
+            if not extra:
+                break
+            for p in extra:
+                del infer[p]
+            if not _take(extra, label_of, out):
+                return out
         for p, label in infer.items():
-            if p in sample:
-                out["verified"].append((*p, label, out["labels"][p]))
-            else:
-                out["labels"][p] = out["inferred"][p] = label
+            out["labels"][p] = out["inferred"][p] = label
     out["level"] = levels + 1
+    return out
+
+
+def _lattice(labels, s, nx, ny, codes):
+    """[a, b] int array of the stride-s lattice: a code per label, -1 where unknown."""
+    a = np.full(((nx - 1) // s + 1, (ny - 1) // s + 1), -1, dtype=np.int64)
+    for (i, j), label in labels.items():
+        if i % s == 0 and j % s == 0:
+            a[i // s, j // s] = codes.setdefault(label, len(codes))
+    return a
+
+
+def _changes(a):
+    """Points of a lattice array with a known 4-neighbour of another known label."""
+    out = np.zeros(a.shape, dtype=bool)
+    for axis in (0, 1):
+        lo, hi = np.swapaxes(a, 0, axis)[:-1], np.swapaxes(a, 0, axis)[1:]
+        d = (lo != hi) & (lo >= 0) & (hi >= 0)
+        o = np.swapaxes(out, 0, axis)
+        o[:-1] |= d
+        o[1:] |= d
+    return out
+
+
+def _dilate(mask, r):
+    """Points within Chebyshev distance r of a True point (a box sum over cumsums)."""
+    m = np.asarray(mask, dtype=np.int64)
+    c = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
+    c[1:, 1:] = m.cumsum(0).cumsum(1)
+    i0 = np.clip(np.arange(m.shape[0]) - r, 0, m.shape[0])
+    i1 = np.clip(np.arange(m.shape[0]) + r + 1, 0, m.shape[0])
+    j0 = np.clip(np.arange(m.shape[1]) - r, 0, m.shape[1])
+    j1 = np.clip(np.arange(m.shape[1]) + r + 1, 0, m.shape[1])
+    return (c[i1][:, j1] - c[i0][:, j1] - c[i1][:, j0] + c[i0][:, j0]) > 0
+
+
+def _strata(labels, infer, s, nx, ny):
+    """{inferred point: stratum index} by its distance, in stride-s points, to the nearest
+    label change of the previous (stride 2s) lattice."""
+    if not infer:
+        return {}
+    prev = _changes(_lattice(labels, 2 * s, nx, ny, {}))
+    near = np.zeros(((nx - 1) // s + 1, (ny - 1) // s + 1), dtype=bool)
+    near[::2, ::2] = prev
+    within = [_dilate(near, hi) for _, hi in STRATA[:-1]]
+    out = {}
+    for i, j in infer:
+        n = next((k for k, w in enumerate(within) if w[i // s, j // s]), len(STRATA) - 1)
+        out[(i, j)] = n
+    return out
+
+
+def _stratified_sample(rng, infer, stratum, verify):
+    """Up to `verify` inferred points, drawn per stratum by STRATA_SHARE, nearest first."""
+    pools = [sorted(p for p in infer if stratum[p] == n) for n in range(len(STRATA))]
+    sample, left = [], min(verify, len(infer))
+    for n, pool in enumerate(pools):
+        share = STRATA_SHARE[n] / sum(STRATA_SHARE[n:])
+        take = min(len(pool), left if n == len(pools) - 1 else math.ceil(left * share))
+        sample += rng.sample(pool, take)
+        left -= take
+    return sample
+
+
+def _in_band(labels, infer, s, band, nx, ny):
+    """Inferred points of this level within `band` stride-s points of a label change on
+    the stride-s lattice (computed and inferred labels together)."""
+    codes = {}
+    a = _lattice({**labels, **infer}, s, nx, ny, codes)
+    near = _dilate(_changes(a), band)
+    return sorted(p for p in infer if near[p[0] // s, p[1] // s])
+
+
+def miss_bound(misses, n, confidence=0.95):
+    """One-sided upper bound on a miss rate from `misses` of `n` (Clopper-Pearson): the
+    rate at which seeing this few misses has probability 1 - confidence. None if n = 0."""
+    if n == 0:
+        return None
+    if misses >= n:
+        return 1.0
+    alpha = 1 - confidence
+
+    def cdf(p):  # P(X <= misses) for X ~ Binomial(n, p)
+        return sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(misses + 1))
+
+    lo, hi = misses / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > alpha else (lo, mid)
+    return hi
+
+
+def verification_report(walked):
+    """Per stratum, over all levels: inferred points, verified, misses, and 95% upper
+    bounds on the miss rate and on the wrong points among the inferred ones."""
+    rows = []
+    for n, (lo, hi) in enumerate(STRATA):
+        population = sum(v for (_, m), v in walked["strata"].items() if m == n)
+        checked = [v for v in walked["verified"] if v[5] == n]
+        misses = sum(1 for v in checked if v[2] != v[3])
+        bound = miss_bound(misses, len(checked))
+        rows.append(
+            {
+                "distance_points": [lo, hi],
+                "inferred": population,
+                "verified": len(checked),
+                "misses": misses,
+                "miss_rate_upper_95": bound,
+                "wrong_points_upper_95": (
+                    None if bound is None else math.ceil(bound * (population - len(checked)))
+                ),
+            }
+        )
+    return rows
+
+
+def detection_limit(levels, guard, band, step_x=None, step_y=None):
+    """What refinement at these settings is certain to see, and what it may miss."""
+    s0 = 2**levels
+    out = {
+        "certain_feature_points": s0,
+        "text": (
+            f"a feature (a region of another label) is certain to be found if it contains "
+            f"{s0} x {s0} grid points (it then holds a coarse point); smaller ones only "
+            f"within {guard} coarse cell(s) of a change found at a coarser level, or where a "
+            f"verification point lands"
+            + (f"; once found, its boundary is followed within {band} point(s)" if band else "")
+        ),
+    }
+    if step_x is not None:
+        out["certain_feature_x"] = s0 * step_x
+        out["certain_feature_y"] = s0 * step_y
     return out
 
 
@@ -145,7 +311,8 @@ def walk(cfg, cells, found):
 
         levels, guard = cfg.sweep_refine_levels, cfg.sweep_refine_guard
         verify = cfg.get("sweep_refine_verify") or 0
-        out[key] = (first, derive(levels, guard, verify, nx, ny, label_of, seed=n))
+        band = cfg.get("sweep_refine_band") or 0
+        out[key] = (first, derive(levels, guard, verify, nx, ny, label_of, seed=n, band=band))
     return out
 
 
@@ -193,8 +360,24 @@ def inferred_cells(cfg, cells, found):
             "verified": len(walked["verified"]),
             "verify_misses": len(misses),
             "miss_rate": len(misses) / len(walked["verified"]) if walked["verified"] else None,
+            "band": cfg.get("sweep_refine_band") or 0,
+            "verification_strata": verification_report(walked),
+            "detection_limit": detection_limit(
+                cfg.sweep_refine_levels,
+                cfg.sweep_refine_guard,
+                cfg.get("sweep_refine_band") or 0,
+                *(_step(cfg, axis) for axis in ("x", "y")),
+            ),
         }
     return virtual, made, report
+
+
+def _step(cfg, axis):
+    """One grid step along an axis: decades for a log axis, the knob's unit for a linear one."""
+    lo, hi, n = (cfg.get(f"sweep_{axis}_{k}") for k in ("min", "max", "points"))
+    if (cfg.get(f"sweep_{axis}_spacing") or "log") == "log":
+        lo, hi = math.log10(lo), math.log10(hi)
+    return (hi - lo) / max(1, n - 1)
 
 
 def later_cells(cfg, cells):

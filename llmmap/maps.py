@@ -18,6 +18,7 @@ from kmatrix.errors import ConfigError, Diverged
 from kmatrix.grid import combination, sweep_values
 from kmatrix.results import results_dir
 from kmatrix.files import as_float, write_atomic
+from llmmap import probes
 
 axes = gpt2.axes
 dry_run = gpt2.dry_run
@@ -34,6 +35,7 @@ def validate(cfg):
             "an LLM trainability grid needs the 2-D sweep",
             "set CONFIG_SWEEP=y and the X/Y axes (e.g. matrix_lr x unembedding_lr)",
         )
+    probes.validate(cfg)
 
 
 def cell_params(cfg, point):
@@ -78,6 +80,11 @@ def run(cell, ctx):
 
 
 batch_key = gpt2.batch_key
+
+
+def next_stage(cfg, cells, results):
+    """Transects or zoom frames after the grid (LLMMAP_PROBE), [] without them."""
+    return probes.next_stage(cfg, cells, results, label)
 
 
 def run_batch(cells, ctxs):
@@ -193,11 +200,14 @@ def summarize(summary_dir, cells, results, cfg):
     from llmmap import grid_figures  # matplotlib: the summary's only, never planning's
 
     summary_dir = Path(summary_dir)
+    cells, probe = probes.split(cells)
+    out = {}
+    if probe or probes.kind(cfg) != "none":
+        out["probe"] = probes.summarize(summary_dir, cells + probe, results, cfg, label)
     seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
     budget = budget_text(cells[0].params if cells else None)
     window, threshold = cfg.llmmap_trainable_window, cfg.llmmap_trainable_threshold
     rule = f"trainable: last {window} train losses < {threshold:g} x first"
-    out = {}
     for name, g in grid_arrays(cells, results, cfg).items():
         x_name = grid_figures.axis_name(cfg.sweep_x_param, g.get("optimizer"))
         y_name = grid_figures.axis_name(cfg.sweep_y_param, g.get("optimizer"))

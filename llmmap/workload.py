@@ -15,6 +15,7 @@ from llmmap.maps import (  # noqa: F401 - the interface
     cell_params,
     dry_run,
     label,
+    next_stage,
     preflight,
     probe,
     run,
