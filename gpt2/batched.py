@@ -192,7 +192,9 @@ def muon_step(ps, gs, states, h, lr, wd, t):
         buf = state["momentum_buffer"]
         buf.lerp_(g, _col(1 - mom, g))
         updates.append(g.lerp(buf, _col(mom, g)) if h["muon_nesterov"] else buf)
-    ortho = zeropower_via_newtonschulz5(torch.cat(updates), int(h["muon_ns_steps"]))
+    ortho = zeropower_via_newtonschulz5(
+        torch.cat(updates), int(h["muon_ns_steps"]), h.get("muon_ns_bf16", True)
+    )
     scale = max(1.0, ps[0].size(-2) / ps[0].size(-1)) ** 0.5
     for p, u in zip(ps, ortho.split(ps[0].shape[0])):
         p.mul_(_col(1 - lr * wd, p))

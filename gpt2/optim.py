@@ -49,6 +49,13 @@ def _adamw(groups, lrs, hp):
     return [torch.optim.AdamW(pg, betas=betas, eps=hp["adamw_eps"], fused=fused_adamw(groups))]
 
 
+def newton_schulz_bf16(precision):
+    """Whether Muon's Newton-Schulz iteration may round to bf16 on a GPU: in bf16 and fp16
+    cells, as modded-nanogpt does; never in fp32 cells, whose maps must not be decided by
+    bf16 rounding (hp["muon_ns_bf16"], set by gpt2/runner.py for both training paths)."""
+    return precision != "fp32"
+
+
 def _muon(groups, lrs, hp):
     from gpt2.optimizers import Muon
 
@@ -62,6 +69,7 @@ def _muon(groups, lrs, hp):
                 momentum=hp["muon_momentum"],
                 nesterov=bool(hp["muon_nesterov"]),
                 ns_steps=int(hp["muon_ns_steps"]),
+                ns_bf16=hp.get("muon_ns_bf16", True),
             )
         )
     # embeddings, head and 1-D params are not matrices Muon should orthogonalise: AdamW

@@ -4,19 +4,21 @@ The registry in gpt2/optim.py builds them."""
 import torch
 
 
-def zeropower_via_newtonschulz5(G, steps=5):
+def zeropower_via_newtonschulz5(G, steps=5, bf16=True):
     """Approximately orthogonalise G (replace its singular values by ~1); G is one matrix
     or a batch [..., rows, cols] of same-shape matrices, each orthogonalised on its own.
 
     Quintic Newton-Schulz iteration of Keller Jordan (modded-nanogpt, also nanochat): the
     coefficients (3.4445, -4.7750, 2.0315) maximise the slope at zero, so small singular
     values grow fast; the result has singular values in roughly [0.7, 1.2] rather than
-    exactly 1, which does not hurt training. Runs in bf16 on CUDA (tensor cores), fp32
-    elsewhere (CPU bf16 matmuls are slow).
+    exactly 1, which does not hurt training. Runs in bf16 on CUDA (tensor cores) when
+    bf16 is set, as modded-nanogpt does, fp32 otherwise and on the CPU (CPU bf16 matmuls
+    are slow). fp32 cells pass bf16=False (gpt2/optim.py newton_schulz_bf16): bf16
+    rounding of every update would otherwise decide the fine structure of an "fp32" map.
     """
     assert G.ndim >= 2
     a, b, c = 3.4445, -4.7750, 2.0315
-    X = G.bfloat16() if G.is_cuda else G.float()
+    X = G.bfloat16() if G.is_cuda and bf16 else G.float()
     transposed = G.size(-2) > G.size(-1)
     if transposed:  # iterate on the smaller Gram matrix
         X = X.mT
@@ -41,7 +43,17 @@ class Muon(torch.optim.Optimizer):
     Decoupled weight decay as in AdamW.
     """
 
-    def __init__(self, params, lr=0.02, momentum=0.95, nesterov=True, ns_steps=5, weight_decay=0.0):
+    def __init__(
+        self,
+        params,
+        lr=0.02,
+        momentum=0.95,
+        nesterov=True,
+        ns_steps=5,
+        weight_decay=0.0,
+        ns_bf16=True,
+    ):
+        self.ns_bf16 = ns_bf16
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -75,7 +87,9 @@ class Muon(torch.optim.Optimizer):
                     bufs.append(self.state[p]["momentum_buffer"])
                 torch._foreach_lerp_(bufs, grads, 1 - mom)
                 g = torch._foreach_lerp(grads, bufs, mom) if group["nesterov"] else bufs
-                update = zeropower_via_newtonschulz5(torch.stack(g), group["ns_steps"])
+                update = zeropower_via_newtonschulz5(
+                    torch.stack(g), group["ns_steps"], self.ns_bf16
+                )
                 if wd:
                     torch._foreach_mul_(params, 1 - lr * wd)
                 scale = max(1.0, params[0].size(-2) / params[0].size(-1)) ** 0.5

@@ -19,7 +19,7 @@ from kmatrix.seeding import seed_everything
 
 from .model import GPT
 from .presets import config_from_preset
-from .optim import GROUPS, OPTIMIZERS, build_optimizers
+from .optim import GROUPS, OPTIMIZERS, build_optimizers, newton_schulz_bf16
 from .params import AUTOCAST_DTYPES, init_checkpoint, unbatchable
 from .checkpoint import load_checkpoint
 from .train import TrainSettings, evaluate, runtime_knobs, train
@@ -81,6 +81,7 @@ def _build(p, device, seed, cache=None, vocab_size=None, **overrides):
         model.load_state_dict(_init_weights(p["init_from"]))
     lrs = {g: p[f"{g}_lr"] for g in GROUPS}
     hp = {k: p[k] for k in OPTIMIZERS[p["optimizer"]].hp}
+    hp["muon_ns_bf16"] = newton_schulz_bf16(p["precision"])
     optimizers = build_optimizers(p["optimizer"], model.param_groups(), lrs, hp, p["train_groups"])
     if not optimizers:
         raise ConfigError(
@@ -410,6 +411,7 @@ def _batch_optimizer(ps, bm, device):
     spec = OPTIMIZERS[p0["optimizer"]]
     hp = {k: column(k) if isinstance(spec.defaults[k], float) else p0[k] for k in spec.hp}
     hp["grad_clip"] = column("grad_clip")
+    hp["muon_ns_bf16"] = newton_schulz_bf16(p0["precision"])
     lrs = {g: column(f"{g}_lr") for g in GROUPS}
     opt = BatchedOptimizer(p0["optimizer"], bm, lrs, hp, p0["train_groups"])
     if not opt.rules:

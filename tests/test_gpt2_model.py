@@ -196,3 +196,47 @@ def test_the_registry_drives_the_optimizer_tests_and_matches_kconfig():
         assert set(default_lrs(name)) == set(GROUPS)
     parametrized = test_one_step_lowers_loss.pytestmark
     assert any(sorted(OPTIMIZERS) in m.args for m in parametrized)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_newton_schulz_rounds_to_bf16_only_in_low_precision_cells(precision, monkeypatch):
+    """Muon's Newton-Schulz may run in bf16 on a GPU (modded-nanogpt's speed trick) only in
+    bf16/fp16 cells: in an fp32 cell, bf16 rounding of every update would decide the fine
+    structure of an "fp32" trainability map. Both training paths get the same flag."""
+    import json
+
+    from gpt2 import batched, optimizers, runner, workload
+    from kmatrix.cell import Cell, RunContext
+    from tests.conftest import TINY_RUN, FakeTokens, gpt2_cfg
+
+    seen = []
+
+    def spy(real):
+        def newton_schulz(G, steps=5, bf16=True):
+            seen.append(bf16)
+            return real(G, steps, bf16)
+
+        return newton_schulz
+
+    monkeypatch.setattr(
+        optimizers, "zeropower_via_newtonschulz5", spy(optimizers.zeropower_via_newtonschulz5)
+    )
+    monkeypatch.setattr(
+        batched, "zeropower_via_newtonschulz5", spy(batched.zeropower_via_newtonschulz5)
+    )
+    cfg = gpt2_cfg("OPTIMIZER_MUON", **TINY_RUN)
+    point = {"optimizer": "muon", "precision": precision, "seed": 0}
+    params = {**workload.cell_params(cfg, point), "precision": precision}
+    cells = [Cell(f"c{i}", i, "gpt2.workload", point, 0, params) for i in range(2)]
+
+    def ctx(cell):
+        c = RunContext(device="cpu", out_dir="unused")
+        c.cache[("gpt2.data", json.dumps(cell.params["data"], sort_keys=True), "data")] = (
+            FakeTokens()
+        )
+        c.log = lambda *a: None
+        return c
+
+    runner.run(cells[0], ctx(cells[0]))
+    runner.run_batch(cells, [ctx(c) for c in cells])
+    assert seen and set(seen) == {precision != "fp32"}
