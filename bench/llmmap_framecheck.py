@@ -2,8 +2,10 @@
 a test of whether the transects' fine structure is training or arithmetic.
 
     python bench/llmmap_framecheck.py --out-dir bench/results            # on a GPU
-    python bench/llmmap_framecheck.py --out-dir /tmp/fc --points 9 --levels 1 \\
+    python bench/llmmap_framecheck.py --out-dir /tmp/fc --points 9 --levels 2 \\
         --steps 3 --line-points 9                                        # a CPU dry run
+    python bench/llmmap_framecheck.py --analyse bench/results \\
+        --prefix llmmap_framecheck_h100 --out bench/results/llmmap_framecheck_islands.json
 
 Everything runs in one process, each batch of points through the workload's own
 llmmap.maps.run_batch (gpt2/batched.py, K models a step, each run labelled), seeded and
@@ -130,6 +132,11 @@ class Runner:
 
 def _num(v):
     return float(v) if v is not None and math.isfinite(float(v)) else float("nan")
+
+
+def _finite(v):
+    """A float for JSON, None where not finite (a ratio a frame did not save)."""
+    return float(v) if math.isfinite(float(v)) else None
 
 
 def _label(row):
@@ -432,6 +439,48 @@ def summarize_arithmetic(runs, per_line, names, pts):
     return out
 
 
+def islands(full, refined):
+    """From the saved frames (no training): the full frame's one-pixel islands (a point
+    whose 8 neighbours all have the other trainable label), and the points both frames
+    computed whose labels differ, with each frame's loss ratio (NaN where not saved)."""
+    t = full["trainable"]
+    pad = np.pad(t, 1, mode="constant", constant_values=np.nan)
+    alone = np.ones(t.shape, dtype=bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                nb = pad[1 + dy : 1 + dy + t.shape[0], 1 + dx : 1 + dx + t.shape[1]]
+                alone &= (nb != t) | np.isnan(nb)
+    both = ~refined["inferred"]
+    differ = both & (
+        (full["trainable"] != refined["trainable"]) | (full["stable"] != refined["stable"])
+    )
+    wrong = refined["inferred"] & (full["trainable"] != refined["trainable"])
+    return {
+        "one_pixel_islands": int(alone.sum()),
+        "one_pixel_islands_not_trainable": int((alone & (t == 0)).sum()),
+        "computed_by_both": int(both.sum()),
+        "computed_labels_differ": [
+            {"at": [int(i), int(j)], "full_trainable": bool(full["trainable"][j, i]),
+             "refined_trainable": bool(refined["trainable"][j, i]),
+             "full_ratio": _finite(full["ratio"][j, i]),
+             "refined_ratio": _finite(refined["ratio"][j, i]),
+             "one_pixel_island_in_full": bool(alone[j, i])}
+            for j, i in zip(*np.nonzero(differ))
+        ],  # fmt: skip
+        "inferred_wrong": int(wrong.sum()),
+        "inferred_wrong_one_pixel_islands_in_full": int((wrong & alone).sum()),
+    }
+
+
+def analyse(folder, out, prefix):
+    """--analyse: islands() of the frames a GPU run saved, written beside them."""
+    g = {k: dict(np.load(Path(folder) / f"{prefix}_{k}.npz")) for k in ("full", "refined")}
+    report = {"frames": str(folder), **islands(g["full"], g["refined"])}
+    write_bench_result(out, report)
+    print(json.dumps(report, indent=1))
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -450,8 +499,13 @@ def main():
     ap.add_argument("--line-points", type=int, default=0, help="0: the whole deepest depth")
     ap.add_argument("--budget", type=float, default=0, help="seconds; 0: no limit")
     ap.add_argument("--device", default="")
-    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--out-dir", help="where the results and frames go (a GPU run)")
+    ap.add_argument("--analyse", help="a folder of saved frames: islands() only, no training")
+    ap.add_argument("--prefix", default="llmmap_framecheck", help="file names of the frames")
+    ap.add_argument("--out", help="with --analyse: the result file")
     args = ap.parse_args()
+    if args.analyse:
+        return analyse(args.analyse, args.out, args.prefix)
 
     import torch
 
@@ -487,7 +541,7 @@ def main():
     extra = [(float(r["matrix_lr"]), float(r["unembedding_lr"])) for v in depth.values() for r in v]
     rows = runner.train(grid + extra, "full frame + transect points")
     full_rows = {(k % n, k // n): rows[k] for k in range(n * n)}
-    full = arrays(xs, ys, {p: _label(r) for p, r in full_rows.items()})
+    full = arrays(xs, ys, {p: _label(r) for p, r in full_rows.items()}, full_rows)
     np.savez_compressed(out_dir / "llmmap_framecheck_full.npz", **full)
     report["full_frame"] = frame_dimension(full)
     report["full_frame"]["diverged"] = sum(r["status"] == "diverged" for r in full_rows.values())
