@@ -149,3 +149,41 @@ def test_compare_maps_checks_every_shared_point():
     coarse = {k: v[::2, ::2] for k, v in full.items() if k not in ("xs", "ys")}
     report = cm.compare(fine, dict(coarse, xs=xs[::2], ys=xs[::2]))
     assert report["shared_points"] == 65 * 65
+
+
+def test_framecheck_finds_each_lost_island_and_its_stratum():
+    """bench/llmmap_framecheck.py's check on a frame of known structure: a smooth curve
+    with one-pixel islands far from it. Refinement loses the islands; the check counts
+    each as wrong at distance 0 of a change (inside the band), none outside, and puts
+    every inferred point in one verification stratum."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "llmmap_framecheck.py"
+    spec = importlib.util.spec_from_file_location("llmmap_framecheck", path)
+    fc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fc)
+    n = 65
+    j, i = np.mgrid[0:n, 0:n]
+    truth = (j < 20 + 6 * np.sin(i / 9)).astype(float)
+    spots = [(45, 13), (50, 51), (57, 30)]  # (row, column), far from the curve
+    for y, x in spots:
+        truth[y, x] = 1.0
+    xs = np.logspace(-3, 2, n)
+    full = dict(xs=xs, ys=xs, trainable=truth, stable=np.ones_like(truth), loss=truth)
+    full["ratio"] = truth
+    report = fc.replay(full, levels=3, guard=1, band=1, verify=0)
+    assert report["inferred_trainable_wrong"] == len(spots)  # every island lost
+    assert report["wrong_within_band"] == len(spots) and report["wrong_outside_band"] == 0
+    assert report["wrong_distance_to_change"] == [0.0] * len(spots)
+    strata = report["wrong_by_level_and_stratum"]
+    assert sum(r["inferred"] for r in strata) == report["shared_points_inferred"]
+    assert sum(r["wrong"] for r in strata) == len(spots)
+    # the islands are counted as such, and a refined frame made from the walk shows them
+    refined = dict(full, inferred=np.zeros((n, n), dtype=bool), trainable=truth.copy())
+    for y, x in spots:
+        refined["trainable"][y, x], refined["inferred"][y, x] = 0.0, True
+    found = fc.islands(full, refined)
+    assert found["one_pixel_islands"] == len(spots)
+    assert found["inferred_wrong_one_pixel_islands_in_full"] == len(spots)
+    assert found["computed_labels_differ"] == []
