@@ -190,8 +190,9 @@ def head_chunk(n_tokens, vocab):
 def _ce_chunk(logits, t, inv_valid, want_grad: bool):
     """Cross-entropy of a chunk of logits [K, n, V] (any dtype, reduced in fp32) against
     targets t [n] (-1 ignored): the [K] sums of the per-token losses / valid tokens and,
-    if want_grad, their gradient with respect to the logits (softmax - one-hot) / valid."""
-    logits = logits.float()
+    if want_grad, their gradient with respect to the logits (softmax - one-hot) / valid,
+    in the logits' dtype (the matmuls' under autocast)."""
+    dtype, logits = logits.dtype, logits.float()
     mask = (t != -1).to(logits.dtype)
     safe = t.clamp(min=0)
     lse = torch.logsumexp(logits, dim=-1)  # [K, n]
@@ -203,7 +204,7 @@ def _ce_chunk(logits, t, inv_valid, want_grad: bool):
     grad = (torch.exp(logits - lse[..., None]) - hit.to(logits.dtype)) * (mask * inv_valid)[
         ..., None
     ]
-    return loss, grad
+    return loss, grad.to(dtype)
 
 
 def _chunked_head_loss(x, head, targets, backend, grad_x, grad_head):
@@ -216,19 +217,21 @@ def _chunked_head_loss(x, head, targets, backend, grad_x, grad_head):
     loss = torch.zeros(K, device=x.device, dtype=torch.float32)
     gx = torch.empty_like(x) if grad_x else None
     gw = torch.zeros_like(head, dtype=torch.float32) if grad_head else None
+    kind = x.device.type
+    # the matmuls' dtype: autocast's, as the one-model path's lm_head; cast once, not per chunk
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else head.dtype
+    xm, hm = x.to(dtype), head.to(dtype)
     for s in range(0, N, chunk):
-        xc, t = x[:, s : s + chunk], targets[s : s + chunk]
-        logits = torch.bmm(xc, head.mT)  # under autocast in its dtype, as lm_head
+        xc, t = xm[:, s : s + chunk], targets[s : s + chunk]
+        logits = torch.bmm(xc, hm.mT)
         if backend:
             mark_batch_dynamic([logits, t], dims=(0, 1))
         part, g = ce(logits, t, inv_valid, grad_x or grad_head)
         loss += part
-        if g is not None:
-            g = g.to(logits.dtype)
         if gx is not None:
-            gx[:, s : s + chunk] = torch.bmm(g, head.to(g.dtype))
+            gx[:, s : s + chunk] = torch.bmm(g, hm)
         if gw is not None:
-            gw += torch.bmm(g.mT, xc.to(g.dtype))
+            gw += torch.bmm(g.mT, xc)
     return loss, gx, gw
 
 
