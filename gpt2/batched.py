@@ -60,12 +60,15 @@ class BatchedGPT:
     and the forward of all K at once. `model` keeps the shape, the rotary tables and the
     FLOP count; params maps its parameter names to [K, ...] leaf tensors."""
 
-    def __init__(self, model, K):
+    def __init__(self, model, K, compile_backend=None):
         self.model, self.config, self.K = model, model.config, K
+        self.compile_backend = compile_backend  # torch.compile's backend, None: eager
         self.params = {
             name: p.detach().unsqueeze(0).repeat(K, *[1] * p.dim()).requires_grad_(p.requires_grad)
             for name, p in model.named_parameters()
         }
+        if compile_backend:
+            mark_batch_dynamic(self.params.values())
         ids = {id(p): n for n, p in model.named_parameters()}
         self.groups = {g: [ids[id(p)] for p in ps] for g, ps in model.param_groups().items()}
 
@@ -74,6 +77,8 @@ class BatchedGPT:
         self.K = len(keep)
         for name, p in self.params.items():
             self.params[name] = p.detach()[keep].requires_grad_(p.requires_grad)
+        if self.compile_backend:
+            mark_batch_dynamic(self.params.values())
 
     def _norm(self, x, prefix):
         if self.config.arch == "gpt2":
@@ -108,32 +113,156 @@ class BatchedGPT:
         x = x + self._attn(self._norm(x, f"transformer.h.{i}.ln_1"), i)
         return x + self._mlp(self._norm(x, f"transformer.h.{i}.ln_2"), i)
 
-    def losses(self, idx, targets, grad_checkpoint=None):
-        """[K] mean cross-entropy of each model on the same batch idx, targets [B, T]."""
+    def trunk(self, idx, ckpt=False):
+        """The K models' final hidden states [K, B, T, C] on the batch idx [B, T]."""
         P, cfg = self.params, self.config
-        B, T = idx.shape
-        if T > cfg.block_size:
-            raise ValueError(f"sequence length {T} > block_size {cfg.block_size}")
         x = P["transformer.wte.weight"][:, idx]  # [K, B, T, C]
         if cfg.arch == "gpt2":
-            x = x + P["transformer.wpe.weight"][:, None, :T]
+            x = x + P["transformer.wpe.weight"][:, None, : idx.shape[1]]
         else:
             x = F.rms_norm(x, (x.size(-1),))
-        ckpt = cfg.grad_checkpoint if grad_checkpoint is None else grad_checkpoint
         for i in range(cfg.n_layer):
             if ckpt and torch.is_grad_enabled():
                 x = checkpoint(self._block, x, i, use_reentrant=False)
             else:
                 x = self._block(x, i)
-        x = self._norm(x, "transformer.ln_f")
+        return self._norm(x, "transformer.ln_f")
+
+    def losses(self, idx, targets, grad_checkpoint=None):
+        """[K] mean cross-entropy of each model on the same batch idx, targets [B, T]."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} > block_size {self.config.block_size}")
+        ckpt = self.config.grad_checkpoint if grad_checkpoint is None else grad_checkpoint
+        trunk = _compiled(_trunk, self.compile_backend) if self.compile_backend else _trunk
+        x = trunk(self, idx, bool(ckpt))
+        P = self.params
         head = P.get("lm_head.weight", P["transformer.wte.weight"])  # gpt2: tied to wte
-        logits = _linear(x, head).float()  # fp32 cross-entropy, as the one-model path
-        K, V = logits.shape[0], logits.shape[-1]
-        per_token = F.cross_entropy(
-            logits.view(-1, V), targets.reshape(-1).repeat(K), ignore_index=-1, reduction="none"
-        ).view(K, -1)
-        valid = (targets.reshape(-1) != -1).sum()
-        return per_token.sum(1) / valid
+        return head_losses(x.flatten(1, 2), head, targets.reshape(-1), self.compile_backend)
+
+
+def _trunk(bm, idx, ckpt):
+    """BatchedGPT.trunk as a plain function: what torch.compile compiles, once per worker
+    and model shape (its guards see the same model object and the parameter names; the
+    number of models K is a dynamic size, so compaction does not recompile)."""
+    return bm.trunk(idx, ckpt)
+
+
+# GPT2_COMPILE's torch.compile backend for batches (tests count compiles with another)
+COMPILE_BACKEND = "inductor"
+_COMPILED = {}
+
+
+def _compiled(fn, backend):
+    """fn compiled with backend, kept for the process: one compiled function, so the
+    compiles are counted and bounded by Dynamo's own cache (see mark_batch_dynamic)."""
+    key = (fn, backend if isinstance(backend, str) else id(backend))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(fn, backend=backend)
+    return _COMPILED[key]
+
+
+def mark_batch_dynamic(tensors, dims=(0,)):
+    """Dim 0 (the K models) of these tensors is a dynamic size for torch.compile: the
+    first compile serves every K, so a batch whose models diverge and leave (compaction)
+    or a worker's last, smaller batch reuse it. Dynamo still specialises a size of 1: a
+    batch down to one model compiles once more. So the compiles of a worker are at most
+    2 (K > 1, K = 1) x 2 (training, evaluation) per model shape and precision, and the
+    same for the loss's chunk (head_losses)."""
+    for t in tensors:
+        for d in dims[: t.dim()]:
+            torch._dynamo.maybe_mark_dynamic(t, d)
+
+
+# The head and the loss run in chunks of HEAD_CHUNK_ELEMENTS / V tokens (a power of two):
+# the [K, B*T, V] logits of a 50,304-token vocabulary are 1.6 GB per model in fp32 for
+# 8,192 tokens, and autograd would keep them, their fp32 copy and the log-softmax (the
+# memory that ran K = 16 out on an 80 GB card). The chunk does not depend on K, so a
+# model's loss and gradients are the same whatever the batch it trains in.
+HEAD_CHUNK_ELEMENTS = 2**25
+
+
+def head_chunk(n_tokens, vocab):
+    chunk = 1 << max(0, (HEAD_CHUNK_ELEMENTS // vocab).bit_length() - 1)
+    return min(n_tokens, chunk)
+
+
+def _ce_chunk(logits, t, inv_valid, want_grad: bool):
+    """Cross-entropy of a chunk of logits [K, n, V] (any dtype, reduced in fp32) against
+    targets t [n] (-1 ignored): the [K] sums of the per-token losses / valid tokens and,
+    if want_grad, their gradient with respect to the logits (softmax - one-hot) / valid,
+    in the logits' dtype (the matmuls' under autocast)."""
+    dtype, logits = logits.dtype, logits.float()
+    mask = (t != -1).to(logits.dtype)
+    safe = t.clamp(min=0)
+    lse = torch.logsumexp(logits, dim=-1)  # [K, n]
+    picked = logits.gather(-1, safe.view(1, -1, 1).expand(logits.shape[0], -1, 1))[..., 0]
+    loss = ((lse - picked) * mask).sum(1) * inv_valid
+    if not want_grad:
+        return loss, None
+    hit = torch.arange(logits.shape[-1], device=t.device) == safe[:, None]  # [n, V]
+    grad = (torch.exp(logits - lse[..., None]) - hit.to(logits.dtype)) * (mask * inv_valid)[
+        ..., None
+    ]
+    return loss, grad.to(dtype)
+
+
+def _chunked_head_loss(x, head, targets, backend, grad_x, grad_head):
+    """([K] losses, d losses / d x or None, d losses / d head or None) of head(x) over
+    chunks of tokens; x [K, N, C], head [K, V, C], targets [N]."""
+    K, N, _ = x.shape
+    chunk = head_chunk(N, head.shape[1])
+    inv_valid = 1.0 / (targets != -1).sum().clamp(min=1).to(torch.float32)
+    ce = _compiled(_ce_chunk, backend) if backend else _ce_chunk
+    loss = torch.zeros(K, device=x.device, dtype=torch.float32)
+    gx = torch.empty_like(x) if grad_x else None
+    gw = torch.zeros_like(head, dtype=torch.float32) if grad_head else None
+    kind = x.device.type
+    # the matmuls' dtype: autocast's, as the one-model path's lm_head; cast once, not per chunk
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else head.dtype
+    xm, hm = x.to(dtype), head.to(dtype)
+    for s in range(0, N, chunk):
+        xc, t = xm[:, s : s + chunk], targets[s : s + chunk]
+        logits = torch.bmm(xc, hm.mT)
+        if backend:
+            mark_batch_dynamic([logits, t], dims=(0, 1))
+        part, g = ce(logits, t, inv_valid, grad_x or grad_head)
+        loss += part
+        if gx is not None:
+            gx[:, s : s + chunk] = torch.bmm(g, hm)
+        if gw is not None:
+            gw += torch.bmm(g.mT, xc)
+    return loss, gx, gw
+
+
+class _HeadLoss(torch.autograd.Function):
+    """[K] mean cross-entropy of head(x) over chunks of tokens: each chunk's logits are
+    made, reduced and their gradient taken at once (the gradients of x and head are
+    computed in the forward and only scaled in the backward), so one chunk's logits exist
+    at a time. Under autocast the matmuls run in its dtype, as the one-model path's
+    lm_head, and the reduction in fp32, as its cross-entropy."""
+
+    @staticmethod
+    def forward(ctx, x, head, targets, backend):
+        grads = ctx.needs_input_grad
+        loss, gx, gw = _chunked_head_loss(x, head, targets, backend, grads[0], grads[1])
+        ctx.save_for_backward(gx, gw)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        gx, gw = ctx.saved_tensors
+        scale = grad_loss.view(-1, 1, 1)
+        gx = None if gx is None else gx * scale.to(gx.dtype)
+        gw = None if gw is None else gw * scale
+        return gx, gw, None, None
+
+
+def head_losses(x, head, targets, backend=None):
+    """[K] mean cross-entropy of each model's logits head(x) (see _HeadLoss)."""
+    if torch.is_grad_enabled() and (x.requires_grad or head.requires_grad):
+        return _HeadLoss.apply(x, head, targets, backend)
+    return _chunked_head_loss(x, head, targets, backend, False, False)[0]
 
 
 # ------------------------------------------------------------------------ the optimizers

@@ -387,8 +387,11 @@ def dry_run(cell, ctx):
 def batch_models(p, device, vocab_size, free_bytes=None):
     """How many models of params p fit in one batch on this device: weights, gradients
     and two optimizer states per parameter, plus one step's activations (the saved
-    tensors of each layer and the logits, in fp32), in 70% of the free GPU memory. On
-    the CPU 16: batches there are bounded by time, not memory."""
+    tensors of each layer, and one chunk of the head's logits in fp32, see
+    gpt2.batched.head_chunk), in 70% of the free GPU memory. On the CPU 16: batches
+    there are bounded by time, not memory."""
+    from .batched import head_chunk
+
     if not device.startswith("cuda"):
         return 16
     if free_bytes is None:
@@ -396,7 +399,7 @@ def batch_models(p, device, vocab_size, free_bytes=None):
     C, L, V = p["n_embd"], p["n_layer"], vocab_size
     n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
     tokens = p["batch_size"] * p["block_size"]
-    per_model = 4 * (4 * n_params + tokens * (L * 24 * C + 4 * V))
+    per_model = 4 * (4 * n_params + tokens * L * 24 * C + 3 * head_chunk(tokens, V) * V)
     return max(1, int(0.7 * free_bytes // per_model))
 
 
@@ -435,7 +438,7 @@ def _check_batch(cells):
 def _batched_model(cells, td, device, cache):
     """(BatchedGPT, BatchedOptimizer) of the cells of one batch: the shared model built
     and initialised as run() builds it, stacked once per cell."""
-    from .batched import BatchedGPT
+    from .batched import COMPILE_BACKEND, BatchedGPT
 
     p0 = cells[0].params
     sizes = {k: p0[k] for k in ("n_layer", "n_head", "n_embd", "block_size")}
@@ -450,7 +453,7 @@ def _batched_model(cells, td, device, cache):
     model, _ = _model(config, device, cells[0].run_seed, cache)
     if p0.get("init_from"):
         model.load_state_dict(_init_weights(p0["init_from"]))
-    bm = BatchedGPT(model, len(cells))
+    bm = BatchedGPT(model, len(cells), compile_backend=COMPILE_BACKEND if p0["compile"] else None)
     return bm, _batch_optimizer([c.params for c in cells], bm, device)
 
 
@@ -482,7 +485,7 @@ def run_batch(cells, ctxs):
         precision=p0["precision"],
         autocast_dtype=AUTOCAST_DTYPES[p0["precision"]],
         grad_scaler=False,
-        compile=False,
+        compile=p0["compile"],
         grad_checkpoint=p0["grad_checkpoint"],
         check_numerics=False,
         detect_anomaly=False,

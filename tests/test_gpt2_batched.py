@@ -209,3 +209,74 @@ def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
     assert len(set(labels)) > 1  # the grid crosses the boundary
     for a, b in zip(alone, together):
         assert abs(_losses(a)[0] - _losses(b)[0]) <= RTOL * abs(_losses(a)[0])
+
+
+def test_a_compiled_batch_compacts_without_recompiling(monkeypatch):
+    """GPT2_COMPILE compiles the batch (the model's trunk and the loss's chunk); the
+    number of models is a dynamic size, so a model that leaves the batch, or a smaller
+    batch after it, compiles nothing new: one graph each for training and evaluation.
+    Counted with Dynamo's counting backend (on the CPU over eager kernels, which also
+    makes the compiled losses those of the eager batch, bitwise; on a GPU over inductor,
+    held to the bf16-free fp32 bound)."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    import gpt2.batched as batched
+
+    torch._dynamo.reset()
+    counter = CompileCounterWithBackend("eager" if DEVICE == "cpu" else "inductor")
+    monkeypatch.setattr(batched, "COMPILE_BACKEND", counter)
+    try:
+        cells = _cells("adamw", [1.0, 1e30, 3.0], compile=True)  # the middle one diverges
+        out = _batched(cells)
+        assert isinstance(out[1], Diverged) and len(out[1].losses) < STEPS_RUN
+        graphs = counter.frame_count
+        assert 2 <= graphs <= 4  # trunk and loss chunk, each for training and evaluation
+        smaller = _batched([cells[0], cells[2]])  # K = 2 from the start
+        assert counter.frame_count == graphs
+        for c in cells:
+            c.params["compile"] = False
+        eager = _batched(cells)
+    finally:
+        torch._dynamo.reset()
+    assert isinstance(eager[1], Diverged) and len(eager[1].losses) == len(out[1].losses)
+    for k, m in ((0, 0), (2, 1)):
+        if DEVICE == "cpu":
+            assert _losses(out[k]) == _losses(eager[k])
+        assert _rel(_losses(eager[k]), _losses(out[k])) < RTOL
+        assert _rel(_losses(out[k]), _losses(smaller[m])) < RTOL
+
+
+def test_the_chunked_loss_is_the_cross_entropy_with_its_gradients(monkeypatch):
+    """The head's loss in chunks of tokens (gpt2.batched.head_losses) against autograd
+    through F.cross_entropy on the whole logits, ignored targets included: chunks of 4
+    tokens over 10 (the last one short), every model its own loss and gradients."""
+    import gpt2.batched as batched
+
+    torch.manual_seed(0)
+    K, N, C, V = 3, 10, 8, 16
+    monkeypatch.setattr(batched, "HEAD_CHUNK_ELEMENTS", 4 * V)
+    assert batched.head_chunk(N, V) == 4
+    x = torch.randn(K, N, C, requires_grad=True)
+    w = torch.randn(K, V, C, requires_grad=True)
+    t = torch.randint(0, V, (N,))
+    t[3] = -1
+    scale = torch.tensor([1.0, 0.5, 2.0])
+    ref = _cross_entropy_per_model(x, w, t)
+    (ref * scale).sum().backward()
+    gx, gw = x.grad, w.grad
+    x.grad = w.grad = None
+    got = batched.head_losses(x, w, t)
+    (got * scale).sum().backward()
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(x.grad, gx, rtol=1e-5, atol=1e-7) and torch.allclose(
+        w.grad, gw, rtol=1e-5, atol=1e-7
+    )
+    with torch.no_grad():
+        assert torch.allclose(batched.head_losses(x, w, t), ref, rtol=1e-5, atol=1e-7)
+
+
+def _cross_entropy_per_model(x, w, t):
+    from torch.nn import functional as F
+
+    logits = torch.bmm(x, w.mT)
+    return torch.stack([F.cross_entropy(lg, t, ignore_index=-1) for lg in logits])
