@@ -259,7 +259,18 @@ class _HeadLoss(torch.autograd.Function):
 
 
 def head_losses(x, head, targets, backend=None):
-    """[K] mean cross-entropy of each model's logits head(x) (see _HeadLoss)."""
+    """[K] mean cross-entropy of each model's logits head(x) [K, N, V]: in one piece with
+    F.cross_entropy when the logits fit one chunk and nothing is compiled (its fused kernel
+    is faster than _ce_chunk's separate steps uncompiled: the flagship's and the character
+    maps' batches), else chunk by chunk (see _HeadLoss). The choice depends on N and V,
+    never on K, so a model's losses do not depend on the batch it trains in."""
+    N, V = x.shape[1], head.shape[1]
+    if backend is None and head_chunk(N, V) == N:
+        logits = _linear(x, head).float()  # fp32 cross-entropy, as the one-model path
+        per_token = F.cross_entropy(
+            logits.view(-1, V), targets.repeat(x.shape[0]), ignore_index=-1, reduction="none"
+        ).view(x.shape[0], -1)
+        return per_token.sum(1) / (targets != -1).sum()
     if torch.is_grad_enabled() and (x.requires_grad or head.requires_grad):
         return _HeadLoss.apply(x, head, targets, backend)
     return _chunked_head_loss(x, head, targets, backend, False, False)[0]
