@@ -71,9 +71,10 @@ def differences(root, cells, results):
             continue
         compared += 1
         for setting, read in ENVIRONMENT.items():
-            seen.setdefault(setting, {}).setdefault(_text(read(manifest, result)), []).append(
-                cell.id
-            )
+            value = read(manifest, result)
+            if value is None:  # the cell does not say (a diverged run's knobs): no evidence
+                continue
+            seen.setdefault(setting, {}).setdefault(_text(value), []).append(cell.id)
         ran = manifest.get("ran_with") or {}
         for key in RAN_WITH:
             planned = cell.params.get(key, 0 if key == "oom_retries" else None)

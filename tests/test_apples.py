@@ -46,7 +46,8 @@ def test_cells_alike_have_no_differences(tmp_path):
 def test_each_difference_is_found_with_its_cells(tmp_path):
     """Known answers: one cell on another GPU and driver, one run with an OOM fallback's
     smaller batch, one retried, one whose result was made with another max lr, and one
-    without a manifest (not compared)."""
+    without a manifest (not compared). The CPU cells record no driver: only the GPU cell
+    says one, so the driver is no difference of its own (the GPU is)."""
     h100 = {"gpu": {"name": "NVIDIA H100 80GB HBM3", "driver": "570.86"}, "device": "cuda"}
     fallback = {"ran_with": {"batch_size": 4, "grad_accum": 2, "oom_retries": 1}}
     cells = [
@@ -55,7 +56,11 @@ def test_each_difference_is_found_with_its_cells(tmp_path):
         _cell(tmp_path, "fallback", fallback),
         _cell(tmp_path, "retried", attempt=3),
         _cell(tmp_path, "old", params={"batch_size": 8, "lr": 0.2}),
-        _cell(tmp_path, "tf32", {"knobs": {"profile": "maxout_speed", "tf32": True}}),
+        _cell(
+            tmp_path,
+            "tf32",
+            {"knobs": {"profile": "maxout_speed", "deterministic_algorithms": False, "tf32": True}},
+        ),
     ]
     lost, _ = _cell(tmp_path, "lost")
     (tmp_path / "cells" / "lost" / "manifest.json").unlink()
@@ -67,7 +72,6 @@ def test_each_difference_is_found_with_its_cells(tmp_path):
     assert sorted(diff) == sorted(
         [
             "gpu",
-            "driver",
             "profile",
             "deterministic",
             "tf32",
@@ -148,13 +152,12 @@ def test_the_summary_warns_through_make(tree):
     out = _make(tree, "summary")
     assert (
         "warning: the figures compare 2 cells that differ in more than their axes (gpu, "
-        "driver, attempt, batch_size, grad_accum, oom_retries):"
+        "attempt, batch_size, grad_accum, oom_retries):"
     ) in out
     assert "  batch_size: as planned (1 cell, e.g. adamw-fp32-s0); 8 -> 4 (1 cell, e.g. " in out
     found = json.loads((root / "summary" / "summary.json").read_text())["apples_to_apples"]
     assert set(found["differences"]) == {
         "gpu",
-        "driver",
         "attempt",
         "batch_size",
         "grad_accum",
@@ -168,3 +171,22 @@ def _png_height(path):
     import matplotlib.pyplot as plt
 
     return plt.imread(path).shape[0]
+
+
+def test_a_setting_a_cell_does_not_record_is_no_difference(tmp_path):
+    """A diverged gpt2 run records no runtime knobs (compile, tf32 ...): its silence is
+    not a value that differs from the others' (seen on a GPU transect run, where every
+    diverged cell made the summary warn about compile)."""
+    cells = [
+        _cell(tmp_path, "ok", {"knobs": {"profile": "paper_repro", "compile": False}}),
+        _cell(tmp_path, "diverged", {"knobs": {"profile": "paper_repro"}}, status="diverged"),
+    ]
+    report = compare.differences(tmp_path, [c for c, _ in cells], {c.id: r for c, r in cells})
+    assert report["differences"] == {} and report["cells"] == 2
+    other = _cell(tmp_path, "compiled", {"knobs": {"profile": "paper_repro", "compile": True}})
+    cells.append(other)
+    report = compare.differences(tmp_path, [c for c, _ in cells], {c.id: r for c, r in cells})
+    assert [v["value"] for v in report["differences"]["compile"]] in (
+        ["false", "true"],
+        ["true", "false"],
+    )
