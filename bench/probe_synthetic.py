@@ -28,23 +28,7 @@ N, LEVELS = 129, 4
 
 
 def refined(truth, verify=20, band=0, guard=1):
-    ny, nx = truth.shape
-    computed = set()
-
-    def label_of(i, j):
-        if (i, j) not in computed:
-            raise KeyError((i, j))
-        return bool(truth[j, i])
-
-    while True:
-        out = refine.derive(LEVELS, guard, verify, nx, ny, label_of, band=band)
-        if not out["pending"]:
-            break
-        computed.update(out["pending"])
-    labels = np.zeros_like(truth, dtype=bool)
-    for (i, j), value in out["labels"].items():
-        labels[j, i] = value
-    return labels, out, computed
+    return refine.replay(truth.astype(bool), LEVELS, guard, verify, band)
 
 
 J, I = np.mgrid[0:N, 0:N]

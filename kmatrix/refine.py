@@ -91,6 +91,30 @@ STRATA = ((1, 4), (5, 8), (9, 16), (17, 32), (33, None))
 STRATA_SHARE = (0.4, 0.3, 0.15, 0.1, 0.05)
 
 
+def replay(truth, levels, guard=1, verify=0, band=0, seed=0):
+    """derive() over a label image whose every point is known, truth[j, i] (a synthetic
+    boundary, or a map computed in full): what a refined grid of it would compute and
+    infer, without training anything. Returns (the derived labels as an array like
+    truth, derive's dict, the set of computed points)."""
+    ny, nx = truth.shape
+    computed = set()
+
+    def label_of(i, j):
+        if (i, j) not in computed:
+            raise KeyError((i, j))
+        return truth[j, i].item()
+
+    while True:
+        out = derive(levels, guard, verify, nx, ny, label_of, seed=seed, band=band)
+        if not out["pending"]:
+            break
+        computed.update(out["pending"])
+    labels = np.zeros_like(truth)
+    for (i, j), value in out["labels"].items():
+        labels[j, i] = value
+    return labels, out, computed
+
+
 def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):
     """Walk the levels of one grid. `label_of(i, j)` is the label of a computed point, or
     raises KeyError if it has none yet. Returns a dict:

@@ -16,24 +16,7 @@ from tests.conftest import refined_cfg
 
 def refined(truth, levels, guard=1, verify=0):
     """derive() driven to the end by an oracle: (labels as an array, walk dict, computed)."""
-    ny, nx = truth.shape
-    computed = set()
-
-    def label_of(i, j):
-        if (i, j) not in computed:
-            raise KeyError((i, j))
-        return bool(truth[j, i])
-
-    while True:
-        out = refine.derive(levels, guard, verify, nx, ny, label_of)
-        if not out["pending"]:
-            break
-        computed.update(out["pending"])
-    labels = np.zeros_like(truth, dtype=bool)
-    for (i, j), value in out["labels"].items():
-        labels[j, i] = value
-    assert len(out["labels"]) == nx * ny
-    return labels, out, computed
+    return refine.replay(truth.astype(bool), levels, guard, verify)
 
 
 def grid(n):

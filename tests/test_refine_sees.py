@@ -15,23 +15,8 @@ N, LEVELS = 129, 4
 
 def refined(truth, levels=LEVELS, guard=1, verify=20, band=0):
     """derive() driven to the end by an oracle: (labels as an array, walk dict, computed)."""
-    ny, nx = truth.shape
-    computed = set()
-
-    def label_of(i, j):
-        if (i, j) not in computed:
-            raise KeyError((i, j))
-        return bool(truth[j, i])
-
-    while True:
-        out = refine.derive(levels, guard, verify, nx, ny, label_of, band=band)
-        if not out["pending"]:
-            break
-        computed.update(out["pending"])
-    labels = np.zeros_like(truth, dtype=bool)
-    for (i, j), value in out["labels"].items():
-        labels[j, i] = value
-    assert len(out["labels"]) == nx * ny
+    labels, out, computed = refine.replay(truth.astype(bool), levels, guard, verify, band)
+    assert len(out["labels"]) == truth.size
     return labels, out, computed
 
 
