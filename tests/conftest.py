@@ -106,10 +106,19 @@ def tree(tmp_path):
     return root
 
 
-def make(tree, *args):
+def make(tree, *args, share_data=False):
+    """make in a tree; share_data: the corpus this checkout prepared once (data/), headless
+    figures and no outer make's flags, as the tests that run whole matrices want."""
+    env = None
+    if share_data:
+        env = {**os.environ, "MPLBACKEND": "Agg"}
+        if (ROOT / "data").exists():
+            env["KMATRIX_DATA_DIR"] = str((ROOT / "data").resolve())
+        env.pop("MAKEFLAGS", None)
     return subprocess.run(
         ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
         cwd=tree,
+        env=env,
         capture_output=True,
         text=True,
         timeout=600,  # a hang guard: a loaded machine may be slow

@@ -2,16 +2,11 @@
 compares besides their axes, from each cell's manifest and result."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from kmatrix import compare, results
 from kmatrix.cell import Cell
 from kmatrix.files import write_json_atomic
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import make
 
 
 def _cell(root, cell_id, manifest=None, **result):
@@ -108,18 +103,7 @@ def test_a_cell_that_only_ran_as_planned_is_no_difference(tmp_path):
 
 
 def _make(tree, *args):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    if (ROOT / "data").exists():  # the corpus, prepared once, shared with this checkout
-        env["KMATRIX_DATA_DIR"] = str((ROOT / "data").resolve())
-    env.pop("MAKEFLAGS", None)
-    proc = subprocess.run(
-        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = make(tree, *args, share_data=True)
     assert proc.returncode == 0, f"make {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
     return proc.stdout
 

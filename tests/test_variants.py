@@ -4,9 +4,6 @@ the fragments that are refused."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ from kmatrix import config, driver, kconfig, results, variants
 from kmatrix.config import Config, config_hash, typed_values
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan, read_plan, write_plan
-from tests.conftest import make_cfg, runs_of
+from tests.conftest import make, make_cfg, runs_of
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATION = {
@@ -279,19 +276,7 @@ def test_a_new_variant_keeps_the_finished_cells(tmp_path):
 
 
 def _make(tree, *args):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    if (ROOT / "data").exists():  # the corpus, prepared once, shared with this checkout
-        env["KMATRIX_DATA_DIR"] = str((ROOT / "data").resolve())
-    env.pop("MAKEFLAGS", None)
-    proc = subprocess.run(
-        ["make", "--no-print-directory", f"PYTHON={sys.executable}", *args],
-        cwd=tree,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    return proc
+    return make(tree, *args, share_data=True)
 
 
 def _ok(tree, *args):
