@@ -189,7 +189,7 @@ help:
 	@echo '  clean-results     - delete results/<name>/ of the current configuration'
 	@echo 'Development:'
 	@echo '  test              - run the test suite (pytest)'
-	@echo '  test-fast         - the tests not marked slow (a minute or two of CPU)'
+	@echo '  test-fast         - the tests not marked slow (under a minute)'
 	@echo '  bench-cpu         - the CPU benchmarks (bench/README.md), JSON into BENCH_OUT'
 	@echo '  format            - format all Python with black'
 	@echo '  clean / distclean - remove caches / also .venv and the configuration'

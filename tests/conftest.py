@@ -49,6 +49,19 @@ SLOW_TESTS = {
     "test_grad_checkpoint_same_gradients",
     "test_check_runs_the_paper_engine",
     "test_char_map_plans_and_trains_with_the_data_vocabulary",
+    # 3-7 s each on two cores (--durations at load 1.4): the driver's worker processes
+    "test_filaments_are_lost_unless_seen_and_the_band_follows_one_once_seen",
+    "test_statuses_exit_code_and_resume",
+    "test_gpu_pinning_with_fake_ids",
+    "test_a_planted_secret_never_reaches_any_file",
+    "test_the_driver_runs_a_refined_grid_level_by_level_and_resumes",
+    "test_config_change_is_refused_unless_forced",
+    "test_resume_reruns_only_the_unfinished_cells_of_a_batch",
+    "test_repro_check_runs_a_batched_cell_in_a_batch",
+    "test_set_up_says_what_it_is_doing_while_pip_is_quiet",
+    "test_check_catches_a_broken_option",
+    "test_one_cell_matrix_prints_its_steps_while_it_runs",
+    "test_estimate_counts_the_slots_of_the_executor_it_probes_on",
 }
 
 
