@@ -1,7 +1,7 @@
 """How close `make estimate` comes to the real run, through make, as a user runs them.
 
     python bench/estimate_check.py --out bench/results/estimate_check.json \
-        default gpt2-tiny-cpu fractal-16x16 [--keep DIR]
+        default gpt2-tiny-cpu fractal-16x16 [--keep DIR] [--set EXEC_BATCH=n]
 
 For each defconfig, in a scratch copy of this checkout (its results start empty; the
 prepared data/ is shared): `make defconfig-<name>`, `make estimate`, then `make`, timed
@@ -69,8 +69,10 @@ class Load:
         }
 
 
-def check(name, tree, keep=None):
+def check(name, tree, keep=None, settings=None):
     make(tree, f"defconfig-{name}")
+    if settings:  # e.g. EXEC_BATCH=n: the same defconfig with one switch changed
+        make(tree, f"SET={settings}", "setconfig")
     started = time.time()
     with Load() as estimate_load:
         out = make(tree, "estimate")
@@ -88,6 +90,7 @@ def check(name, tree, keep=None):
         shutil.copytree(tree / "results" / name / "summary", Path(keep) / name, dirs_exist_ok=True)
     return {
         "defconfig": name,
+        "settings": settings,
         "estimate_s": round(central, 1),
         "range_s": [round(low, 1), round(high, 1)],
         "real_s": round(real, 1),
@@ -104,6 +107,7 @@ def main():
     ap.add_argument("defconfigs", nargs="+")
     ap.add_argument("--out", required=True)
     ap.add_argument("--keep", help="copy each run's summary directory here")
+    ap.add_argument("--set", help="setconfig values after each defconfig, e.g. EXEC_BATCH=n")
     args = ap.parse_args()
     rows = []
     copied = git_info()  # the code that runs; the stamp at the end may see a later commit
@@ -111,7 +115,7 @@ def main():
         tree = Path(tmp) / "kmatrix"
         copy_checkout(tree, share_data=True)
         for name in args.defconfigs:
-            rows.append(check(name, tree, args.keep))
+            rows.append(check(name, tree, args.keep, args.set))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "estimate_output"}))
     report = {
         "machine": f"{platform.node()}: {os.cpu_count()} CPU cores",
