@@ -265,6 +265,12 @@ def _unknown(kconf, name, value, defconfig):
 def _check_loaded(kconf, path, shown, wanted):
     """Load the file for real: every assignment took effect and the typed values pass."""
     kconf.load_config(str(path), replace=True)
+    return _not_taken(kconf, shown, wanted)
+
+
+def _not_taken(kconf, shown, wanted):
+    """A problem (file:line) for each wanted value the loaded configuration does not hold,
+    then, if none, for the first typed value that fails its domain."""
     problems = []
     for name, (lineno, value) in wanted.items():
         sym = kconf.syms[name]
@@ -291,23 +297,17 @@ def merge_fragment(kconf, base, path, shown, wanted):
     kconf.load_config(str(base), replace=True)
     before = {name: kconf.syms[name].str_value for name in wanted}
     kconf.load_config(str(path), replace=False)
-    problems, changes, redundant = [], [], []
+    problems = _not_taken(kconf, shown, wanted)
+    changes, redundant = [], []
     for name, (lineno, value) in wanted.items():
-        sym = kconf.syms[name]
-        where = f"{shown}:{lineno}"
-        if sym.str_value != value:
-            why = why_not(kconf, sym, value)
-            problems.append(f"{where}: CONFIG_{name}={_clip(value)}: {why}")
-        elif before[name] == value:
-            redundant.append(f"{where}: CONFIG_{name}={_clip(value)} is the base's value already")
+        if kconf.syms[name].str_value != value:
+            continue  # a problem above
+        if before[name] == value:
+            redundant.append(
+                f"{shown}:{lineno}: CONFIG_{name}={_clip(value)} is the base's value already"
+            )
         else:
             changes.append(f"CONFIG_{name} {_clip(before[name]) or '(empty)'} -> {_clip(value)}")
-    if not problems:
-        try:
-            typed.typed_values(kconf)
-        except ConfigError as e:
-            first = e.symbol.split(",")[0].strip()
-            problems.append(f"{shown}:{wanted.get(first, (0, None))[0]}: CONFIG_{e}")
     return problems, changes, redundant
 
 
