@@ -109,19 +109,9 @@ def transect_rows():
         "smooth (a step)": lambda u: u * unit > 0.0123,
         "Weierstrass zero set (a = 0.7, b = 2)": lambda u: weierstrass(0.3 + u * unit) > 0,
     }.items():
-        known = {}
-
-        def label_of(n, u):
-            if (n, u) not in known:
-                raise KeyError(u)
-            return known[(n, u)]
-
-        while True:
-            out = transects.walk(1, P, D, label_of)
-            if not out["pending"]:
-                break
-            for key in out["pending"]:
-                known[key] = truth(key[1])
+        out, known = refine.drive(
+            lambda label_of: transects.walk(1, P, D, label_of), lambda n, u: truth(u)
+        )
         rows.append(
             {
                 "line": name,
@@ -142,19 +132,10 @@ def zoom_rows():
         ("Mandelbrot boundary", 0.05, (-0.7473, 0.1102), mandelbrot),
     ):
         unit = zoom_maps.unit(width, n, F)
-        known = {}
-
-        def label_of(u, v):
-            if (u, v) not in known:
-                raise KeyError((u, v))
-            return known[(u, v)]
-
-        while True:
-            out = zoom_maps.walk(F, n, label_of, levels=3, guard=1, verify=20, band=1)
-            if not out["pending"]:
-                break
-            for u, v in out["pending"]:
-                known[(u, v)] = bool(truth(np.array(x0 + u * unit), np.array(y0 + v * unit)))
+        out, known = refine.drive(
+            lambda label_of: zoom_maps.walk(F, n, label_of, levels=3, guard=1, verify=20, band=1),
+            lambda u, v: bool(truth(np.array(x0 + u * unit), np.array(y0 + v * unit))),
+        )
         slopes = []
         for f in out["frames"]:
             img = np.zeros((n, n))

@@ -91,28 +91,40 @@ STRATA = ((1, 4), (5, 8), (9, 16), (17, 32), (33, None))
 STRATA_SHARE = (0.4, 0.3, 0.15, 0.1, 0.05)
 
 
+def drive(walk, truth):
+    """Run a staged walk to its end with every label known in advance: walk(label_of)
+    returns a dict whose "pending" lists the points to compute next (derive(), and the
+    llmmap probes' walks); truth(*point) labels one. Returns (the last dict, {point:
+    label} of the points computed). Tests and benchmarks use it on known boundaries."""
+    known = {}
+
+    def label_of(*point):
+        if point not in known:
+            raise KeyError(point)
+        return known[point]
+
+    while True:
+        out = walk(label_of)
+        if not out["pending"]:
+            return out, known
+        for point in out["pending"]:
+            known[point] = truth(*point)
+
+
 def replay(truth, levels, guard=1, verify=0, band=0, seed=0):
     """derive() over a label image whose every point is known, truth[j, i] (a synthetic
     boundary, or a map computed in full): what a refined grid of it would compute and
     infer, without training anything. Returns (the derived labels as an array like
     truth, derive's dict, the set of computed points)."""
     ny, nx = truth.shape
-    computed = set()
-
-    def label_of(i, j):
-        if (i, j) not in computed:
-            raise KeyError((i, j))
-        return truth[j, i].item()
-
-    while True:
-        out = derive(levels, guard, verify, nx, ny, label_of, seed=seed, band=band)
-        if not out["pending"]:
-            break
-        computed.update(out["pending"])
+    out, known = drive(
+        lambda label_of: derive(levels, guard, verify, nx, ny, label_of, seed=seed, band=band),
+        lambda i, j: truth[j, i].item(),
+    )
     labels = np.zeros_like(truth)
     for (i, j), value in out["labels"].items():
         labels[j, i] = value
-    return labels, out, computed
+    return labels, out, set(known)
 
 
 def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):

@@ -9,7 +9,7 @@ import pytest
 
 from fractal import dimension
 from llmmap import maps as llm
-from kmatrix import kconfig, stages
+from kmatrix import kconfig, refine, stages
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
 from kmatrix.plan import plan
@@ -18,19 +18,7 @@ from llmmap import probes, transects, zoom_maps
 
 def run_transects(truth, lines, points, depths):
     """transects.walk driven to the end by an oracle truth(line, u)."""
-    known = {}
-
-    def label_of(n, u):
-        if (n, u) not in known:
-            raise KeyError((n, u))
-        return known[(n, u)]
-
-    while True:
-        out = transects.walk(lines, points, depths, label_of)
-        if not out["pending"]:
-            return out, known
-        for key in out["pending"]:
-            known[key] = truth(*key)
+    return refine.drive(lambda label_of: transects.walk(lines, points, depths, label_of), truth)
 
 
 def weierstrass(x, a=0.7, b=2, terms=40):
@@ -70,20 +58,8 @@ def mandelbrot(x, y, iters=200):
     return inside
 
 
-def run_zoom(truth, frames, n, **refine):
-    known = {}
-
-    def label_of(u, v):
-        if (u, v) not in known:
-            raise KeyError((u, v))
-        return known[(u, v)]
-
-    while True:
-        out = zoom_maps.walk(frames, n, label_of, **refine)
-        if not out["pending"]:
-            return out, known
-        for u, v in out["pending"]:
-            known[(u, v)] = truth(u, v)
+def run_zoom(truth, frames, n, **settings):
+    return refine.drive(lambda label_of: zoom_maps.walk(frames, n, label_of, **settings), truth)
 
 
 def frame_image(frame, n):
