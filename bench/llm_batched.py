@@ -2,7 +2,8 @@
 model per cell (gpt2/runner.run, what a worker runs without batching), same defconfig,
 same process, K swept; the memory per model on a GPU.
 
-    python bench/llm_batched.py --defconfig fractal-16x16 --ks 1,4,16 --out cpu.json
+    OMP_NUM_THREADS=1 python bench/llm_batched.py --defconfig fractal-16x16 --ks 1,4,16 \\
+        --out cpu.json
     python bench/llm_batched.py --defconfig fractal-char-65x65-gpu --steps 300 \\
         --ks 16,64,256 --single 3 --out gpu.json
 
@@ -198,6 +199,8 @@ def main():
         "compile_one_model": p["compile"],
         "steps": p["max_steps"],
         "tokens_per_step": p["batch_size"] * p["block_size"] * p["grad_accum"],
+        "threads": torch.get_num_threads(),  # a CPU worker's: OMP_NUM_THREADS=1 on 2 cores
+        "load_avg_1m_before": os.getloadavg()[0],
     }
     print(json.dumps(result), flush=True)
     times, cpu = one_model_per_cell(cells[: args.single + 1], args.device, cache)

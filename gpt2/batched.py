@@ -36,6 +36,7 @@ from kmatrix.progress import report as report_progress
 
 from .optim import GROUPS
 from .optimizers import zeropower_via_newtonschulz5
+from .params import head_chunk
 from .train import (
     autocast_context,
     budget_progress,
@@ -172,19 +173,6 @@ def mark_batch_dynamic(tensors, dims=(0,)):
     for t in tensors:
         for d in dims[: t.dim()]:
             torch._dynamo.maybe_mark_dynamic(t, d)
-
-
-# The head and the loss run in chunks of HEAD_CHUNK_ELEMENTS / V tokens (a power of two):
-# the [K, B*T, V] logits of a 50,304-token vocabulary are 1.6 GB per model in fp32 for
-# 8,192 tokens, and autograd would keep them, their fp32 copy and the log-softmax (the
-# memory that ran K = 16 out on an 80 GB card). The chunk does not depend on K, so a
-# model's loss and gradients are the same whatever the batch it trains in.
-HEAD_CHUNK_ELEMENTS = 2**25
-
-
-def head_chunk(n_tokens, vocab):
-    chunk = 1 << max(0, (HEAD_CHUNK_ELEMENTS // vocab).bit_length() - 1)
-    return min(n_tokens, chunk)
 
 
 def _ce_chunk(logits, t, inv_valid, want_grad: bool):

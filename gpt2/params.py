@@ -258,6 +258,61 @@ def batch_key(p, run_seed):
     )
 
 
+# The head and the loss of a batch run in chunks of HEAD_CHUNK_ELEMENTS / V tokens (a power
+# of two): the [K, B*T, V] logits of a 50,304-token vocabulary are 1.6 GB per model in fp32
+# for 8,192 tokens, and autograd would keep them, their fp32 copy and the log-softmax (the
+# memory that ran K = 16 out on an 80 GB card). The chunk does not depend on K, so a
+# model's loss and gradients are the same whatever the batch it trains in.
+HEAD_CHUNK_ELEMENTS = 2**25
+
+
+def head_chunk(n_tokens, vocab):
+    chunk = 1 << max(0, (HEAD_CHUNK_ELEMENTS // vocab).bit_length() - 1)
+    return min(n_tokens, chunk)
+
+
+def model_bytes(p, vocab_size):
+    """Bytes one model of params p holds in a batched training step: weights, gradients and
+    two optimizer states (fp32), the saved activations of each layer, and one chunk of the
+    head's logits with their softmax and gradient (fp32)."""
+    C, L, V = p["n_embd"], p["n_layer"], vocab_size
+    n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
+    tokens = p["batch_size"] * p["block_size"]
+    return 4 * (4 * n_params + tokens * L * 24 * C + 3 * head_chunk(tokens, V) * V)
+
+
+# On a CPU, K models per step pay only for the smallest models. A CPU step is bound by the
+# bytes it streams, not by kernel launches, and K models stream K times as many; one
+# model's step gains only where its operations are too small to keep the core busy.
+# Measured on the 2-core machine, one thread a worker, each against one model per cell in
+# the same run (bench/results/llm_batched_cpu_*.json): the 2-layer character-level model
+# (about 5 MB a model) gained at K = 4 and 16; the flagship's model (about 180 MB, most
+# of it the 50,304-token head and embedding) lost at every K; the 4-layer character model
+# of width 128 (about 220 MB, most of it activations) lost a little. So a CPU batch holds
+# at most CPU_BATCH_BYTES of models, and a model larger than that trains alone.
+CPU_BATCH_BYTES = 32 * 2**20
+CPU_MAX_MODELS = 16
+
+
+def cpu_batch_models(p, vocab_size):
+    """How many models of params p train together on a CPU: 1 means each alone."""
+    return max(1, min(CPU_MAX_MODELS, CPU_BATCH_BYTES // model_bytes(p, vocab_size)))
+
+
+# A character vocabulary's size is known only once a worker reads the corpus; the driver
+# sizes CPU batches with this bound (a byte's values) in its place.
+CHAR_VOCAB_BOUND = 256
+
+
+def batch_limit(p, device_kind):
+    """The most cells of params p worth one batch job on a "cpu" or "gpu" worker (None: no
+    limit of the workload's own; on a GPU the worker trains a job in chunks that fit its
+    free memory)."""
+    if device_kind != "cpu":
+        return None
+    return cpu_batch_models(p, p["vocab_size"] or CHAR_VOCAB_BOUND)
+
+
 def check_precisions(precisions, gpus):
     """fp16 needs a GPU; bf16 needs one of compute capability 8.0 or newer (or the CPU)."""
     if not gpus:

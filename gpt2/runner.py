@@ -20,7 +20,7 @@ from kmatrix.seeding import seed_everything
 from .model import GPT
 from .presets import config_from_preset
 from .optim import GROUPS, OPTIMIZERS, build_optimizers, newton_schulz_bf16
-from .params import AUTOCAST_DTYPES, init_checkpoint, unbatchable
+from .params import AUTOCAST_DTYPES, cpu_batch_models, init_checkpoint, model_bytes, unbatchable
 from .checkpoint import load_checkpoint
 from .train import TrainSettings, evaluate, runtime_knobs, train
 
@@ -304,6 +304,10 @@ def probe(cell, ctx, steps=5):
     """
     if ctx.batch:
         return probe_batch(ctx.batch, ctx, steps)
+    return _probe_one(cell, ctx, steps)
+
+
+def _probe_one(cell, ctx, steps):
     p, device = cell.params, ctx.device
     td = _token_data(p, ctx)
     started = time.perf_counter()
@@ -385,22 +389,15 @@ def dry_run(cell, ctx):
 
 
 def batch_models(p, device, vocab_size, free_bytes=None):
-    """How many models of params p fit in one batch on this device: weights, gradients
-    and two optimizer states per parameter, plus one step's activations (the saved
-    tensors of each layer, and one chunk of the head's logits in fp32, see
-    gpt2.batched.head_chunk), in 70% of the free GPU memory. On the CPU 16: batches
-    there are bounded by time, not memory."""
-    from .batched import head_chunk
-
+    """How many models of params p train together in one step on this device: on a GPU
+    those whose weights, gradients, optimizer states and one step's activations
+    (gpt2.params.model_bytes) fit in 70% of the free memory; on the CPU
+    gpt2.params.cpu_batch_models (1 for a model larger than CPU_BATCH_BYTES)."""
     if not device.startswith("cuda"):
-        return 16
+        return cpu_batch_models(p, vocab_size)
     if free_bytes is None:
         free_bytes = torch.cuda.mem_get_info(device)[0]
-    C, L, V = p["n_embd"], p["n_layer"], vocab_size
-    n_params = L * 12 * C * C + 2 * V * C + p["block_size"] * C
-    tokens = p["batch_size"] * p["block_size"]
-    per_model = 4 * (4 * n_params + tokens * L * 24 * C + 3 * head_chunk(tokens, V) * V)
-    return max(1, int(0.7 * free_bytes // per_model))
+    return max(1, int(0.7 * free_bytes // model_bytes(p, vocab_size)))
 
 
 def _batch_optimizer(ps, bm, device):
@@ -458,21 +455,32 @@ def _batched_model(cells, td, device, cache):
 
 
 def _batch_size(p, td, device):
-    """K: how many models train in one step (GPT2_BATCH_MODELS, or what fits)."""
+    """K: how many models train in one step (the params' batch_models, or batch_models())."""
     return p.get("batch_models") or batch_models(p, device, _vocab(p, td))
+
+
+def _run_alone(cell, ctx):
+    """run() as a worker runs a cell alone: seeded first; a Diverged is an outcome."""
+    seed_everything(cell.run_seed)
+    try:
+        return run(cell, ctx)
+    except Diverged as e:
+        return e
 
 
 def run_batch(cells, ctxs):
     """Train cells that differ only in gpt2.batched.BATCHABLE knobs together, K models per
-    step (K = GPT2_BATCH_MODELS or batch_models()). ctxs: one RunContext per cell (its log
-    and directory). Returns one outcome per cell: what run() returns, or the Diverged it
-    raises."""
+    step (K = the params' batch_models, or batch_models()); where K is 1, each cell by
+    run() in turn. ctxs: one RunContext per cell (its log and directory). Returns one
+    outcome per cell: what run() returns, or the Diverged it raises."""
     from .batched import train_batched
 
     p0, ctx0, device = cells[0].params, ctxs[0], ctxs[0].device
     _check_batch(cells)
     td = _token_data(p0, ctx0)
     K = _batch_size(p0, td, device)
+    if K == 1:  # one model at a time: the one-model path, each cell seeded as a worker seeds it
+        return [_run_alone(c, ctx) for c, ctx in zip(cells, ctxs)]
     if len(cells) > K:  # more than fit: in chunks, one after another
         return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
     started = time.perf_counter()
@@ -537,6 +545,8 @@ def probe_batch(cells, ctx, steps=5):
     _check_batch(cells)
     td = _token_data(p0, ctx)  # one-time preparation, before the clock starts
     cells = cells[: _batch_size(p0, td, device)]
+    if len(cells) == 1:  # run_batch trains them one by one: time one cell of them
+        return {**_probe_one(cells[0], ctx, steps), "cells": 1}
     started = time.perf_counter()
     bm, opt = _batched_model(cells, td, device, ctx.cache)
     gen = torch.Generator().manual_seed(cells[0].run_seed)

@@ -43,6 +43,14 @@ def batch_key(cell):
     return None if unbatchable(cell.params) else batch_key(cell.params, cell.run_seed)
 
 
+def batch_limit(cell, device_kind):
+    """The most cells worth one batch job on a "cpu" or "gpu" worker (None: no limit of
+    the workload's own; 1: each cell alone). Planning calls it: no torch here."""
+    from gpt2.params import batch_limit
+
+    return batch_limit(cell.params, device_kind)
+
+
 def run_batch(cells, ctxs):
     """Train cells of one batch_key together; one outcome per cell: run()'s result, or
     the kmatrix.errors.Diverged it would raise."""

@@ -1,10 +1,12 @@
 """Which cells run together: batches of cells that the workload trains in one job.
 
 A workload that can train several cells at once defines `batch_key(cell)` (cells with
-equal keys may share a batch; None: the cell runs alone) and `run_batch(cells, ctxs)`.
-The core only groups by that key: what makes cells compatible is the workload's
-business. EXEC_BATCH turns batching off; EXEC_BATCH_CELLS caps a batch (0: each group
-spread evenly over the workers, at most AUTO_MAX cells).
+equal keys may share a batch; None: the cell runs alone) and `run_batch(cells, ctxs)`,
+and may define `batch_limit(cell, device_kind)`: the most cells worth one job on a "cpu"
+or "gpu" worker (1: each alone; gpt2 on a CPU, for models too large to gain). The core
+only groups by these: what makes cells compatible is the workload's business.
+EXEC_BATCH turns batching off; EXEC_BATCH_CELLS sets the cells of a batch (0: each group
+spread evenly over the workers, at most AUTO_MAX cells and the workload's limit).
 """
 
 import math
@@ -20,6 +22,12 @@ def batch_key(cell):
     return None if key is None else key(cell)
 
 
+def batch_limit(cell, device_kind):
+    """The workload's limit on a batch of this cell on a "cpu" or "gpu" worker, or None."""
+    limit = getattr(load_workload(cell.workload), "batch_limit", None)
+    return None if limit is None else limit(cell, device_kind)
+
+
 def make_batches(cfg, cells, n_slots=1, cpu=False):
     """Lists of cells, one job each, every cell in exactly one list, in plan order of
     each list's first cell. Without EXEC_BATCH every cell is its own list."""
@@ -29,10 +37,12 @@ def make_batches(cfg, cells, n_slots=1, cpu=False):
     for c in cells:
         key = batch_key(c)
         groups.setdefault((c.workload, key) if key is not None else ("", c.id), []).append(c)
-    cap = cfg.get("exec_batch_cells") or 0
+    cap, kind = cfg.get("exec_batch_cells") or 0, "cpu" if cpu else "gpu"
     out = []
     for group in groups.values():
-        size = cap or min(AUTO_MAX["cpu" if cpu else "gpu"], math.ceil(len(group) / n_slots))
+        size = cap or min(AUTO_MAX[kind], math.ceil(len(group) / n_slots))
+        if not cap:
+            size = min(size, batch_limit(group[0], kind) or size)
         out += [group[i : i + size] for i in range(0, len(group), max(1, size))]
     order = {c.id: n for n, c in enumerate(cells)}
     return sorted(out, key=lambda b: order[b[0].id])

@@ -80,6 +80,7 @@ def run(cell, ctx):
 
 
 batch_key = gpt2.batch_key
+batch_limit = gpt2.batch_limit
 
 
 def next_stage(cfg, cells, results):

@@ -12,6 +12,7 @@ matplotlib).
 from llmmap.maps import (  # noqa: F401 - the interface
     axes,
     batch_key,
+    batch_limit,
     cell_params,
     dry_run,
     label,

@@ -23,8 +23,25 @@ def test_a_grid_with_shared_seeds_forms_even_batches(tmp_path):
     assert [len(b) for b in batches] == [6, 6]
     assert sum(_ids(batches), []) == [c.id for c in cells]
     assert [len(b) for b in make_batches(cfg.replace(exec_batch_cells=5), cells)] == [5, 5, 2]
-    assert [len(b) for b in make_batches(cfg, cells, n_slots=1, cpu=True)] == [12]
     assert _ids(make_batches(cfg.replace(exec_batch=False), cells)) == [[c.id] for c in cells]
+
+
+def test_on_a_cpu_the_workload_limits_its_batches(tmp_path):
+    # gpt2.params.batch_limit: on a CPU a model trains in a batch only while it is small
+    # (CPU_BATCH_BYTES); the flagship's 50,304-token model trains alone there
+    from gpt2.params import CPU_BATCH_BYTES, model_bytes
+
+    cfg = _cfg(tmp_path)
+    cells = plan(cfg)
+    assert model_bytes(cells[0].params, 50304) > CPU_BATCH_BYTES
+    assert [len(b) for b in make_batches(cfg, cells, n_slots=1, cpu=True)] == [1] * 12
+    assert [len(b) for b in make_batches(cfg, cells, n_slots=1)] == [12]  # a GPU's
+    forced = cfg.replace(exec_batch_cells=4)  # a number set by hand is taken as it is
+    assert [len(b) for b in make_batches(forced, cells, n_slots=1, cpu=True)] == [4, 4, 4]
+    values = kconfig.apply_defconfig("fractal-char-16x16", dotconfig=tmp_path / ".config")
+    char = plan(Config(values).replace(sweep_x_points=4, sweep_y_points=3))
+    sizes = [len(b) for b in make_batches(Config(values), char, n_slots=1, cpu=True)]
+    assert sizes == [5, 5, 2]  # a 2-layer character model of about 6 MB: 5 to a batch
 
 
 def test_cells_that_cannot_share_batches_run_alone(tmp_path):

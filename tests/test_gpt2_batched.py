@@ -19,6 +19,7 @@ import os
 import pytest
 import torch
 
+from gpt2 import params as gpt2_params
 from gpt2 import runner, workload
 from gpt2.batched import STEPS
 from gpt2.optim import OPTIMIZERS
@@ -44,7 +45,9 @@ def deterministic():
 def _cells(opt, scales, precision="fp32", **extra):
     cfg = make_cfg(f"OPTIMIZER_{opt.upper()}", **{**TINY_RUN, "GPT2_MAX_STEPS": STEPS_RUN})
     point = {"optimizer": opt, "precision": precision, "seed": 0}
+    # K = all of them: on the CPU batch_models() trains a model this large alone
     base = {**workload.cell_params(cfg, point), "precision": precision, **extra}
+    base["batch_models"] = len(scales)
     cells = []
     for i, s in enumerate(scales):
         p = {k: v * s if k.endswith("_lr") else v for k, v in base.items()}
@@ -133,12 +136,33 @@ def test_a_batch_larger_than_batch_models_runs_in_chunks():
         c.params["batch_models"] = 2
     chunked = _batched(cells)
     for c in cells:
-        c.params["batch_models"] = 0
+        c.params["batch_models"] = 3
     whole = _batched(cells)
     if DEVICE == "cpu":  # on a GPU cuBLAS may pick another kernel for 1 matrix than for 3
         assert [_losses(o) for o in chunked] == [_losses(o) for o in whole]
     for a, b in zip(chunked, whole):
         assert _rel(_losses(a), _losses(b)) < RTOL
+
+
+def test_a_batch_of_one_model_at_a_time_is_the_one_model_path(monkeypatch):
+    """K = 1 (batch_models(): a CPU and a model too large to gain): run_batch trains each
+    cell by run(), seeded as a worker seeds it, so its results are bitwise run()'s, a
+    diverged cell included; the estimate's probe times one cell of it."""
+    from gpt2 import batched
+
+    monkeypatch.setattr(batched, "train_batched", None)  # never the stacked path
+    cells = _cells("adamw", [1.0, 1e30, 3.0])  # the middle one diverges
+    for c in cells:
+        c.params["batch_models"] = 1
+    seed_everything(123)  # the batch seeds each cell itself
+    out = runner.run_batch(cells, [_ctx(c) for c in cells])
+    assert isinstance(out[1], Diverged) and not isinstance(out[0], Diverged)
+    for cell, o in zip(cells, out):
+        assert repr(_losses(o)) == repr(_losses(_single(cell)))  # bitwise, NaN as NaN
+    ctx = _ctx(cells[0])
+    ctx.batch = cells
+    answer = runner.probe(cells[0], ctx)
+    assert answer["cells"] == 1 and answer["per_cell"] == STEPS_RUN
 
 
 def test_what_may_differ_inside_a_batch():
@@ -185,6 +209,8 @@ def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
         gpt2_data_dir=str(tmp_path / "data"),
     )
     cells = plan(cfg)
+    for c in cells:  # all in one batch: on the CPU `make` trains this model alone
+        c.params["batch_models"] = len(cells)
     cache = {}
 
     def ctx():
@@ -252,8 +278,8 @@ def test_the_chunked_loss_is_the_cross_entropy_with_its_gradients(monkeypatch):
 
     torch.manual_seed(0)
     K, N, C, V = 3, 10, 8, 16
-    monkeypatch.setattr(batched, "HEAD_CHUNK_ELEMENTS", 4 * V)
-    assert batched.head_chunk(N, V) == 4
+    monkeypatch.setattr(gpt2_params, "HEAD_CHUNK_ELEMENTS", 4 * V)
+    assert gpt2_params.head_chunk(N, V) == 4
     x = torch.randn(K, N, C, requires_grad=True)
     w = torch.randn(K, V, C, requires_grad=True)
     t = torch.randint(0, V, (N,))
@@ -272,7 +298,7 @@ def test_the_chunked_loss_is_the_cross_entropy_with_its_gradients(monkeypatch):
     with torch.no_grad():
         assert torch.allclose(batched.head_losses(x, w, t), ref, rtol=1e-5, atol=1e-7)
     # logits that fit one chunk, uncompiled: the fused F.cross_entropy path, same answer
-    monkeypatch.setattr(batched, "HEAD_CHUNK_ELEMENTS", 64 * V)
+    monkeypatch.setattr(gpt2_params, "HEAD_CHUNK_ELEMENTS", 64 * V)
     x.grad = w.grad = None
     got = batched.head_losses(x, w, t)
     (got * scale).sum().backward()

@@ -226,7 +226,7 @@ def test_newton_schulz_rounds_to_bf16_only_in_low_precision_cells(precision, mon
     )
     cfg = gpt2_cfg("OPTIMIZER_MUON", **TINY_RUN)
     point = {"optimizer": "muon", "precision": precision, "seed": 0}
-    params = {**workload.cell_params(cfg, point), "precision": precision}
+    params = {**workload.cell_params(cfg, point), "precision": precision, "batch_models": 2}
     cells = [Cell(f"c{i}", i, "gpt2.workload", point, 0, params) for i in range(2)]
 
     def ctx(cell):

@@ -113,7 +113,7 @@ def test_a_diverged_cell_and_a_batch_of_cells_record_what_ran(tmp_path, monkeypa
     assert _read(tmp_path, hot, "manifest.json")["ran_with"] == ran
     # two cells trained together (K models per step): no fallback, the configured batch
     monkeypatch.delenv("GPT2_FAKE_OOM_ABOVE")
-    a = _cell(cfg, matrix_lr=1e-3)
+    a = _cell(cfg, matrix_lr=1e-3, batch_models=2)  # K = 2 (the CPU trains one this size alone)
     b = Cell("adamw-fp32-s0-b", 1, "gpt2.workload", a.point, 0, {**a.params, "matrix_lr": 2e-3})
     replies = run_job(*_job(tmp_path / "batch", [a, b]), {})
     assert [r["status"] for r in replies] == ["ok", "ok"], replies
