@@ -180,6 +180,43 @@ def boundary_dimension(trainable):
     return float(np.median(bc["slopes"])), n, how
 
 
+def trainability_figure(g, cfg, title, path):
+    """The 3-panel figure of one grid's arrays g (grid_arrays'; a saved grid-*.npz's, whose
+    ratio may be missing: the middle panel then says it was not recorded)."""
+    from llmmap import grid_figures
+
+    inferred = g["inferred"] if np.any(g["inferred"]) else None
+    note = f"{int(np.sum(g['inferred']))} of {np.size(g['inferred'])} labels inferred (pale)"
+    grid_figures.trainability_figure(
+        g["xs"],
+        g["ys"],
+        g["loss"],
+        g["trainable"],
+        path,
+        grid_figures.axis_name(cfg.sweep_x_param, g.get("optimizer")),
+        grid_figures.axis_name(cfg.sweep_y_param, g.get("optimizer")),
+        title,
+        inferred=inferred,
+        note=note if inferred is not None else None,
+        stable=g["stable"],
+        ratio=g.get("ratio"),
+        threshold=cfg.llmmap_trainable_threshold,
+        window=cfg.llmmap_trainable_window,
+    )
+
+
+def map_title(cfg, name, params):
+    """The title of a grid's figures: the matrix, the grid, the profile, the seeds, the
+    training budget (params: any cell's) and the trainable rule."""
+    seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
+    window, threshold = cfg.llmmap_trainable_window, cfg.llmmap_trainable_threshold
+    rule = f"trainable: last {window} train losses < {threshold:g} x first"
+    return (
+        f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]\n"
+        f"budget: {budget_text(params)} per run; {rule}"
+    )
+
+
 def budget_text(params):
     """'30 steps of 2 x 64 tokens' (the training budget every grid point had)."""
     p = params or {}
@@ -205,38 +242,15 @@ def summarize(summary_dir, cells, results, cfg):
     out = {}
     if probe or probes.kind(cfg) != "none":
         out["probe"] = probes.summarize(summary_dir, cells + probe, results, cfg, label)
-    seeds = "shared seeds" if (cfg.get("sweep_seeds") or "shared") == "shared" else "seed per point"
-    budget = budget_text(cells[0].params if cells else None)
-    window, threshold = cfg.llmmap_trainable_window, cfg.llmmap_trainable_threshold
-    rule = f"trainable: last {window} train losses < {threshold:g} x first"
     for name, g in grid_arrays(cells, results, cfg).items():
         x_name = grid_figures.axis_name(cfg.sweep_x_param, g.get("optimizer"))
         y_name = grid_figures.axis_name(cfg.sweep_y_param, g.get("optimizer"))
-        title = (
-            f"{cfg.name} {name} [{cfg.get('profile')}, {seeds}]\n"
-            f"budget: {budget} per run; {rule}"
-        )
+        title = map_title(cfg, name, cells[0].params if cells else None)
         inferred = g["inferred"] if g["inferred"].any() else None
-        note = f"{int(g['inferred'].sum())} of {g['inferred'].size} labels inferred (pale)"
         paths = {
             k: summary_dir / f"{k}-{name}.png" for k in ("trainability", "stability", "boundary")
         }
-        grid_figures.trainability_figure(
-            g["xs"],
-            g["ys"],
-            g["loss"],
-            g["trainable"],
-            paths["trainability"],
-            x_name,
-            y_name,
-            title,
-            inferred=inferred,
-            note=note if inferred is not None else None,
-            stable=g["stable"],
-            ratio=g["ratio"],
-            threshold=threshold,
-            window=window,
-        )
+        trainability_figure(g, cfg, title, paths["trainability"])
         grid_figures.stability_figure(
             g["xs"], g["ys"], g["stable"], g["loss"], paths["stability"], x_name, y_name, title,
             inferred=inferred,

@@ -177,3 +177,24 @@ def test_boundary_figure_explains_its_pixels_and_gives_no_dimension_from_two_siz
     assert "boundary pixel: 2 x 2 neighbouring runs" in legend and "no result" in legend
     assert f"{n} pixels" in ax.get_title() and "no dimension" in ax.get_title()
     assert count(pixels(tmp_path / "b.png"), (0, 0, 0)) > 300  # the boundary, black
+
+
+def test_a_saved_grid_is_redrawn_in_todays_layout(tmp_path):
+    # bench/redraw_map.py: a grid saved by an older summary (no loss ratio) drawn again
+    # with the current figure code; the labels are the saved ones, the middle panel blank
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    xs, ys, loss, trainable = grid()
+    inferred = np.zeros_like(trainable, dtype=bool)
+    inferred[1::2, 1::2] = True
+    npz = tmp_path / "grid-old.npz"
+    np.savez(npz, xs=xs, ys=ys, loss=loss, trainable=trainable, stable=np.ones_like(loss), inferred=inferred)  # fmt: skip
+    out = tmp_path / "redrawn.png"
+    cmd = [sys.executable, str(root / "bench/redraw_map.py"), "--npz", str(npz)]
+    cmd += ["--defconfig", "fractal-16x16", "--grid", "old", "--out", str(out)]
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
+    img = pixels(out)
+    dark = tuple(int(gf.TRAINABLE_DARK[k : k + 2], 16) for k in (1, 3, 5))
+    assert count(img, dark) > 1000  # the saved trainable labels, in the labels' colour
