@@ -1,7 +1,8 @@
 """Is the fine structure of the pre-training transects set by fp32 rounding? The deepest
 depth of the committed fp32 transects (one H100, Newton-Schulz in fp32,
 bench/results/llmmap_pretrain_transects_ns32_h100_results.csv: 129 points a line, steps
-of 3.05e-5 decades) trained again on the CPU in fp32, three times:
+of 3.05e-5 decades; or another depth, --depth) trained again on the CPU in fp32, three
+times:
 
 - "as_committed": the points' learning rates as the probe built them;
 - "shifted": every learning rate times (1 + 2^-20), a relative 9.5e-7 or 4.1e-7 decades:
@@ -16,6 +17,8 @@ the committed labels themselves.
 
     OMP_NUM_THREADS=1 python bench/llmmap_fp32_rounding.py \\
         --out bench/results/llmmap_fp32_rounding_cpu.json
+    OMP_NUM_THREADS=1 python bench/llmmap_fp32_rounding.py --depth 6 --no-control \\
+        --out bench/results/llmmap_fp32_rounding_cpu_depth6.json
     python bench/llmmap_fp32_rounding.py --lines t0 --limit 8 --steps 5 --out /tmp/x.json
 
 Two processes (one a core, one thread each) train chunks of the points, each chunk one
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from kmatrix.manifest import write_bench_result  # noqa: E402
-from llmmap_framecheck import Runner, agreement, deepest_depth, line_stats  # noqa: E402
+from llmmap_framecheck import Runner, agreement, depth_rows, line_stats  # noqa: E402
 
 TRANSECTS = ROOT / "bench/results/llmmap_pretrain_transects_ns32_h100_results.csv"
 SHIFT = 1 + 2.0**-20
@@ -66,7 +69,9 @@ def train_all(lines, k, procs, steps):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", default="t0,t1", help="transect lines of the CSV")
+    ap.add_argument("--depth", type=int, default=-1, help="the depth (0: the widest; -1: deepest)")
     ap.add_argument("--limit", type=int, default=0, help="points a line (0: all)")
+    ap.add_argument("--no-control", action="store_true", help="skip the control run")
     ap.add_argument("--steps", type=int, default=0, help="GPT2_MAX_STEPS (0: the defconfig's)")
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--out", required=True)
@@ -74,15 +79,21 @@ def main():
 
     from gpt2.params import cpu_batch_models
 
-    depth = deepest_depth(TRANSECTS, args.lines.split(","), args.limit)
-    names = sorted(depth)
     probe = Runner("llmmap-pretrain-transects", "cpu", steps=args.steps)
+    level = args.depth % probe.cfg.llmmap_depths
+    depth = depth_rows(TRANSECTS, args.lines.split(","), level)
+    if args.limit:
+        depth = {
+            n: rows[(len(rows) - args.limit) // 2 :][: args.limit] for n, rows in depth.items()
+        }
+    names = sorted(depth)
     p = probe.grid0.params
     k = cpu_batch_models(p, 256)  # the driver's bound for a character vocabulary
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "source": str(TRANSECTS.relative_to(ROOT)),
         "lines": names,
+        "depth": level,
         "points_per_line": len(depth[names[0]]),
         "steps": p["max_steps"],
         "precision": p["precision"],
@@ -100,7 +111,8 @@ def main():
     lines = [[(float(r["matrix_lr"]), float(r["unembedding_lr"])) for r in depth[n]] for n in names]
     shifted = [[(x * SHIFT, y * SHIFT) for x, y in line] for line in lines]
     rows = {}
-    for name, todo in (("as_committed", lines), ("shifted", shifted), ("again", lines[:1])):
+    runs = [("as_committed", lines), ("shifted", shifted), ("again", lines[:1])]
+    for name, todo in runs[:2] if args.no_control else runs:
         t0 = time.perf_counter()
         rows[name] = train_all(todo, k, args.procs, args.steps)
         report["seconds"][name] = round(time.perf_counter() - t0, 1)
@@ -115,9 +127,11 @@ def main():
 
     for name, r in rows.items():
         report["runs"][name] = {n: line_stats(v) for n, v in per_line(r).items() if v}
-    a, b, c = (per_line(rows[n]) for n in ("as_committed", "shifted", "again"))
+    a, b = per_line(rows["as_committed"]), per_line(rows["shifted"])
     report["shifted_against_committed"] = {n: agreement(a[n], b[n]) for n in names}
-    report["control_again"] = {names[0]: agreement(a[names[0]], c[names[0]])}
+    if "again" in rows:
+        c = per_line(rows["again"])
+        report["control_again"] = {names[0]: agreement(a[names[0]], c[names[0]])}
     report["load_avg_1m_after"] = os.getloadavg()[0]
     write_bench_result(Path(args.out), report)
     print(f"wrote {args.out}")

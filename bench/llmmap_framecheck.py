@@ -266,13 +266,11 @@ def replay(full, levels, guard, band, verify, seed=1, every=1):
 # ---------------------------------------------------------------------------- arithmetic
 
 
-def deepest_depth(path, lines, limit=0, defconfig="llmmap-pretrain-transects"):
-    """Per transect line: its deepest depth's rows of the committed results CSV, each with
-    its knob values rebuilt as the probe built them (the CSV keeps no probe point's
-    learning rates): the anchors from the grid's committed labels (llmmap.probes.anchors),
-    then probes.transect_coord. The deepest depth is the one run of consecutive lattice
-    positions (depth d has step 2^(D-1-d) positions: only the deepest holds neighbours
-    one apart)."""
+def _transects(path, lines, defconfig):
+    """The committed transects' CSV: (rows by line and lattice position, a function from
+    (line, position) to the point's knob values, as the probe built them: the anchors from
+    the grid's committed labels (llmmap.probes.anchors), then probes.transect_coord; the
+    CSV keeps no probe point's learning rates), and the labels the probe walked on."""
     from llmmap import probes, transects
     from llmmap.maps import label
 
@@ -290,6 +288,22 @@ def deepest_depth(path, lines, limit=0, defconfig="llmmap-pretrain-transects"):
                 by.setdefault(r["probe"], {})[int(r["at"][1:])] = r
     found = probes.anchors(cfg, grid, results, label)
     unit = transects.unit(cfg.llmmap_width, cfg.llmmap_points, cfg.llmmap_depths)
+
+    def values(name, u):
+        anchor, direction = found[int(name[1:])]
+        coord = probes.transect_coord(anchor, direction, unit, u)
+        return {"matrix_lr": probes.to_value(cfg, "x", coord[0]),
+                "unembedding_lr": probes.to_value(cfg, "y", coord[1])}  # fmt: skip
+
+    return cfg, by, values
+
+
+def deepest_depth(path, lines, limit=0, defconfig="llmmap-pretrain-transects"):
+    """Per transect line: its deepest depth's rows of the committed results CSV, each with
+    its knob values rebuilt as the probe built them (_transects). The deepest depth is the
+    one run of consecutive lattice positions (depth d has step 2^(D-1-d) positions: only
+    the deepest holds neighbours one apart)."""
+    _, by, values = _transects(path, lines, defconfig)
     out = {}
     for name in lines:
         us = sorted(by[name])
@@ -300,13 +314,28 @@ def deepest_depth(path, lines, limit=0, defconfig="llmmap-pretrain-transects"):
         if limit:
             mid = len(best) // 2
             best = best[mid - limit // 2 : mid - limit // 2 + limit]
-        anchor, direction = found[int(name[1:])]
-        rows = []
-        for u in best:
-            coord = probes.transect_coord(anchor, direction, unit, u)
-            x, y = (probes.to_value(cfg, axis, c) for axis, c in zip("xy", coord))
-            rows.append({**by[name][u], "matrix_lr": x, "unembedding_lr": y})
-        out[name] = rows
+        out[name] = [{**by[name][u], **values(name, u)} for u in best]
+    return out
+
+
+def depth_rows(path, lines, depth, defconfig="llmmap-pretrain-transects"):
+    """Per transect line: the rows of one depth (0 = the widest) of the committed results
+    CSV, with knob values as in deepest_depth; the depth's positions from
+    llmmap.transects.walk replayed on the CSV's labels, as the probe walked them."""
+    from llmmap import transects
+
+    cfg, by, values = _transects(path, lines, defconfig)
+    n = max(int(name[1:]) for name in lines) + 1
+
+    def label_of(k, u):
+        r = by[f"t{k}"][u]  # KeyError: not computed
+        return (("stable", r["stable"] == "True"), ("trainable", r["trainable"] == "True"))
+
+    walked = transects.walk(n, cfg.llmmap_points, cfg.llmmap_depths, label_of)
+    out = {}
+    for name in lines:
+        record = walked["lines"][int(name[1:])][depth]
+        out[name] = [{**by[name][u], **values(name, u)} for u in record["positions"]]
     return out
 
 
