@@ -286,10 +286,11 @@ def model_bytes(p, vocab_size):
 # model's step gains only where its operations are too small to keep the core busy.
 # Measured on the 2-core machine, one thread a worker, each against one model per cell in
 # the same run (bench/results/llm_batched_cpu_*.json): the 2-layer character-level model
-# (about 5 MB a model) gained at K = 4 and 16; the flagship's model (about 180 MB, most
-# of it the 50,304-token head and embedding) lost at every K; the 4-layer character model
-# of width 128 (about 220 MB, most of it activations) lost a little. So a CPU batch holds
-# at most CPU_BATCH_BYTES of models, and a model larger than that trains alone.
+# (about 6 MB a model) gained 1.09-1.16x at K = 2 and 4 and nothing by K = 16; the
+# flagship's model (175 MB, most of it the 50,304-token head and embedding) ran 0.59-0.72x
+# at every K; the 4-layer character model of width 128 (218 MB, most of it activations)
+# 0.91-0.99x. So a CPU batch holds at most CPU_BATCH_BYTES of models, and a model larger
+# than that trains alone.
 CPU_BATCH_BYTES = 32 * 2**20
 CPU_MAX_MODELS = 16
 
