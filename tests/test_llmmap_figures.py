@@ -180,7 +180,7 @@ def test_boundary_figure_explains_its_pixels_and_gives_no_dimension_from_two_siz
 
 
 def test_a_saved_grid_is_redrawn_in_todays_layout(tmp_path):
-    # bench/redraw_map.py: a grid saved by an older summary (no loss ratio) drawn again
+    # scripts/redraw_map.py: a grid saved by an older summary (no loss ratio) drawn again
     # with the current figure code; the labels are the saved ones, the middle panel blank
     import subprocess
     import sys
@@ -192,7 +192,7 @@ def test_a_saved_grid_is_redrawn_in_todays_layout(tmp_path):
     npz = tmp_path / "grid-old.npz"
     np.savez(npz, xs=xs, ys=ys, loss=loss, trainable=trainable, stable=np.ones_like(loss), inferred=inferred)  # fmt: skip
     out = tmp_path / "redrawn.png"
-    cmd = [sys.executable, str(root / "bench/redraw_map.py"), "--npz", str(npz)]
+    cmd = [sys.executable, str(root / "scripts/redraw_map.py"), "--npz", str(npz)]
     cmd += ["--defconfig", "fractal-16x16", "--grid", "old", "--out", str(out)]
     subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True)
     img = pixels(out)

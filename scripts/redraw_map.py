@@ -1,7 +1,7 @@
 """Draw an LLM map's trainability figure again, with today's figure code, from the grid its
 summary saved (`summary/grid-<name>.npz`): for a map too costly to rerun for a new layout.
 
-    python bench/redraw_map.py --npz bench/results/llm_refine_129_grid.npz \
+    python scripts/redraw_map.py --npz bench/results/llm_refine_129_grid.npz \
         --defconfig fractal-129x129-gpu --grid muon-bf16-0 --out docs/img/llm_refine_129.png
 
 The defconfig gives the axes' names, the training budget and the trainable rule of the
