@@ -301,7 +301,9 @@ def cpu_batch_models(p, vocab_size):
 
 
 # A character vocabulary's size is known only once a worker reads the corpus; the driver
-# sizes CPU batches with this bound (a byte's values) in its place.
+# sizes CPU batches with this stand-in (Shakespeare has 85 characters). Where the corpus
+# has more, a job may hold more cells than fit CPU_BATCH_BYTES: the worker, which knows
+# the vocabulary, then trains it in chunks (run_batch).
 CHAR_VOCAB_BOUND = 256
 
 
