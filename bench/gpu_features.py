@@ -1,8 +1,8 @@
 """What the cells of a finished matrix ran with and used of their GPU: per cell the
 out-of-memory fallback's "ran_with" (from result.json and manifest.json, which must
 agree), the GPU usage the worker sampled (peak memory, mean utilisation and power, the
-number of samples) and the slot and executor that ran it. Reads a results directory;
-runs nothing.
+number of samples) and the slot and executor that ran it, and what the summary's
+apples-to-apples check found (summary.json). Reads a results directory; runs nothing.
 
     python bench/gpu_features.py --results results/gpu-features --label local \
         --out bench/results/gpu_features_local.json
@@ -59,6 +59,11 @@ def main():
     report["all_ran_with_recorded"] = all(
         r["ran_with"] is not None and r["ran_with"] == r["manifest_ran_with"] for r in rows
     )
+    summary = Path(args.results) / "summary" / "summary.json"
+    if summary.exists():  # what the summary's apples-to-apples check found
+        summary = json.loads(summary.read_text())
+        report["counts"] = summary.get("counts")
+        report["apples_to_apples"] = summary.get("apples_to_apples")
     if args.log and Path(args.log).exists():
         report["make_log_tail"] = Path(args.log).read_text(errors="replace").splitlines()[-40:]
     write_bench_result(args.out, report, device="cuda" if rows and rows[0]["gpu"] else "cpu")

@@ -8,6 +8,11 @@
 #   bash bench/gpu_features_gpu.sh ray    a gpt2 matrix through EXEC_EXECUTOR_RAY, two
 #                                         cells per GPU (Ray installed from wheels, see
 #                                         docs/ray.md)
+#   bash bench/gpu_features_gpu.sh variants
+#                                         the named variants of gpt2-ablation-cpu, then
+#                                         the flagship (a diverged corner), on
+#                                         the GPU: the apples-to-apples check must stay
+#                                         quiet on both
 # SIZE=tiny: the same on a CPU in seconds (a dry run of this script).
 set -o pipefail
 export PYTHONUNBUFFERED=1 TRACK_WANDB_DISABLED=y KMATRIX_OFFLINE=1 PIP_NO_INDEX=1
@@ -52,8 +57,24 @@ ray)
     run gpu-ray "$OUT/gpu-ray.log" GPT2_BATCH_SIZE=32 EXEC_EXECUTOR_RAY=y EXEC_JOBS_PER_GPU=2 \
         SEEDS="\"0 1\"" EXEC_GPUS=auto
     ;;
+variants)
+    GPUS=auto
+    [ "$SIZE" = tiny ] && GPUS=none
+    for name in gpt2-ablation-cpu fractal-16x16; do
+        log="$OUT/gpu-$name.log"
+        SMALL=""
+        [ "$SIZE" = tiny ] && SMALL="GPT2_MAX_STEPS=3 GPT2_WARMUP_STEPS=1"
+        [ "$SIZE$name" = tinyfractal-16x16 ] && SMALL="$SMALL SWEEP_X_POINTS=2 \
+SWEEP_Y_POINTS=2 GPT2_MODEL_TINY=y GPT2_N_LAYER=1 GPT2_N_EMBD=32 GPT2_BLOCK_SIZE=16"
+        { $M defconfig-$name &&
+            $M setconfig SET="EXEC_GPUS=$GPUS EXEC_RESULTS_ROOT=$RESULTS $SMALL" && $M &&
+            $M summary; } 2>&1 | grep -v '^\[' | tee "$log"
+        $PY bench/gpu_features.py --results "$RESULTS/$name" --log "$log" \
+            --label "$name on the GPU${COMMIT:+ at $COMMIT}" --out "$OUT/gpu-$name.json" | tail -5
+    done
+    ;;
 *)
-    echo "usage: $0 oom|ray" >&2
+    echo "usage: $0 oom|ray|variants" >&2
     exit 2
     ;;
 esac

@@ -23,7 +23,12 @@ the committed labels themselves.
 
 Two processes (one a core, one thread each) train chunks of the points, each chunk one
 batch of gpt2.params.cpu_batch_models models (llmmap.maps.run_batch through the
-framecheck's Runner: seeded and profiled as a worker does it).
+framecheck's Runner: seeded and profiled as a worker does it). With --device cuda one
+process trains each line as one batch on the GPU, and --csv names the transects to read
+(a GPU run's results.csv) and --points its LLMMAP_POINTS:
+
+    python bench/llmmap_fp32_rounding.py --device cuda --points 1025 --lines t0,t1,t2 \\
+        --csv results/<name>/results.csv --limit 257 --out $OUT/rounding_gpu.json
 """
 
 import argparse
@@ -58,10 +63,13 @@ def _train(chunk):
     return _RUNNER.train(chunk, "chunk")
 
 
-def train_all(lines, k, procs, steps):
+def train_all(lines, k, procs, steps, gpu=None):
     """Rows of every point of the lines (lists of points), trained in chunks of k models of
-    one line by procs processes: a line's chunks are the same in every run."""
+    one line by procs processes (or by `gpu`, a Runner on the GPU, in this one): a line's
+    chunks are the same in every run."""
     chunks = [pts[i : i + k] for pts in lines for i in range(0, len(pts), k)]
+    if gpu is not None:
+        return [row for chunk in chunks for row in gpu.train(chunk, "chunk")]
     with ProcessPoolExecutor(procs, initializer=_start, initargs=(steps,)) as pool:
         return [row for rows in pool.map(_train, chunks) for row in rows]
 
@@ -74,24 +82,32 @@ def main():
     ap.add_argument("--no-control", action="store_true", help="skip the control run")
     ap.add_argument("--steps", type=int, default=0, help="GPT2_MAX_STEPS (0: the defconfig's)")
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: one batch a line")
+    ap.add_argument("--csv", default=str(TRANSECTS), help="the transects' results.csv")
+    ap.add_argument("--points", type=int, default=0, help="its LLMMAP_POINTS (0: defconfig's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     from gpt2.params import cpu_batch_models
 
-    probe = Runner("llmmap-pretrain-transects", "cpu", steps=args.steps)
+    probe = Runner("llmmap-pretrain-transects", args.device, steps=args.steps)
+    source = Path(args.csv).resolve()
     level = args.depth % probe.cfg.llmmap_depths
-    depth = depth_rows(TRANSECTS, args.lines.split(","), level)
+    depth = depth_rows(source, args.lines.split(","), level, points=args.points)
     if args.limit:
         depth = {
             n: rows[(len(rows) - args.limit) // 2 :][: args.limit] for n, rows in depth.items()
         }
     names = sorted(depth)
     p = probe.grid0.params
+    gpu = probe if args.device.startswith("cuda") else None
     k = cpu_batch_models(p, 256)  # the driver's bound for a character vocabulary
+    if gpu is not None:
+        k = max(len(rows) for rows in depth.values())
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "source": str(TRANSECTS.relative_to(ROOT)),
+        "device": args.device,
+        "source": str(source.relative_to(ROOT)) if source.is_relative_to(ROOT) else str(source),
         "lines": names,
         "depth": level,
         "points_per_line": len(depth[names[0]]),
@@ -114,7 +130,7 @@ def main():
     runs = [("as_committed", lines), ("shifted", shifted), ("again", lines[:1])]
     for name, todo in runs[:2] if args.no_control else runs:
         t0 = time.perf_counter()
-        rows[name] = train_all(todo, k, args.procs, args.steps)
+        rows[name] = train_all(todo, k, args.procs, args.steps, gpu)
         report["seconds"][name] = round(time.perf_counter() - t0, 1)
         print(f"{name}: {len(rows[name])} points in {report['seconds'][name]} s", flush=True)
 

@@ -266,7 +266,7 @@ def replay(full, levels, guard, band, verify, seed=1, every=1):
 # ---------------------------------------------------------------------------- arithmetic
 
 
-def _transects(path, lines, defconfig):
+def _transects(path, lines, defconfig, points=0):
     """The committed transects' CSV: (rows by line and lattice position, a function from
     (line, position) to the point's knob values, as the probe built them: the anchors from
     the grid's committed labels (llmmap.probes.anchors), then probes.transect_coord; the
@@ -277,6 +277,8 @@ def _transects(path, lines, defconfig):
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"framecheck_t_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     cfg = Config(kconfig.apply_defconfig(defconfig, dotconfig=tmp / ".config"))
+    if points:
+        cfg = cfg.replace(llmmap_points=points)
     grid = plan(cfg)
     by, results = {}, {}
     with open(path) as f:
@@ -318,13 +320,13 @@ def deepest_depth(path, lines, limit=0, defconfig="llmmap-pretrain-transects"):
     return out
 
 
-def depth_rows(path, lines, depth, defconfig="llmmap-pretrain-transects"):
+def depth_rows(path, lines, depth, defconfig="llmmap-pretrain-transects", points=0):
     """Per transect line: the rows of one depth (0 = the widest) of the committed results
     CSV, with knob values as in deepest_depth; the depth's positions from
     llmmap.transects.walk replayed on the CSV's labels, as the probe walked them."""
     from llmmap import transects
 
-    cfg, by, values = _transects(path, lines, defconfig)
+    cfg, by, values = _transects(path, lines, defconfig, points)
     n = max(int(name[1:]) for name in lines) + 1
 
     def label_of(k, u):

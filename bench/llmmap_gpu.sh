@@ -1,32 +1,58 @@
 #!/bin/bash
 # Transects and zoom sequences of a pre-training and a fine-tuning LLM map on one GPU (run
 # through the device tool from the repository root; $OUT the folder whose files come
-# back). Each probe has a wall-clock cap (seconds, the second word of each line below):
-# a probe cut off keeps the depths or frames it finished, and its report says so. data/
+# back). PROBES lists name:cap pairs (defconfig, wall-clock cap in seconds); BUDGET caps
+# the whole script: a probe gets the smaller of its cap and what is left. A probe cut off
+# keeps the depths or frames it finished, its report says so, and running the script
+# again on the same machine resumes it (its wall time adds up across calls). data/
 # travels with the tree (the prepared Shakespeare, the BPE files and the tarball).
+#
+#   PROBES="llmmap-pretrain-transects:500" SCALE="LLMMAP_POINTS=1025" TAG=_1025_h100 \
+#       OUT=$OUT bash bench/llmmap_gpu.sh
+#
+# Each probe leaves $OUT/<name><TAG>.json (bench/llmmap_report.py), its results.csv and
+# summary.json beside it, and its make log in $OUT/llmmap_gpu<TAG>.log.
 set -o pipefail
 export PYTHONUNBUFFERED=1 TRACK_WANDB_DISABLED=y CUBLAS_WORKSPACE_CONFIG=:4096:8
 export KMATRIX_OFFLINE=1 PIP_NO_INDEX=1
 OUT=${OUT:-bench/results}
 SCALE=${SCALE:-}  # e.g. "SWEEP_X_POINTS=3 ...": a dry run at tiny size on the CPU
+TAG=${TAG:-}
+PROBES=${PROBES:-"llmmap-pretrain-transects:100 llmmap-ft-transects:90 \
+llmmap-pretrain-zoom:100 llmmap-ft-zoom:80"}
+BUDGET=${BUDGET:-570}
 M="make PYTHON=${PYTHON:-python3}"
-LOG="$OUT/llmmap_gpu.log"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee "$LOG"
+LOG="$OUT/llmmap_gpu$TAG.log"
+t_start=$(date +%s)
+left() { echo $((BUDGET - $(date +%s) + t_start)); }
+mkdir -p "$OUT" results
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+echo "commit ${KMATRIX_COMMIT:-unknown}; probes $PROBES; scale '$SCALE'" >>"$LOG"
 probe() {  # name, cap in seconds
-    local name=$1 cap=$2 t0 t1
+    local name=$1 cap=$2 t0 t1 walls base
+    [ "$(left)" -lt "$cap" ] && cap=$(left)
+    [ "$cap" -le 10 ] && { echo "no time left for $name" >>"$LOG"; return; }
     $M defconfig-$name >/dev/null && $M setconfig SET="TRACK_WANDB_DISABLED=y $SCALE" >/dev/null
+    walls="results/.wall-$name$TAG"  # the wall times of earlier calls (a resumed probe)
     t0=$(date +%s.%N)
     timeout -k 15 -s INT "$cap" $M 2>&1 | grep -v '^\[' >>"$LOG"
     t1=$(date +%s.%N)
+    python3 -c "print($t1 - $t0)" >>"$walls"
     $M summary 2>&1 | tail -2 >>"$LOG"
-    python3 bench/llmmap_report.py --name "$name" --wall "$(python3 -c "print($t1 - $t0)")" \
-        --out "$OUT/${name//-/_}.json" >>"$LOG" 2>&1
-    tar czf "$OUT/llmmap_summaries.tgz" results/*/summary 2>>"$LOG"
+    base="$OUT/${name//-/_}$TAG"
+    python3 bench/llmmap_report.py --name "$name" --wall "$(python3 -c "print(sum(map(float, open('$walls'))))")" \
+        --out "$base.json" >>"$LOG" 2>&1
+    cp "results/$name/summary/results.csv" "${base}_results.csv" 2>>"$LOG"
+    for f in "results/$name/summary/probe-"*.png; do cp "$f" "${base}_${f##*/}"; done 2>>"$LOG"
+    cp "results/$name/summary/summary.json" "${base}_summary.json" 2>>"$LOG"
 }
 # the checkpoint the fine-tuning maps start from
-$M defconfig-fractal-ft-pretrain >/dev/null && $M setconfig SET="TRACK_WANDB_DISABLED=y" >/dev/null
-timeout 45 $M 2>&1 | grep -v '^\[' >>"$LOG"
-probe llmmap-pretrain-transects ${CAP1:-100}
-probe llmmap-ft-transects ${CAP2:-90}
-probe llmmap-pretrain-zoom ${CAP3:-100}
-probe llmmap-ft-zoom ${CAP4:-80}
+case "$PROBES" in
+*llmmap-ft-*)
+    $M defconfig-fractal-ft-pretrain >/dev/null && $M setconfig SET="TRACK_WANDB_DISABLED=y" >/dev/null
+    timeout 60 $M 2>&1 | grep -v '^\[' >>"$LOG"
+    ;;
+esac
+for p in $PROBES; do
+    probe "${p%%:*}" "${p##*:}"
+done
