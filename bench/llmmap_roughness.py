@@ -9,7 +9,11 @@ labels, and per depth reports, for the loss ratio that decides "trainable" (mean
 last K losses / the first; trainable below the threshold):
 
   median_step_change   the median |ratio difference| between neighbouring points;
-  ratio_spread         the 16-84% range of the ratio over the depth's points.
+  ratio_spread         the 16-84% range of the ratio over the depth's points;
+  changes_span_decades from the first label change of the depth to its last (decades
+                       along the line, one step per change pair counted): how wide the
+                       band of mixed labels is where it fits in the window; where it
+                       does not, the span is about the window's width.
 
 A ratio that is a smooth function of the learning rate changes half as much per step at
 each depth (exponent 1 in step_change ~ step^alpha); one that is rounding noise, or
@@ -73,11 +77,15 @@ def main():
             ok = np.isfinite(ratio)
             steps = np.abs(np.diff(ratio))[ok[:-1] & ok[1:]]
             step = probe["width_decades"] / 2 ** rec["depth"] / (points - 1)
+            found = rec["changes"]
+            span = (found[-1] - found[0] + 1) * step if found else 0.0
             depths.append(
                 {
                     "depth": rec["depth"],
                     "step_decades": step,
                     "label_changes": len(rec["changes"]),
+                    "changes_span_decades": span,
+                    "window_decades": step * (points - 1),
                     "finite_ratios": int(ok.sum()),
                     "median_step_change": float(np.median(steps)) if len(steps) else None,
                     "ratio_spread": (
