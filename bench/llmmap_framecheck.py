@@ -76,6 +76,7 @@ class Runner:
         self.cfg = Config(values).replace(**sets)
         self.grid0 = plan(self.cfg)[0]
         self.device, self.cache, self.seconds, self.batches = device, {}, 0.0, []
+        self.keep_losses = False  # True: each row also holds the run's per-step losses
 
     def cells(self, points):
         out = []
@@ -127,6 +128,9 @@ class Runner:
                     "steps": m.get("steps"),
                 }
             )
+            if self.keep_losses:
+                losses = out.losses if isinstance(out, Diverged) else out["losses"]
+                rows[-1]["losses"] = [_num(x) for x in losses]
         return rows
 
 
