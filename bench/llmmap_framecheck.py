@@ -32,6 +32,7 @@ with the run profile as a worker sets them, so the batch composition is known ex
 
 import argparse
 import csv
+import gzip
 import json
 import math
 import os
@@ -270,6 +271,12 @@ def replay(full, levels, guard, band, verify, seed=1, every=1):
 # ---------------------------------------------------------------------------- arithmetic
 
 
+def open_csv(path):
+    """A results CSV as text, gzipped (a .gz name) or not."""
+    path = Path(path)
+    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+
+
 def _transects(path, lines, defconfig, points=0):
     """The committed transects' CSV: (rows by line and lattice position, a function from
     (line, position) to the point's knob values, as the probe built them: the anchors from
@@ -285,7 +292,7 @@ def _transects(path, lines, defconfig, points=0):
         cfg = cfg.replace(llmmap_points=points)
     grid = plan(cfg)
     by, results = {}, {}
-    with open(path) as f:
+    with open_csv(path) as f:
         for r in csv.DictReader(f):
             if not r["probe"]:
                 metrics = {"stable": r["stable"] == "True", "trainable": r["trainable"] == "True"}

@@ -4,7 +4,7 @@
         --out bench/results/llmmap_pretrain_roughness_h100.json
 
 Reads a transect run's summary.json and results.csv (a summary/ folder, or files with
-that stem: <stem>_summary.json, <stem>_results.csv), walks the lines again from the
+that stem: <stem>_summary.json, <stem>_results.csv or .csv.gz), walks the lines again from the
 labels, and per depth reports, for the loss ratio that decides "trainable" (mean of the
 last K losses / the first; trainable below the threshold):
 
@@ -34,15 +34,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from kmatrix.manifest import write_bench_result  # noqa: E402
 from llmmap import transects  # noqa: E402
+from llmmap_framecheck import open_csv  # noqa: E402
 
 
 def load(stem):
     stem = Path(stem)
     if stem.is_dir():
         return stem / "summary.json", stem / "results.csv"
-    return Path(f"{stem}_summary.json"), Path(f"{stem}_results.csv")
+    csv_path = Path(f"{stem}_results.csv")
+    if not csv_path.exists() and csv_path.with_suffix(".csv.gz").exists():
+        csv_path = csv_path.with_suffix(".csv.gz")
+    return Path(f"{stem}_summary.json"), csv_path
 
 
 def truthy(text):
@@ -56,7 +62,7 @@ def main():
     args = ap.parse_args()
     summary_path, csv_path = load(args.summary)
     probe = json.loads(summary_path.read_text())["workload_summary"]["probe"]
-    with open(csv_path) as f:
+    with open_csv(csv_path) as f:
         rows = {(r["probe"], r["at"]): r for r in csv.DictReader(f) if r.get("probe")}
 
     def label_of(n, u):
