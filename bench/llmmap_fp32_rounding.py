@@ -51,26 +51,26 @@ SHIFT = 1 + 2.0**-20
 _RUNNER = None
 
 
-def _start(steps):
+def _start(defconfig, steps):
     global _RUNNER
     import torch
 
     torch.set_num_threads(1)
-    _RUNNER = Runner("llmmap-pretrain-transects", "cpu", steps=steps)
+    _RUNNER = Runner(defconfig, "cpu", steps=steps)
 
 
 def _train(chunk):
     return _RUNNER.train(chunk, "chunk")
 
 
-def train_all(lines, k, procs, steps, gpu=None):
+def train_all(lines, k, procs, steps, gpu=None, defconfig="llmmap-pretrain-transects"):
     """Rows of every point of the lines (lists of points), trained in chunks of k models of
     one line by procs processes (or by `gpu`, a Runner on the GPU, in this one): a line's
     chunks are the same in every run."""
     chunks = [pts[i : i + k] for pts in lines for i in range(0, len(pts), k)]
     if gpu is not None:
         return [row for chunk in chunks for row in gpu.train(chunk, "chunk")]
-    with ProcessPoolExecutor(procs, initializer=_start, initargs=(steps,)) as pool:
+    with ProcessPoolExecutor(procs, initializer=_start, initargs=(defconfig, steps)) as pool:
         return [row for rows in pool.map(_train, chunks) for row in rows]
 
 
@@ -85,15 +85,16 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: one batch a line")
     ap.add_argument("--csv", default=str(TRANSECTS), help="the transects' results.csv")
     ap.add_argument("--points", type=int, default=0, help="its LLMMAP_POINTS (0: defconfig's)")
+    ap.add_argument("--defconfig", default="llmmap-pretrain-transects", help="the transects'")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
 
     from gpt2.params import cpu_batch_models
 
-    probe = Runner("llmmap-pretrain-transects", args.device, steps=args.steps)
+    probe = Runner(args.defconfig, args.device, steps=args.steps)
     source = Path(args.csv).resolve()
     level = args.depth % probe.cfg.llmmap_depths
-    depth = depth_rows(source, args.lines.split(","), level, points=args.points)
+    depth = depth_rows(source, args.lines.split(","), level, args.defconfig, args.points)
     if args.limit:
         depth = {
             n: rows[(len(rows) - args.limit) // 2 :][: args.limit] for n, rows in depth.items()
@@ -101,12 +102,13 @@ def main():
     names = sorted(depth)
     p = probe.grid0.params
     gpu = probe if args.device.startswith("cuda") else None
-    k = cpu_batch_models(p, 256)  # the driver's bound for a character vocabulary
+    k = cpu_batch_models(p, p["vocab_size"] or 256)  # the driver's bound (256: characters)
     if gpu is not None:
         k = max(len(rows) for rows in depth.values())
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "device": args.device,
+        "defconfig": args.defconfig,
         "source": str(source.relative_to(ROOT)) if source.is_relative_to(ROOT) else str(source),
         "lines": names,
         "depth": level,
@@ -130,7 +132,7 @@ def main():
     runs = [("as_committed", lines), ("shifted", shifted), ("again", lines[:1])]
     for name, todo in runs[:2] if args.no_control else runs:
         t0 = time.perf_counter()
-        rows[name] = train_all(todo, k, args.procs, args.steps, gpu)
+        rows[name] = train_all(todo, k, args.procs, args.steps, gpu, args.defconfig)
         report["seconds"][name] = round(time.perf_counter() - t0, 1)
         print(f"{name}: {len(rows[name])} points in {report['seconds'][name]} s", flush=True)
 
