@@ -22,7 +22,6 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,23 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from kmatrix.manifest import write_bench_result  # noqa: E402
 from llmmap.labels import label_run  # noqa: E402
-from llmmap_fp32_rounding import SHIFT, TRANSECTS  # noqa: E402
+from llmmap_fp32_rounding import SHIFT, TRANSECTS, train_all  # noqa: E402
 from llmmap_framecheck import Runner, depth_rows  # noqa: E402
-
-_RUNNER = None
-
-
-def _start(steps):
-    global _RUNNER
-    import torch
-
-    torch.set_num_threads(1)
-    _RUNNER = Runner("llmmap-pretrain-transects", "cpu", steps=steps)
-    _RUNNER.keep_losses = True
-
-
-def _train(chunk):
-    return _RUNNER.train(chunk, "chunk")
 
 
 def relabel(rows, window, threshold):
@@ -121,10 +105,8 @@ def main():
     }
     rows = {}
     for name, todo in runs.items():
-        chunks = [pts[i : i + k] for pts in todo for i in range(0, len(pts), k)]
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(args.procs, initializer=_start, initargs=(args.steps,)) as pool:
-            flat = [row for out in pool.map(_train, chunks) for row in out]
+        flat = train_all(todo, k, args.procs, args.steps, keep_losses=True)
         report["seconds"][name] = round(time.perf_counter() - t0, 1)
         print(f"{name}: {len(flat)} points in {report['seconds'][name]} s", flush=True)
         at, rows[name] = 0, {}

@@ -51,26 +51,30 @@ SHIFT = 1 + 2.0**-20
 _RUNNER = None
 
 
-def _start(defconfig, steps):
+def _start(defconfig, steps, keep_losses):
     global _RUNNER
     import torch
 
     torch.set_num_threads(1)
     _RUNNER = Runner(defconfig, "cpu", steps=steps)
+    _RUNNER.keep_losses = keep_losses
 
 
 def _train(chunk):
     return _RUNNER.train(chunk, "chunk")
 
 
-def train_all(lines, k, procs, steps, gpu=None, defconfig="llmmap-pretrain-transects"):
+def train_all(
+    lines, k, procs, steps, gpu=None, defconfig="llmmap-pretrain-transects", keep_losses=False
+):
     """Rows of every point of the lines (lists of points), trained in chunks of k models of
     one line by procs processes (or by `gpu`, a Runner on the GPU, in this one): a line's
-    chunks are the same in every run."""
+    chunks are the same in every run. keep_losses: each row holds its per-step losses."""
     chunks = [pts[i : i + k] for pts in lines for i in range(0, len(pts), k)]
     if gpu is not None:
         return [row for chunk in chunks for row in gpu.train(chunk, "chunk")]
-    with ProcessPoolExecutor(procs, initializer=_start, initargs=(defconfig, steps)) as pool:
+    args = (defconfig, steps, keep_losses)
+    with ProcessPoolExecutor(procs, initializer=_start, initargs=args) as pool:
         return [row for rows in pool.map(_train, chunks) for row in rows]
 
 
