@@ -43,6 +43,10 @@ def report(name, wall_s):
             "resolution": s["resolution"],
             "dimension": s["dimension"],
             "spread_16_84": s["spread_16_84"],
+            # over the frames neither blank nor the arithmetic's (summaries before it: None)
+            "dimension_resolved": s.get("dimension_resolved"),
+            "spread_resolved_16_84": s.get("spread_resolved_16_84"),
+            "frames_resolved": s.get("frames_resolved"),
             "stretches_of_8_frames": s["stretches_of_8_frames"],
             "frame_dimensions": s["frame_dimensions"],
             "noise_ratio_max": s["noise_ratio_max"],
@@ -78,6 +82,7 @@ def main():
             d = p["dimension"]
             print(
                 f"  {key:24s} D {d if d is not None else float('nan'):.3f} {p['spread_16_84']} "
+                f"resolved frames {p['frames_resolved']}: D {p['dimension_resolved']} "
                 f"blank {p['blank_frames']} arithmetic {p['arithmetic_frames']} "
                 f"noise ratio max {p['noise_ratio_max']} descent {p['descent_images']} images, "
                 f"{p['descent_backtracks']} back-ups, not ok at {p['descent_not_ok']}"

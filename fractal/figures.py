@@ -220,6 +220,12 @@ def frame_sheet(p, loaded, stats, path, title=None):
     head = f"{p['experiment']} / {p['path']}: centre ({p['centre'][0]:.10f}, {p['centre'][1]:.10f})"
     if d is not None:
         head += f", D = {d:.3f} [{lo:.3f}, {hi:.3f}]"
+    n, done = stats.get("frames_resolved"), stats.get("frames_done")
+    if n is not None and n != done:  # some frames blank or the arithmetic's
+        dr, (rlo, rhi) = stats.get("dimension_resolved"), stats["spread_resolved_16_84"]
+        head += f"; {n} of {done} frames resolved" + (
+            f": D = {dr:.3f} [{rlo:.3f}, {rhi:.3f}]" if dr is not None else ""
+        )
     return save_figure(fig, path, f"{title}\n{head}" if title else head, key=True)
 
 

@@ -30,12 +30,21 @@ def summarize(summary_dir, cells, results, cfg):
         slopes = [r.get("slopes") or [] for _, r in done]
         lo, hi = dimension.bootstrap(slopes)
         est = dimension.pooled_median(slopes)
+        # the frames the dimension can be taken from: neither blank nor, by the noise
+        # test, the arithmetic's (a pooled number over noise frames measures the noise)
+        resolved = [
+            r.get("slopes") or [] for _, r in done if not (r.get("blank") or r.get("arithmetic"))
+        ]
+        res_lo, res_hi = dimension.bootstrap(resolved)
         runtime = sum((r.get("metrics") or {}).get("runtime_s") or 0 for _, r in done)
         out[key] = {
             "experiment": p["experiment"],
             "path": p["path"],
             "dimension": _finite(est),
             "spread_16_84": [_finite(lo), _finite(hi)],
+            "dimension_resolved": _finite(dimension.pooled_median(resolved)),
+            "spread_resolved_16_84": [_finite(res_lo), _finite(res_hi)],
+            "frames_resolved": len(resolved),
             "stretches_of_8_frames": [
                 [a, b, _finite(d)] for a, b, d in dimension.stretches(slopes)
             ],

@@ -361,3 +361,44 @@ def test_probe_scales_a_smaller_real_cell_to_the_cell(tmp_path):
     frames = workload.probe(path, RunContext("cpu", tmp_path / "z"))
     assert frames["per_cell"] == 33 * 33 * 30 * 3  # three frames
     assert (tmp_path / "z" / "frame.png").is_file()  # a frame's files are timed too
+
+
+def test_the_resolved_dimension_leaves_out_arithmetic_and_blank_frames(tmp_path):
+    # a path of four frames: two resolved, one the noise test calls arithmetic, one blank
+    from fractal import dimension, paper_summary
+
+    params = {"kind": "frame", "experiment": "tanh", "path": "auto", "frames": 4,
+              "resolution": 9, "steps": 40, "centre": [0.0, 0.0], "width0": 9.0,
+              "deepest_width": 9.0 / 8, "anchor_frame": 0, "axes": ["x", "y"],
+              "window": [-4.5, 4.5, -4.5, 4.5]}  # fmt: skip
+    slopes = {0: [1.5, 1.6, 1.7], 1: [1.4, 1.5], 2: [1.95, 2.0], 3: []}
+    flags = {2: {"arithmetic": True}, 3: {"blank": True}}
+    cells, results = [], {}
+    for k, s in slopes.items():
+        c = Cell(f"tanh-auto-f{k}", k, "fractal.workload", {"experiment": "tanh", "path": "auto",
+                 "frame": k}, 0, {**params, "frame": k})  # fmt: skip
+        cells.append(c)
+        results[c.id] = {"status": "ok", "frame": k, "slopes": s, "window": params["window"],
+                         **flags.get(k, {})}  # fmt: skip
+    (tmp_path / "summary").mkdir()
+    s = paper_summary.summarize(tmp_path / "summary", cells, results, {"name": "t"})["tanh/auto"]
+    assert s["frames_done"] == 4 and s["frames_resolved"] == 2
+    assert s["arithmetic_frames"] == [2] and s["blank_frames"] == [3]
+    assert s["dimension"] == dimension.pooled_median(list(slopes.values()))  # all frames
+    assert s["dimension_resolved"] == dimension.pooled_median([slopes[0], slopes[1]]) == 1.5
+    lo, hi = s["spread_resolved_16_84"]
+    assert 1.4 <= lo <= 1.5 <= hi <= 1.7
+    # every frame the arithmetic's: no resolved dimension, rather than one of noise
+    for r in results.values():
+        r["arithmetic"] = True
+    s = paper_summary.summarize(tmp_path / "summary", cells, results, {"name": "t"})["tanh/auto"]
+    assert s["frames_resolved"] == 0 and s["dimension_resolved"] is None
+    assert s["spread_resolved_16_84"] == [None, None]
+    # the frames' sheet says how many frames the resolved dimension stands on
+    from fractal import figures
+
+    s["frames_resolved"], s["dimension_resolved"] = 2, 1.5
+    s["spread_resolved_16_84"] = [1.45, 1.6]
+    values = np.random.default_rng(0).standard_normal((9, 9))
+    png = figures.frame_sheet(params, {0: (values, params["window"])}, s, tmp_path / "f.png", "t")
+    assert png is not None and (tmp_path / "f.png").stat().st_size > 1000
