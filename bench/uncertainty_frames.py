@@ -1,0 +1,77 @@
+"""The uncertainty exponent (fractal/uncertainty.py) of zoom frames whose box-counting
+dimension or noise test is known from committed runs: how a boundary behaves below the
+pixel, and where the arithmetic takes over.
+
+    python bench/uncertainty_frames.py --out bench/results/uncertainty_frames_cpu.json
+    python bench/uncertainty_frames.py --probes adam-edge --m 32 --out /tmp/u.json
+    python bench/uncertainty_frames.py --device cuda --m 512 --out $OUT/uncertainty_gpu.json
+
+Each probe is one frame of a committed zoom (its centre, the path's widest width and the
+frame's index, the pixel that of RESOLUTION pixels across): m x m random points in the
+middle SAMPLE share of the frame are labelled (converged or not) as they are and moved
+along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fractal import uncertainty  # noqa: E402
+from kmatrix.manifest import write_bench_result  # noqa: E402
+
+RESOLUTION = 257  # the frames' pixels across, as committed
+SAMPLE = 0.25  # the share of the frame's width the points are drawn from, around its centre
+# name: (experiment, optimizer, data, steps, centre, widest width, frame, what is known)
+PROBES = {
+    "tanh-paper-f4": ("tanh", "gd", "notebook", 500, (1.1238442669, 2.3018075671), 6.5003323392, 4,
+                      "paper path; box counting 1.39 to 1.54 over frames 0-7 at 257 to 1025 "
+                      "pixels (paper_resolution_h200.json), not arithmetic"),
+    "paraminit-paper-f4": ("paraminit", "gd", "notebook", 500, (-0.7076069516, 1.5913480399),
+                           10.8078557036544, 4,
+                           "paper path; the noise test calls frame 4 arithmetic at 257, 513 "
+                           "and 1025 pixels (paper_resolution_h200.json)"),
+    "adam-edge": ("tanh", "adam", "seeded", 500, (-0.6550911935811197, 2.3603108915471527), 9.0, 20,
+                  "Adam's structure-seeking path, frame 20: one straight edge (box counting "
+                  "1.03), noise from frame 35 on (fractal_optim_adam_h200)"),
+}  # fmt: skip
+
+
+def probe(name, m, device, seed):
+    experiment, optimizer, data, steps, centre, width0, k, known = PROBES[name]
+    width = width0 / 2**k
+    pixel = width / (RESOLUTION - 1)
+    gx, gy = uncertainty.sample_grid(centre, width * SAMPLE, m, seed)
+    label = uncertainty.engine_labeller(experiment, steps, optimizer, data, device)
+    t0 = time.perf_counter()
+    rows = uncertainty.flip_fractions(label, gx, gy, [e * pixel for e in uncertainty.EPS_PIXELS])
+    for r in rows:
+        r["eps_pixels"] = r["eps"] / pixel
+    fit = uncertainty.fit(rows)
+    print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}")
+    print("  flips", [r["flips"] for r in rows])
+    return {"experiment": experiment, "optimizer": optimizer, "data": data, "steps": steps,
+            "centre": list(centre), "frame": k, "frame_width_decades": width,
+            "pixel_decades": pixel, "sample_width_decades": width * SAMPLE, "points": m * m,
+            "known": known, "rows": rows, **fit,
+            "seconds": time.perf_counter() - t0}  # fmt: skip
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
+    ap.add_argument("--m", type=int, default=64, help="points per axis (m x m in all)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = {"resolution": RESOLUTION, "sample_share": SAMPLE,
+           "eps_pixels": list(uncertainty.EPS_PIXELS), "probes": {}}  # fmt: skip
+    for name in args.probes:
+        out["probes"][name] = probe(name, args.m, args.device, args.seed)
+        write_bench_result(args.out, out, device=args.device)  # a cut run keeps what ended
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""The uncertainty exponent: a boundary's dimension measured below the pixel.
+
+Move every sample point by eps and count the share f(eps) whose label changes. For a
+boundary of box-counting dimension D in the plane, f(eps) ~ eps^alpha with alpha = 2 - D
+(Grebogi, McDonald, Ott and Yorke, "Final state sensitivity", 1983): a smooth curve gives
+alpha = 1, a boundary that fills the plane alpha = 0. No image is box-counted, so eps can
+go far below a frame's pixel, down to where the arithmetic, not the hyperparameters, sets
+the label. There f(eps) stops falling: rounding noise flips a fixed share of the points
+however small the move. `fit` reports that floor instead of folding it into alpha.
+
+`flip_fractions` takes any labeller of product grids (gx, gy) -> bool [ny, nx]: the
+engine's (`engine_labeller`), or a synthetic boundary of known dimension (the tests).
+"""
+
+import math
+
+import numpy as np
+
+# moves, in pixels of the frame, from one pixel down to 2^-30 of one
+EPS_PIXELS = tuple(2.0**-k for k in (0, 2, 4, 6, 8, 11, 14, 18, 22, 26, 30))
+# a move must be this many ulps of the coordinate, or it moves nothing but the rounding
+MIN_ULPS = 64
+# flips a share needs before it enters the fit (fewer: Poisson noise decides the slope)
+MIN_FLIPS = 20
+# below this share of the fitted line, the smallest moves are a floor (see fit)
+FLOOR_FACTOR = 4.0
+
+
+def sample_grid(centre, width, m, seed=0):
+    """m random log10 coordinates per axis in the square `width` wide around `centre`:
+    a product grid of m x m points off the pixel lattice (a frame's grid would align
+    the points with the structure the frame resolved)."""
+    rng = np.random.default_rng(seed)
+    gx = centre[0] + (rng.random(m) - 0.5) * width
+    gy = centre[1] + (rng.random(m) - 0.5) * width
+    return np.sort(gx), np.sort(gy)
+
+
+def smallest_move(gx):
+    """The smallest move along x that changes more than the rounding of the coordinate:
+    MIN_ULPS ulps of the largest |x|."""
+    return MIN_ULPS * float(np.spacing(np.max(np.abs(gx))))
+
+
+def flip_fractions(label, gx, gy, eps_list):
+    """label(gx, gy) -> bool [len(gy), len(gx)]. Returns [{"eps", "flips", "points",
+    "fraction"}] for each move eps along x that is at least smallest_move(gx); the
+    points are the product grid (gx, gy), labelled once as they are and once per move."""
+    base = np.asarray(label(gx, gy), dtype=bool)
+    floor = smallest_move(gx)
+    out = []
+    for eps in sorted(eps_list, reverse=True):
+        if eps < floor:
+            continue
+        moved = np.asarray(label(gx + eps, gy), dtype=bool)
+        flips = int((moved != base).sum())
+        out.append(
+            {"eps": float(eps), "flips": flips, "points": base.size, "fraction": flips / base.size}
+        )
+    return out
+
+
+def fit(rows, min_flips=MIN_FLIPS):
+    """alpha, dimension = 2 - alpha, and the floor, from flip_fractions' rows.
+
+    alpha is the least-squares slope of log f against log eps over the largest moves
+    with at least min_flips flips each, down to the first that stops falling. A floor is
+    where the shares stop falling: a fitted move that flips as many points as one
+    FLOOR_FACTOR (4) times larger, within twice the Poisson noise; or, below the fitted
+    moves, at least two moves that each flip 3 points or more and FLOOR_FACTOR times what
+    the fitted line predicts there. Returns {"alpha", "dimension", "fitted", "floor_eps",
+    "floor_fraction"}: floor_eps is the largest move of the floor (None: the shares kept
+    falling as far as the points can tell); alpha None with fewer than 3 fitted moves."""
+    rows = sorted(rows, key=lambda r: -r["eps"])
+    fitted, floor, rest = [], [], []
+    for n, r in enumerate(rows):
+        larger = [q for q in fitted if q["eps"] >= FLOOR_FACTOR * r["eps"]]
+        q = larger[-1] if larger else None  # the smallest move FLOOR_FACTOR times larger
+        if r["flips"] < min_flips:
+            rest = rows[n:]
+            break
+        if q is not None and r["flips"] >= q["flips"] - 2 * math.sqrt(q["flips"]):
+            floor = [r]
+            break
+        fitted.append(r)
+    out = {"alpha": None, "dimension": None, "fitted": len(fitted)}
+    if len(fitted) >= 3:
+        x = np.log([r["eps"] for r in fitted])
+        y = np.log([r["fraction"] for r in fitted])
+        alpha, c = np.polyfit(x, y, 1)
+        out.update(alpha=float(alpha), dimension=2.0 - float(alpha))
+        expect = [r["points"] * math.exp(c + alpha * math.log(r["eps"])) for r in rest]
+        over = [r for r, e in zip(rest, expect) if r["flips"] >= max(3, FLOOR_FACTOR * e)]
+        if len(over) >= 2:
+            floor = over
+    out["floor_eps"] = floor[0]["eps"] if floor else None
+    out["floor_fraction"] = floor[0]["fraction"] if floor else None
+    return out
+
+
+def engine_labeller(experiment, steps, optimizer="gd", data="seeded", device="cpu", **kwargs):
+    """label(gx, gy) for the engine: True where the pixel's network converged
+    (fractal.engine.compute_image on the grid (gx, gy) of the named experiment, on the
+    seeded data or the notebook's, as FRACTAL_DATA_* chooses for a frame cell)."""
+    from fractal.common import EXPERIMENTS
+    from fractal.engine import compute_image
+    from fractal.paper_cells import problem_data
+
+    spec = EXPERIMENTS[experiment]
+    arrays = problem_data({"data": data, **spec})
+
+    def label(gx, gy):
+        res = compute_image(**spec, grid=(np.asarray(gx), np.asarray(gy)), steps=steps,
+                            optimizer=optimizer, data=arrays, device=device, **kwargs)  # fmt: skip
+        return np.asarray(res["converged"], dtype=bool)
+
+    return label
