@@ -6,7 +6,8 @@ pixel, and where the arithmetic takes over.
     python bench/uncertainty_frames.py --probes adam-edge --m 32 --out /tmp/u.json
     python bench/uncertainty_frames.py --device cuda --m 512 --out $OUT/uncertainty_gpu.json
 
-Each probe is one frame of a committed zoom (its centre, the path's widest width and the
+First the instrument on boundaries of known dimension (uncertainty.known_checks: a
+line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a committed zoom (its centre, the path's widest width and the
 frame's index, the pixel that of RESOLUTION pixels across): m x m random points in the
 middle SAMPLE share of the frame are labelled (converged or not) as they are and moved
 along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
@@ -49,7 +50,7 @@ def probe(name, m, device, seed):
     for r in rows:
         r["eps_pixels"] = r["eps"] / pixel
     fit = uncertainty.fit(rows)
-    print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}")
+    print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}", flush=True)
     print("  flips", [r["flips"] for r in rows])
     return {"experiment": experiment, "optimizer": optimizer, "data": data, "steps": steps,
             "centre": list(centre), "frame": k, "frame_width_decades": width,
@@ -67,7 +68,10 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = {"resolution": RESOLUTION, "sample_share": SAMPLE,
-           "eps_pixels": list(uncertainty.EPS_PIXELS), "probes": {}}  # fmt: skip
+           "eps_pixels": list(uncertainty.EPS_PIXELS),
+           "known": uncertainty.known_checks(), "probes": {}}  # fmt: skip
+    for name, c in out["known"].items():
+        print(f"{name}: D {c['dimension']} (expected {c['expected']}), floor {c['floor_eps']}")
     for name in args.probes:
         out["probes"][name] = probe(name, args.m, args.device, args.seed)
         write_bench_result(args.out, out, device=args.device)  # a cut run keeps what ended

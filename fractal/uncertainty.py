@@ -115,3 +115,64 @@ def engine_labeller(experiment, steps, optimizer="gd", data="seeded", device="cp
         return np.asarray(res["converged"], dtype=bool)
 
     return label
+
+
+# ----------------------------------------------------------------------------------------
+# boundaries of known dimension, to check the instrument on (tests, bench)
+
+
+def line_boundary(gx, gy):
+    """A straight line, x = 0.5 + 0.3 y: dimension 1."""
+    return gx[None, :] > 0.5 + 0.3 * gy[:, None]
+
+
+def weierstrass_boundary(a, b, terms):
+    """The graph y = W(x), W = sum_n<terms a^n cos(2 pi b^n x): box dimension
+    2 + ln a / ln b (0 < a < 1 < b, a b > 1) down to about b^-terms."""
+    k = np.arange(terms)[:, None]
+
+    def label(gx, gy):
+        w = (a**k * np.cos(2 * np.pi * b**k * gx[None, :])).sum(0)
+        return gy[:, None] > w[None, :]
+
+    return label
+
+
+def noisy_line_boundary(amplitude):
+    """line_boundary with every label redrawn within `amplitude` of the line by a draw
+    from the point's bits: any move, even of an ulp, draws again, as rounding amplified
+    by training does. Dimension 1 above the amplitude, a floor below it."""
+
+    def label(gx, gy):
+        with np.errstate(over="ignore"):
+            h = gx.view(np.uint64)[None, :] * np.uint64(0x9E3779B97F4A7C15)
+            h = h ^ (gy.view(np.uint64)[:, None] * np.uint64(0xC2B2AE3D27D4EB4F))
+            h ^= h >> np.uint64(31)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(29)
+        draw = (h >> np.uint64(11)).astype(np.float64) / 2.0**53
+        return gx[None, :] > 0.5 + 0.3 * gy[:, None] + amplitude * (draw - 0.5)
+
+    return label
+
+
+def known_checks(m=400):
+    """The instrument on the boundaries above, as the tests and bench/uncertainty_frames.py
+    run it: {name: {"expected", "dimension", "alpha", "fitted", "floor_eps", "flips"}}."""
+    ys = np.sort(np.random.default_rng(1).uniform(-2.5, 2.5, m))
+    cases = [
+        ("line", line_boundary, (0.5, 0.0), 1e-3, None, 1.0),
+        ("weierstrass a=0.5 b=3", weierstrass_boundary(0.5, 3, 26), (0.5, 0.0), 1.0, ys,
+         2 + math.log(0.5) / math.log(3)),
+        ("weierstrass a=0.7 b=2", weierstrass_boundary(0.7, 2, 40), (0.5, 0.0), 1.0, ys,
+         2 + math.log(0.7) / math.log(2)),
+        ("line, noisy within 1e-7", noisy_line_boundary(1e-7), (0.5, 0.0), 1e-3, None, 1.0),
+    ]  # fmt: skip
+    out = {}
+    for name, label, centre, width, gy_override, expected in cases:
+        gx, gy = sample_grid(centre, width, m)
+        gy = gy if gy_override is None else gy_override
+        rows = flip_fractions(label, gx, gy, [e * width / 256 for e in EPS_PIXELS])
+        out[name] = {"expected": expected, **fit(rows), "flips": [r["flips"] for r in rows],
+                     "eps": [r["eps"] for r in rows], "points": m * m}  # fmt: skip
+    return out
