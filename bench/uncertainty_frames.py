@@ -5,6 +5,9 @@ pixel, and where the arithmetic takes over.
     python bench/uncertainty_frames.py --out bench/results/uncertainty_frames_cpu.json
     python bench/uncertainty_frames.py --probes adam-edge --m 32 --out /tmp/u.json
     python bench/uncertainty_frames.py --device cuda --m 512 --out $OUT/uncertainty_gpu.json
+    # the fits again, from the flips a run recorded, with the current fractal/uncertainty.py
+    python bench/uncertainty_frames.py --refit bench/results/uncertainty_frames_cpu.json \
+        --out bench/results/uncertainty_frames_cpu.json
 
 First the instrument on boundaries of known dimension (uncertainty.known_checks: a
 line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a committed zoom (its centre, the path's widest width and the
@@ -14,9 +17,11 @@ along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal import uncertainty  # noqa: E402
@@ -59,14 +64,32 @@ def probe(name, m, device, seed):
             "seconds": time.perf_counter() - t0}  # fmt: skip
 
 
+def refit(path, out_path):
+    """The probes' fits from their recorded rows (the training is not redone), the known
+    checks run again; the run that trained them is kept under "trained_by"."""
+    old = json.loads(Path(path).read_text())
+    out = {k: v for k, v in old.items() if k not in ("provenance", "known", "probes")}
+    out["trained_by"] = old["provenance"]
+    out["known"] = uncertainty.known_checks()
+    out["probes"] = {}
+    for name, p in old["probes"].items():
+        fit = uncertainty.fit(p["rows"])
+        out["probes"][name] = {**p, **fit}
+        print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}")
+    write_bench_result(out_path, out, device=old["provenance"].get("device") or "cpu")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
     ap.add_argument("--m", type=int, default=64, help="points per axis (m x m in all)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refit", help="a result file: fit its recorded flips again")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.refit:
+        return refit(args.refit, args.out)
     out = {"resolution": RESOLUTION, "sample_share": SAMPLE,
            "eps_pixels": list(uncertainty.EPS_PIXELS),
            "known": uncertainty.known_checks(), "probes": {}}  # fmt: skip

@@ -22,8 +22,10 @@ EPS_PIXELS = tuple(2.0**-k for k in (0, 2, 4, 6, 8, 11, 14, 18, 22, 26, 30))
 MIN_ULPS = 64
 # flips a share needs before it enters the fit (fewer: Poisson noise decides the slope)
 MIN_FLIPS = 20
-# below this share of the fitted line, the smallest moves are a floor (see fit)
+# flips this many times what the fitted line predicts, below the fitted moves: a floor
 FLOOR_FACTOR = 4.0
+# a slope below this is no dimension: noise, or a boundary too near 2 to tell from it
+ALPHA_MIN = 0.05
 
 
 def sample_grid(centre, width, m, seed=0):
@@ -64,37 +66,39 @@ def fit(rows, min_flips=MIN_FLIPS):
     """alpha, dimension = 2 - alpha, and the floor, from flip_fractions' rows.
 
     alpha is the least-squares slope of log f against log eps over the largest moves
-    with at least min_flips flips each, down to the first that stops falling. A floor is
-    where the shares stop falling: a fitted move that flips as many points as one
-    FLOOR_FACTOR (4) times larger, within twice the Poisson noise; or, below the fitted
-    moves, at least two moves that each flip 3 points or more and FLOOR_FACTOR times what
-    the fitted line predicts there. Returns {"alpha", "dimension", "fitted", "floor_eps",
-    "floor_fraction"}: floor_eps is the largest move of the floor (None: the shares kept
-    falling as far as the points can tell); alpha None with fewer than 3 fitted moves."""
+    that flip at least min_flips points each. Below them, a floor is two moves or more
+    that each flip at least 3 points and FLOOR_FACTOR (4) times what the fitted line
+    predicts there: the shares stopped falling. A fitted alpha below ALPHA_MIN is a floor
+    from the largest move on (noise, or a boundary of dimension near 2: the two cannot be
+    told apart), and no dimension. Returns {"alpha", "dimension", "fitted", "floor_eps",
+    "floor_fraction", "local_alpha"}: floor_eps the largest move of the floor (None: the
+    shares kept falling as far as the points can tell), alpha None with fewer than 3
+    fitted moves, local_alpha the slope between each two neighbouring moves with flips
+    (a floor inside the fitted moves shows there as slopes near 0 at the small end)."""
     rows = sorted(rows, key=lambda r: -r["eps"])
-    fitted, floor, rest = [], [], []
-    for n, r in enumerate(rows):
-        larger = [q for q in fitted if q["eps"] >= FLOOR_FACTOR * r["eps"]]
-        q = larger[-1] if larger else None  # the smallest move FLOOR_FACTOR times larger
-        if r["flips"] < min_flips:
-            rest = rows[n:]
-            break
-        if q is not None and r["flips"] >= q["flips"] - 2 * math.sqrt(q["flips"]):
-            floor = [r]
-            break
-        fitted.append(r)
-    out = {"alpha": None, "dimension": None, "fitted": len(fitted)}
+    n = next((k for k, r in enumerate(rows) if r["flips"] < min_flips), len(rows))
+    fitted, rest = rows[:n], rows[n:]
+    local = [
+        math.log(q["flips"] / r["flips"]) / math.log(q["eps"] / r["eps"])
+        for q, r in zip(rows, rows[1:])
+        if q["flips"] and r["flips"]
+    ]
+    out = {"alpha": None, "dimension": None, "fitted": len(fitted), "floor_eps": None,
+           "floor_fraction": None, "local_alpha": local}  # fmt: skip
+    floor = []
     if len(fitted) >= 3:
         x = np.log([r["eps"] for r in fitted])
         y = np.log([r["fraction"] for r in fitted])
-        alpha, c = np.polyfit(x, y, 1)
-        out.update(alpha=float(alpha), dimension=2.0 - float(alpha))
-        expect = [r["points"] * math.exp(c + alpha * math.log(r["eps"])) for r in rest]
-        over = [r for r, e in zip(rest, expect) if r["flips"] >= max(3, FLOOR_FACTOR * e)]
-        if len(over) >= 2:
-            floor = over
-    out["floor_eps"] = floor[0]["eps"] if floor else None
-    out["floor_fraction"] = floor[0]["fraction"] if floor else None
+        alpha, c = (float(v) for v in np.polyfit(x, y, 1))
+        if alpha < ALPHA_MIN:
+            floor = fitted
+        else:
+            out.update(alpha=alpha, dimension=2.0 - alpha)
+            expect = [r["points"] * math.exp(c + alpha * math.log(r["eps"])) for r in rest]
+            over = [r for r, e in zip(rest, expect) if r["flips"] >= max(3, FLOOR_FACTOR * e)]
+            floor = over if len(over) >= 2 else []
+    if floor:
+        out.update(floor_eps=floor[0]["eps"], floor_fraction=floor[0]["fraction"])
     return out
 
 
