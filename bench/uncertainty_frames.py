@@ -41,6 +41,10 @@ PROBES = {
     "adam-edge": ("tanh", "adam", "seeded", 500, (-0.6550911935811197, 2.3603108915471527), 9.0, 20,
                   "Adam's structure-seeking path, frame 20: one straight edge (box counting "
                   "1.03), noise from frame 35 on (fractal_optim_adam_h200)"),
+    "adam-f34": ("tanh", "adam", "seeded", 500, (-0.6550911935811197, 2.3603108915471527), 9.0,
+                 34, "Adam's structure-seeking path, frame 34: the last frame of the straight "
+                 "edge (box counting 1.03) before the noise test calls frames 35-43 "
+                 "arithmetic (fractal_optim_adam_h200)"),
 }  # fmt: skip
 
 
