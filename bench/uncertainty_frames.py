@@ -38,6 +38,20 @@ PROBES = {
                            10.8078557036544, 4,
                            "paper path; the noise test calls frame 4 arithmetic at 257, 513 "
                            "and 1025 pixels (paper_resolution_h200.json)"),
+    "identity-paper-f4": ("identity", "gd", "notebook", 500, (2.2787786522, 0.679198384),
+                          8.436842496, 4, "paper path; box counting of frames 0-7 1.034, "
+                          "1.095, 1.097 at 257, 513, 1025 pixels: settled"),
+    "single_datapoint-paper-f4": ("single_datapoint", "gd", "notebook", 500,
+                                  (1.683937604, 1.2602310346), 7.751073792, 4,
+                                  "paper path; box counting of frames 0-7 1.045, 1.052, 1.067 "
+                                  "at 257, 513, 1025 pixels: settled"),
+    "relu-paper-f4": ("relu", "gd", "notebook", 500, (-0.2383546474, 1.9108561363),
+                      9.000976384, 4, "paper path; box counting of frames 0-7 1.135, 1.133, "
+                      "1.197 at 257, 513, 1025 pixels: not settled"),
+    "minibatch-paper-f4": ("minibatch", "gd", "notebook", 1000,
+                           (-0.5728404884, 2.2412214093), 11.122659626582015, 4,
+                           "paper path; box counting of frames 0-7 1.282, 1.355, 1.347 at "
+                           "257, 513, 1025 pixels: settled from 513"),
     "adam-edge": ("tanh", "adam", "seeded", 500, (-0.6550911935811197, 2.3603108915471527), 9.0, 20,
                   "Adam's structure-seeking path, frame 20: one straight edge (box counting "
                   "1.03), noise from frame 35 on (fractal_optim_adam_h200)"),
