@@ -363,12 +363,16 @@ def test_sigint_sent_to_make_alone_stops_the_run(tmp_path):
     )
     env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
     env.pop("MAKEFLAGS", None)
+    # a shell started in the background (`cmd &` without job control) hands its children
+    # SIGINT ignored, and make would then never see the signal: start make as a
+    # terminal would, with SIGINT at its default
     proc = subprocess.Popen(
         ["make", "-C", str(tmp_path), "check"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not list(tmp.glob("kmatrix-check-*")) and time.time() < deadline:
