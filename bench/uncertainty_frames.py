@@ -10,10 +10,11 @@ pixel, and where the arithmetic takes over.
         --out bench/results/uncertainty_frames_cpu.json
 
 First the instrument on boundaries of known dimension (uncertainty.known_checks: a
-line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a committed zoom (its centre, the path's widest width and the
-frame's index, the pixel that of RESOLUTION pixels across): m x m random points in the
-middle SAMPLE share of the frame are labelled (converged or not) as they are and moved
-along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
+line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a
+committed zoom (its centre, the path's widest width and the frame's index, the pixel
+that of RESOLUTION pixels across): m x m random points in the middle SAMPLE share of the
+frame are labelled (converged or not) as they are and moved along the input-layer axis
+by each of fractal.uncertainty.EPS_PIXELS pixels.
 """
 
 import argparse
@@ -62,6 +63,11 @@ PROBES = {
 }  # fmt: skip
 
 
+def report(name, fit, rows):
+    print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}", flush=True)
+    print("  flips", [r["flips"] for r in rows], flush=True)
+
+
 def probe(name, m, device, seed):
     experiment, optimizer, data, steps, centre, width0, k, known = PROBES[name]
     width = width0 / 2**k
@@ -73,8 +79,7 @@ def probe(name, m, device, seed):
     for r in rows:
         r["eps_pixels"] = r["eps"] / pixel
     fit = uncertainty.fit(rows)
-    print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}", flush=True)
-    print("  flips", [r["flips"] for r in rows])
+    report(name, fit, rows)
     return {"experiment": experiment, "optimizer": optimizer, "data": data, "steps": steps,
             "centre": list(centre), "frame": k, "frame_width_decades": width,
             "pixel_decades": pixel, "sample_width_decades": width * SAMPLE, "points": m * m,
@@ -93,7 +98,7 @@ def refit(path, out_path):
     for name, p in old["probes"].items():
         fit = uncertainty.fit(p["rows"])
         out["probes"][name] = {**p, **fit}
-        print(f"{name}: alpha {fit['alpha']} D {fit['dimension']} floor {fit['floor_eps']}")
+        report(name, fit, p["rows"])
     write_bench_result(out_path, out, device=old["provenance"].get("device") or "cpu")
 
 
