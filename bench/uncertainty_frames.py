@@ -12,9 +12,9 @@ pixel, and where the arithmetic takes over.
 First the instrument on boundaries of known dimension (uncertainty.known_checks: a
 line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a
 committed zoom (its centre, the path's widest width and the frame's index, the pixel
-that of RESOLUTION pixels across): m x m random points in the middle SAMPLE share of the
-frame are labelled (converged or not) as they are and moved along the input-layer axis
-by each of fractal.uncertainty.EPS_PIXELS pixels.
+that of RESOLUTION pixels across, or of PROBE_RESOLUTION's): m x m random points in the
+middle SAMPLE share of the frame are labelled (converged or not) as they are and moved
+along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
 """
 
 import argparse
@@ -60,7 +60,15 @@ PROBES = {
                  34, "Adam's structure-seeking path, frame 34: the last frame of the straight "
                  "edge (box counting 1.03) before the noise test calls frames 35-43 "
                  "arithmetic (fractal_optim_adam_h200)"),
+    "gd-f20": ("tanh", "gd", "seeded", 500, (2.402017233997759, 2.1164056556899897), 9.0, 20,
+               "gradient descent's structure-seeking path at 513 pixels, frame 20: box "
+               "counting 1.92, noise ratio 0.95, called arithmetic (optim_zooms_513_h100)"),
+    "momentum-f30": ("tanh", "momentum", "seeded", 500, (0.9824758875747985, 2.315544791013709),
+                     9.0, 30, "momentum's structure-seeking path at 513 pixels, frame 30: box "
+                     "counting 1.90, noise ratio 0.64, not arithmetic (optim_zooms_513_h100)"),
 }  # fmt: skip
+# the probes whose frames were not RESOLUTION pixels across
+PROBE_RESOLUTION = {"gd-f20": 513, "momentum-f30": 513}
 
 
 def report(name, fit, rows):
@@ -71,7 +79,8 @@ def report(name, fit, rows):
 def probe(name, m, device, seed):
     experiment, optimizer, data, steps, centre, width0, k, known = PROBES[name]
     width = width0 / 2**k
-    pixel = width / (RESOLUTION - 1)
+    resolution = PROBE_RESOLUTION.get(name, RESOLUTION)
+    pixel = width / (resolution - 1)
     gx, gy = uncertainty.sample_grid(centre, width * SAMPLE, m, seed)
     label = uncertainty.engine_labeller(experiment, steps, optimizer, data, device)
     t0 = time.perf_counter()
@@ -82,6 +91,7 @@ def probe(name, m, device, seed):
     report(name, fit, rows)
     return {"experiment": experiment, "optimizer": optimizer, "data": data, "steps": steps,
             "centre": list(centre), "frame": k, "frame_width_decades": width,
+            "resolution": resolution,
             "pixel_decades": pixel, "sample_width_decades": width * SAMPLE, "points": m * m,
             "known": known, "rows": rows, **fit,
             "seconds": time.perf_counter() - t0}  # fmt: skip
