@@ -10,7 +10,8 @@ the fractal dimension per optimizer, with its spread where a zoom sequence measu
 Both write JSON beside their output: per optimizer the backend, run time, converged
 fraction and the opening window's box-counting dimension (the paper's estimator on one
 image); the figure's JSON adds each zoom sequence's pooled dimension, its 16-84% bootstrap
-spread, the frames done and the deepest width.
+spread, the frames done and the deepest width, and the same over the frames the noise test
+does not call arithmetic (where the summary recorded them).
 """
 
 import argparse
@@ -66,14 +67,18 @@ def figure(args):
     with np.load(args.maps) as f:
         arrays = {k: f[k] for k in f.files}
     dims = {}
-    for root in args.zoom:
+    for entry in args.zoom:  # DIR, or OPTIMIZER=DIR where DIR keeps no config/
+        opt, _, root = entry.rpartition("=")
         summary = json.loads((Path(root) / "summary" / "summary.json").read_text())
-        for key, s in (summary.get("workload_summary") or {}).items():
+        if not opt:
             cfg = json.loads((Path(root) / "config" / "config.json").read_text())
             opt = cfg.get("fractal_optimizer") or "gd"
-            dims[opt] = {k: s.get(k) for k in ("dimension", "spread_16_84", "frames_done",
-                                               "deepest_width", "runtime_s", "centre")}  # fmt: skip
+        for key, s in (summary.get("workload_summary") or {}).items():
+            keep = ("dimension", "spread_16_84", "dimension_resolved", "spread_resolved_16_84",
+                    "frames_resolved", "frames_done", "deepest_width", "runtime_s", "centre")  # fmt: skip
+            dims[opt] = {k: s.get(k) for k in keep}
             dims[opt]["path"] = key
+            dims[opt]["summary"] = str(Path(root) / "summary" / "summary.json")
     order = [o for o in OPTIMIZERS if o in arrays]
     panels = [
         {"name": o, "values": arrays[o], "window": meta["window"],
@@ -96,7 +101,7 @@ def main():
     m.add_argument("--optimizers", nargs="+", default=list(OPTIMIZERS))
     f = sub.add_parser("figure")
     f.add_argument("--maps", default="bench/results/fractal_optim_maps.npz")
-    f.add_argument("--zoom", nargs="*", default=[])
+    f.add_argument("--zoom", nargs="*", default=[], help="zoom runs: DIR or OPTIMIZER=DIR")
     f.add_argument("--png", default="docs/img/fractal_optimizers.png")
     args = ap.parse_args()
     started = time.perf_counter()

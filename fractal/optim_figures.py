@@ -30,18 +30,28 @@ def optimizer_figure(maps, dims, path, title=None):
     opening = [m.get("dimension") for m in maps]
     ax.plot(xs, [np.nan if d is None else d for d in opening], "s", color="0.6",
             label="opening window (one image)")  # fmt: skip
+    labelled = set()
     for i, name in enumerate(names):
         z = dims.get(name)
         if not z or z.get("dimension") is None:
             continue
-        lo, hi = z["spread_16_84"]
-        d = z["dimension"]
-        ax.errorbar([i], [d], yerr=[[d - lo], [hi - d]], fmt="o", color="C3", capsize=4,
-                    label="zoom sequence (16-84% bootstrap)" if i == min(
-                        j for j, nm in enumerate(names) if dims.get(nm)) else None)  # fmt: skip
-        ax.annotate(f"{z['frames_done']} frames\nto {z['deepest_width']:.1e} dec",
-                    (i, d), textcoords="offset points", xytext=(8, -4), fontsize=7)  # fmt: skip
-    ax.set_xticks(xs, names)
+        # all frames done (red), and the frames the noise test leaves (blue), offset apart
+        marks = [("dimension", "spread_16_84", "frames_done", "C3", -0.12,
+                  "zoom, all frames (16-84% bootstrap)"),
+                 ("dimension_resolved", "spread_resolved_16_84", "frames_resolved", "C0", 0.12,
+                  "zoom, frames not called arithmetic")]  # fmt: skip
+        for key, spread, count, colour, dx, label in marks:
+            d = z.get(key)
+            if d is None:
+                continue
+            lo, hi = z[spread]
+            ax.errorbar([i + dx], [d], yerr=[[d - lo], [hi - d]], fmt="o", color=colour,
+                        capsize=4, label=None if key in labelled else label)  # fmt: skip
+            labelled.add(key)
+            ax.annotate(f"{z[count]}", (i + dx, d), textcoords="offset points",
+                        xytext=(5, -3), fontsize=7, color=colour)  # fmt: skip
+    ticks = [n if not dims.get(n) else f"{n}\nto {dims[n]['deepest_width']:.0e} dec" for n in names]
+    ax.set_xticks(xs, ticks, fontsize=8)
     ax.set_ylabel("box-counting dimension")
     ax.set_xlim(-0.5, n - 0.5)
     ax.legend(fontsize=8, loc="best")

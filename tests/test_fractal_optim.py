@@ -1,6 +1,7 @@
 """The fractal engine's per-pixel optimizers against torch.optim and the project's Muon:
 single pixels, step by step, in float64 on the CPU."""
 
+import json
 import math
 
 import numpy as np
@@ -317,3 +318,49 @@ def test_image_cell_trains_with_the_optimizer(tmp_path):
     want = compute_image(**EXPERIMENTS["tanh"], window=(-3, 6, -3, 6), resolution=8, steps=30,
                          optimizer="adam", optim={"beta1": 0.8})  # fmt: skip
     assert np.array_equal(np.load(out / "frame_00.npy"), want["values"])
+
+
+def test_the_optimizer_figure_takes_zooms_with_and_without_their_config(tmp_path):
+    """bench/fractal_optim_maps.py figure: a zoom run named OPTIMIZER=DIR (its summary
+    alone, as the GPU calls bring back) and one whose config names the optimizer; the
+    figure's JSON keeps both, with the dimension over the frames not called arithmetic."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    n = 17
+    maps = {o: np.linspace(-1.0, 1.0, n * n).reshape(n, n) for o in ("gd", "adam")}
+    np.savez(tmp_path / "maps.npz", **maps)
+    meta = {"window": [-1.0, 1.0, -1.0, 1.0], "resolution": n, "steps": 5, "device": "cpu",
+            "maps": {o: {"dimension_opening": 1.0} for o in maps}}  # fmt: skip
+    (tmp_path / "maps.json").write_text(json.dumps(meta))
+
+    def zoom(name, resolved, config=None):
+        d = tmp_path / name
+        (d / "summary").mkdir(parents=True)
+        s = {"dimension": 1.9, "spread_16_84": [1.8, 1.95], "frames_done": 44,
+             "deepest_width": 1e-12, "dimension_resolved": resolved,
+             "spread_resolved_16_84": [1.6, 1.75] if resolved else None,
+             "frames_resolved": 17 if resolved else None}  # fmt: skip
+        (d / "summary" / "summary.json").write_text(
+            json.dumps({"workload_summary": {"tanh/auto": s}})
+        )
+        if config:
+            (d / "config").mkdir()
+            (d / "config" / "config.json").write_text(json.dumps(config))
+        return d
+
+    bare = zoom("optim-gd", 1.72)
+    with_config = zoom("adam-run", None, {"fractal_optimizer": "adam"})
+    png = tmp_path / "fig.png"
+    subprocess.run(
+        [sys.executable, str(root / "bench" / "fractal_optim_maps.py"), "figure",
+         "--maps", str(tmp_path / "maps.npz"), "--zoom", f"gd={bare}", str(with_config),
+         "--png", str(png)],
+        check=True, cwd=root, capture_output=True,
+    )  # fmt: skip
+    assert png.stat().st_size > 0
+    zooms = json.loads(png.with_suffix(".json").read_text())["zoom"]
+    assert zooms["gd"]["dimension_resolved"] == 1.72 and zooms["gd"]["frames_resolved"] == 17
+    assert zooms["adam"]["dimension_resolved"] is None and zooms["adam"]["dimension"] == 1.9
