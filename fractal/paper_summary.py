@@ -58,6 +58,10 @@ def summarize(summary_dir, cells, results, cfg):
             "blank_frames": [r["frame"] for _, r in done if r.get("blank")],
             # frames whose structure the noise test calls arithmetic (zoom.noise_test)
             "arithmetic_frames": [r["frame"] for _, r in done if r.get("arithmetic")],
+            # of those, the frames whose grid itself is below the float64 floor (merged
+            # lines or rounded pixel positions); the others are only redrawn by a shift of
+            # a fraction of a pixel (None: results from before the noise test said why)
+            "grid_floor_frames": _grid_floor_frames(done),
             "noise_ratio_max": max(
                 [(r.get("noise") or {}).get("noise_ratio") or 0 for _, r in done], default=None
             ),
@@ -141,3 +145,13 @@ def _summarize_images(summary_dir, root, cells, results, cfg):
 
 def _finite(x):
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _grid_floor_frames(done):
+    """The arithmetic frames whose noise test names the grid's own rounding, or None when
+    a frame's noise test predates its causes."""
+    noisy = [r for _, r in done if r.get("arithmetic")]
+    if any("causes" not in (r.get("noise") or {}) for r in noisy):
+        return None
+    floor = {"merged_lines", "grid_floor"}
+    return [r["frame"] for r in noisy if floor & set(r["noise"]["causes"])]

@@ -188,21 +188,31 @@ def noise_test(values, shifted, jitter=0.0):
     on the grid moved by NOISE_SHIFT of a pixel (shifted_grid); jitter: grid_jitter() of
     the grid. Returns the flip fractions, their ratio (None without boundary), the
     identical lines, and "arithmetic": the ratio above NOISE_RATIO, lines that merged, or
-    a grid below the float64 floor."""
+    a grid below the float64 floor, with those of the three that hold under "causes"."""
     near, moved = _flip_maps(values, shifted)
     ratio = float(moved.mean() / near.mean()) if near.any() else None
     same = identical_lines(values)
+    causes = [
+        cause
+        for cause, hit in (
+            ("redrawn", ratio is not None and ratio > NOISE_RATIO),
+            ("merged_lines", same > IDENTICAL_LINES),
+            ("grid_floor", jitter > GRID_JITTER),
+        )
+        if hit
+    ]
     return {
         "flips_neighbour": float(near.mean()),
         "flips_shifted": float(moved.mean()),
         "noise_ratio": ratio,
         "identical_lines": same,
         "grid_jitter": float(jitter),
-        "arithmetic": bool(
-            (ratio is not None and ratio > NOISE_RATIO)
-            or same > IDENTICAL_LINES
-            or jitter > GRID_JITTER
-        ),
+        "arithmetic": bool(causes),
+        # "redrawn" alone: a grid above its float64 floor whose signs a shift of 1/8 pixel
+        # redraws (rounding amplified by training, or a boundary of dimension above about
+        # 1.95 that the frame does not resolve); "merged_lines" or "grid_floor": the
+        # grid's own rounding
+        "causes": causes,
     }
 
 

@@ -315,6 +315,8 @@ def test_noise_ratio_known_answers():
     assert abs(2 - np.log(rabbit["noise_ratio"]) / np.log(s) - RABBIT_DIM) < 0.1, rabbit
     noise = noise_of("noise")
     assert noise["noise_ratio"] > 0.95 and noise["arithmetic"]
+    # sign noise on a grid far above its float64 floor: redrawn, not the grid's rounding
+    assert noise["causes"] == ["redrawn"] and line["causes"] == rabbit["causes"] == []
     blank = zoom.noise_test(-np.ones((9, 9)), -np.ones((9, 9)))
     assert blank["noise_ratio"] is None and not blank["arithmetic"]
 
@@ -333,6 +335,7 @@ def test_noise_test_separates_a_quantised_frame_from_a_fractal_one():
     stepped = zoom.noise_test(quantised(gx, gy), quantised(*zoom.shifted_grid(gx, gy)))
     assert not fractal["arithmetic"] and fractal["identical_lines"] == 0
     assert stepped["arithmetic"] and stepped["identical_lines"] > 0.3
+    assert "merged_lines" in stepped["causes"] and fractal["causes"] == []
     # the float64 floor of a real grid: the paper's 44 frames at 257 pixels are above it,
     # a frame 2^-50 of 6 decades wide around 2.3 is far below
     for name, (x, y, width, _) in zoom.PAPER_PANELS.items():
@@ -343,7 +346,7 @@ def test_noise_test_separates_a_quantised_frame_from_a_fractal_one():
     gx, _ = zoom.frame_grid((2.3, 2.3), 6.0, 50, 257)
     assert zoom.grid_jitter(gx) > 1
     deep = zoom.noise_test(np.ones((5, 5)), np.ones((5, 5)), zoom.grid_jitter(gx))
-    assert deep["arithmetic"]
+    assert deep["arithmetic"] and deep["causes"] == ["grid_floor"]
 
 
 def test_window_slope_known_answers():
