@@ -36,6 +36,7 @@ INSTALL_HINT = "pip install .[ray]  (or pip install 'ray[default]>=2.9')"
 REFRESH_S = 2.0  # how often the cluster's capacity is read again
 START_WAIT_S = 60.0  # how long the constructor waits for the first actors to start
 HEAD_CHECK_S = 1.0  # how often the head (GCS) is checked to be alive
+DRIVER_CHECK_S = 0.2  # how often a worker on the driver's machine checks the driver lives
 
 
 class HeadLost(RuntimeError):
@@ -56,13 +57,15 @@ def _exit_with(host, pid):
     """Exit when the driver on this machine is gone, like kmatrix.worker's PDEATHSIG.
 
     On a cluster Ray kills a dead driver's actors itself; a private instance dies with
-    its driver and leaves its workers to finish their cells unasked.
+    its driver and leaves its workers to finish their cells unasked. A cell that ends
+    within DRIVER_CHECK_S of the driver's death (more on a loaded machine) may still
+    write its result: a finished result, which the next run keeps.
     """
     import threading
 
     def watch():
         while True:
-            time.sleep(0.2)
+            time.sleep(DRIVER_CHECK_S)
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:

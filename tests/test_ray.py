@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kmatrix import driver, kconfig, results
+from kmatrix import driver, kconfig, ray_executor, results
 from kmatrix.schedule import make_executor
 from kmatrix.config import Config
 from kmatrix.errors import ConfigError
@@ -187,6 +187,9 @@ def test_kill_9_of_the_driver_stops_its_workers(tmp_path, ray_instance):
     proc.wait()
     before = finished(cfg)
     assert len(before) == 2, f"{len(before)} of the 2 ungated cells finished within 300 s"
+    # the workers notice the driver's death within DRIVER_CHECK_S; give them ten times
+    # that (a loaded machine schedules their watcher late) before the gate opens
+    time.sleep(10 * ray_executor.DRIVER_CHECK_S)
     gate.touch()  # a surviving worker would now finish its cell at once
     time.sleep(2.0)
     assert finished(cfg) == before and len(before) == 2
