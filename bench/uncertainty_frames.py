@@ -12,9 +12,9 @@ pixel, and where the arithmetic takes over.
 First the instrument on boundaries of known dimension (uncertainty.known_checks: a
 line, two Weierstrass graphs, a line made noisy below 1e-7). Each probe is one frame of a
 committed zoom (its centre, the path's widest width and the frame's index, the pixel
-that of RESOLUTION pixels across, or of PROBE_RESOLUTION's): m x m random points in the
-middle SAMPLE share of the frame are labelled (converged or not) as they are and moved
-along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
+that of RESOLUTION pixels across unless the probe names its own): m x m random points in
+the middle SAMPLE share of the frame are labelled (converged or not) as they are and
+moved along the input-layer axis by each of fractal.uncertainty.EPS_PIXELS pixels.
 """
 
 import argparse
@@ -22,15 +22,22 @@ import json
 import os
 import sys
 import time
+from collections import namedtuple
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fractal import uncertainty  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
 
-RESOLUTION = 257  # the frames' pixels across, as committed
+RESOLUTION = 257  # the frames' pixels across, as committed, unless a probe says otherwise
 SAMPLE = 0.25  # the share of the frame's width the points are drawn from, around its centre
-# name: (experiment, optimizer, data, steps, centre, widest width, frame, what is known)
+Probe = namedtuple(
+    "Probe",
+    "experiment optimizer data steps centre width0 frame known resolution",
+    defaults=(RESOLUTION,),
+)
+# name: (experiment, optimizer, data, steps, centre, widest width, frame, what is known
+# [, the frame's pixels across])
 PROBES = {
     "tanh-paper-f4": ("tanh", "gd", "notebook", 500, (1.1238442669, 2.3018075671), 6.5003323392, 4,
                       "paper path; box counting 1.39 to 1.54 over frames 0-7 at 257 to 1025 "
@@ -62,21 +69,20 @@ PROBES = {
                  "arithmetic (fractal_optim_adam_h200)"),
     "gd-f20": ("tanh", "gd", "seeded", 500, (2.402017233997759, 2.1164056556899897), 9.0, 20,
                "gradient descent's structure-seeking path at 513 pixels, frame 20: box "
-               "counting 1.92, noise ratio 0.95, called arithmetic (optim_zooms_513_h100)"),
+               "counting 1.92, noise ratio 0.95, called arithmetic (optim_zooms_513_h100)", 513),
     "momentum-f30": ("tanh", "momentum", "seeded", 500, (0.9824758875747985, 2.315544791013709),
                      9.0, 30, "momentum's structure-seeking path at 513 pixels, frame 30: box "
-                     "counting 1.90, noise ratio 0.64, not arithmetic (optim_zooms_513_h100)"),
+                     "counting 1.90, noise ratio 0.64, not arithmetic (optim_zooms_513_h100)", 513),
     "rmsprop-f4": ("tanh", "rmsprop", "seeded", 500, (-0.9796205487081284, 0.860269386794899),
                    9.0, 4, "RMSprop's structure-seeking path at 513 pixels, frame 4 (0.56 "
                    "decades wide): box counting 1.80, noise ratio 0.97, called arithmetic "
-                   "(optim_zooms_513_rmsprop_h100)"),
+                   "(optim_zooms_513_rmsprop_h100)", 513),
     "adamw-f10": ("tanh", "adamw", "seeded", 500, (1.9458571127436972, 2.3945370969038056), 9.0,
                   10, "AdamW's structure-seeking path at 513 pixels, frame 10 (0.0088 decades "
                   "wide): box counting 1.57, noise ratio 1.01, called arithmetic "
-                  "(optim_zooms_513_h100)"),
+                  "(optim_zooms_513_h100)", 513),
 }  # fmt: skip
-# the probes whose frames were not RESOLUTION pixels across
-PROBE_RESOLUTION = {name: 513 for name in ("gd-f20", "momentum-f30", "rmsprop-f4", "adamw-f10")}
+PROBES = {name: Probe(*p) for name, p in PROBES.items()}
 
 
 def report(name, fit, rows):
@@ -85,9 +91,8 @@ def report(name, fit, rows):
 
 
 def probe(name, m, device, seed):
-    experiment, optimizer, data, steps, centre, width0, k, known = PROBES[name]
+    experiment, optimizer, data, steps, centre, width0, k, known, resolution = PROBES[name]
     width = width0 / 2**k
-    resolution = PROBE_RESOLUTION.get(name, RESOLUTION)
     pixel = width / (resolution - 1)
     gx, gy = uncertainty.sample_grid(centre, width * SAMPLE, m, seed)
     label = uncertainty.engine_labeller(experiment, steps, optimizer, data, device)

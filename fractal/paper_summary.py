@@ -153,5 +153,4 @@ def _grid_floor_frames(done):
     noisy = [r for _, r in done if r.get("arithmetic")]
     if any("causes" not in (r.get("noise") or {}) for r in noisy):
         return None
-    floor = {"merged_lines", "grid_floor"}
-    return [r["frame"] for r in noisy if floor & set(r["noise"]["causes"])]
+    return [r["frame"] for r in noisy if set(zoom.GRID_CAUSES) & set(r["noise"]["causes"])]

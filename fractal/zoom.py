@@ -138,6 +138,9 @@ NOISE_AHEAD = 0.8
 # Rows or columns that are bitwise equal to their neighbour: two grid lines that became
 # one float64 rate. Counted among the lines the boundary crosses.
 IDENTICAL_LINES = 0.05
+# The noise test's causes that are the grid's own rounding (the third, "redrawn", is a
+# sign that a sub-pixel shift redraws on a grid above its floor)
+GRID_CAUSES = ("merged_lines", "grid_floor")
 
 
 def grid_jitter(g):
