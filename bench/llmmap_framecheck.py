@@ -67,7 +67,7 @@ TRANSECTS = ROOT / "bench/results/llmmap_pretrain_transects_h100_results.csv"
 class Runner:
     """Builds cells of the defconfig at given (x, y) knob values and trains batches."""
 
-    def __init__(self, defconfig, device, steps=0, tmp=None):
+    def __init__(self, defconfig, device, steps=0, tmp=None, chunk=0):
         tmp = Path(tmp or os.environ.get("TMPDIR", "/tmp")) / f"framecheck_{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
         values = kconfig.apply_defconfig(defconfig, dotconfig=tmp / ".config")
@@ -77,6 +77,7 @@ class Runner:
         self.cfg = Config(values).replace(**sets)
         self.grid0 = plan(self.cfg)[0]
         self.device, self.cache, self.seconds, self.batches = device, {}, 0.0, []
+        self.chunk = chunk  # models per step (0: every point of a batch in one step)
         self.keep_losses = False  # True: each row also holds the run's per-step losses
 
     def cells(self, points):
@@ -86,7 +87,8 @@ class Runner:
             apply_sweep(self.cfg, params, "x", x)
             apply_sweep(self.cfg, params, "y", y)
             params["grid_seeds"] = "shared"
-            params["batch_models"] = len(points)  # one chunk: the composition is known
+            # one chunk, or chunks of self.chunk in order: the composition is known
+            params["batch_models"] = min(self.chunk, len(points)) if self.chunk else len(points)
             point = {**self.grid0.point, "probe": "check", "at": n}
             out.append(
                 Cell(f"check-{n}", n, self.grid0.workload, point, self.grid0.run_seed, params)
@@ -537,7 +539,11 @@ def main():
     ap.add_argument("--band", type=int, default=1)
     ap.add_argument("--verify", type=int, default=20)
     ap.add_argument("--steps", type=int, default=0, help="GPT2_MAX_STEPS (0: the defconfig's)")
-    ap.add_argument("--lines", default="t0,t1,t2", help="transect lines (committed CSV)")
+    ap.add_argument("--lines", default="t0,t1,t2", help="transect lines ('': no part 2)")
+    ap.add_argument("--transects", default=str(TRANSECTS), help="their committed CSV")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="models per step (0: a batch's points in one step; a BPE model's "
+                    "batch needs chunks to fit, e.g. 96 on an H100)")  # fmt: skip
     ap.add_argument("--line-points", type=int, default=0, help="0: the whole deepest depth")
     ap.add_argument("--budget", type=float, default=0, help="seconds; 0: no limit")
     ap.add_argument("--device", default="")
@@ -555,11 +561,12 @@ def main():
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    runner = Runner(args.defconfig, device, steps=args.steps)
+    runner = Runner(args.defconfig, device, steps=args.steps, chunk=args.chunk)
     n, centre = args.points, tuple(float(v) for v in args.centre.split(","))
     xs, ys = frame_points(centre, args.width, n)
     grid = [(x, y) for y in ys for x in xs]
-    depth = deepest_depth(TRANSECTS, args.lines.split(","), args.line_points)
+    lines = [name for name in args.lines.split(",") if name]
+    depth = deepest_depth(args.transects, lines, args.line_points) if lines else {}
     report = {
         "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
         "defconfig": args.defconfig,
@@ -568,6 +575,7 @@ def main():
         "frame": {"centre": list(centre), "width_decades": args.width, "points": n,
                   "step_decades": args.width / (n - 1)},  # fmt: skip
         "batches": runner.batches,
+        "models_per_step": args.chunk or "a batch's points",
     }
     report["time_left"] = lambda: not args.budget or time.perf_counter() - t_start < args.budget
     result_path = out_dir / "llmmap_framecheck.json"
@@ -619,7 +627,8 @@ def main():
         save()
 
     # 2. training or arithmetic
-    arithmetic(runner, depth, report, save, {"in_frame_batch": rows[n * n :]})
+    if depth:
+        arithmetic(runner, depth, report, save, {"in_frame_batch": rows[n * n :]})
 
     # the refinement replayed on the full frame's labels: other settings, and the 33 x 33
     # frame of every second point (the committed zoom's frame geometry), no training
