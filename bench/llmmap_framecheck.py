@@ -514,7 +514,25 @@ def islands(full, refined):
         ],  # fmt: skip
         "inferred_wrong": int(wrong.sum()),
         "inferred_wrong_one_pixel_islands_in_full": int((wrong & alone).sum()),
+        **missed_features(t, refined["trainable"]),
     }
+
+
+def missed_features(full, refined):
+    """The full frame's features of each trainable label (8-connected regions) and, of
+    those, the ones the refined frame holds no point of (every point inferred the other
+    label): their sizes in points."""
+    from scipy import ndimage
+
+    out = {}
+    for value, name in ((0, "not_trainable"), (1, "trainable")):
+        regions, count = ndimage.label(full == value, structure=np.ones((3, 3)))
+        sizes = np.bincount(regions.ravel())[1:]
+        hit = np.unique(regions[(refined == value) & (regions > 0)])
+        missed = np.setdiff1d(np.arange(1, count + 1), hit)
+        out[f"features_{name}"] = int(count)
+        out[f"features_{name}_missed_sizes"] = sorted(int(sizes[k - 1]) for k in missed)
+    return out
 
 
 def analyse(folder, out, prefix):
