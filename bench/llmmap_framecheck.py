@@ -220,10 +220,14 @@ def check(full, walked, levels, band, n, fine=None):
         != (full["trainable"][p[1], p[0]], full["stable"][p[1], p[0]])
     }
     near = {p for p in walked["inferred"] if dist[p[1], p[0]] <= band}
+    own = change_distance(fine["trainable"], fine["stable"])  # the refined frame's changes
     out["band_points"] = band
     out["inferred_within_band"] = len(near)
     out["wrong_within_band"] = len(wrong & near)
     out["wrong_outside_band"] = len(wrong - near)
+    # of those, next to a change the refined frame holds (the band's own reach; the rest
+    # are features it never saw)
+    out["wrong_within_band_of_its_own_changes"] = sum(1 for p in wrong if own[p[1], p[0]] <= band)
     out["wrong_distance_to_change"] = sorted(float(dist[p[1], p[0]]) for p in wrong)
     per = []
     for k in range(1, levels + 1):
@@ -535,10 +539,13 @@ def missed_features(full, refined):
     return out
 
 
-def analyse(folder, out, prefix):
-    """--analyse: islands() of the frames a GPU run saved, written beside them."""
+def analyse(folder, out, prefix, levels, guard, verify):
+    """--analyse: islands() of the frames a GPU run saved, and the refinement replayed on
+    the full frame's labels by this commit's kmatrix.refine (bands 0, 1 and 2), written
+    beside them."""
     g = {k: dict(np.load(Path(folder) / f"{prefix}_{k}.npz")) for k in ("full", "refined")}
     report = {"frames": str(folder), **islands(g["full"], g["refined"])}
+    report["replayed"] = [replay(g["full"], levels, guard, b, verify) for b in (0, 1, 2)]
     write_bench_result(out, report)
     print(json.dumps(report, indent=1))
 
@@ -571,7 +578,7 @@ def main():
     ap.add_argument("--out", help="with --analyse: the result file")
     args = ap.parse_args()
     if args.analyse:
-        return analyse(args.analyse, args.out, args.prefix)
+        return analyse(args.analyse, args.out, args.prefix, args.levels, args.guard, args.verify)
 
     import torch
 

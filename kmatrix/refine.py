@@ -16,9 +16,11 @@ trainable), so a map is refined wherever any label changes. The guard band is wh
 keeps small features: a boundary that wanders into a coarse cell without touching its
 corners is still caught if it touches a corner within the band.
 
-SWEEP_REFINE_BAND = w > 0 also computes, at every level, each new point within w points
-(of that level's lattice) of a label change seen there, again and again until no new
-change appears: once any point of a feature is computed, its boundary is followed.
+SWEEP_REFINE_BAND = w > 0 also computes, at every level, each point within w points (of
+that level's lattice) of a label change seen there, again and again until no new change
+appears: once any point of a feature is computed, its boundary is followed. That holds
+for points inferred at an earlier level too, so in the finished grid no inferred point
+lies within w points of a label change.
 
 SWEEP_REFINE_VERIFY inferred points per level are computed anyway, at random, stratified
 by their distance to the nearest label change of the previous lattice (STRATA: most
@@ -164,11 +166,12 @@ def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):
         for p in sample:
             out["verified"].append((*p, infer.pop(p), out["labels"][p], k, stratum[p]))
         while band:  # follow every change seen on this lattice until no new one appears
-            extra = _in_band(out["labels"], infer, s, band, nx, ny)
+            extra = _in_band(out["labels"], infer, out["inferred"], s, band, nx, ny)
             if not extra:
                 break
-            for p in extra:
-                del infer[p]
+            for p in extra:  # new at this level, or inferred at an earlier one
+                infer.pop(p, None)
+                out["inferred"].pop(p, None)
             if not _take(extra, label_of, out):
                 return out
         for p, label in infer.items():
@@ -238,13 +241,15 @@ def _stratified_sample(rng, infer, stratum, verify):
     return sample
 
 
-def _in_band(labels, infer, s, band, nx, ny):
-    """Inferred points of this level within `band` stride-s points of a label change on
-    the stride-s lattice (computed and inferred labels together)."""
+def _in_band(labels, infer, earlier, s, band, nx, ny):
+    """Inferred points within `band` stride-s points of a label change on the stride-s
+    lattice (computed and inferred labels together): this level's (`infer`) and those of
+    earlier levels on the lattice (`earlier`)."""
     codes = {}
     a = _lattice({**labels, **infer}, s, nx, ny, codes)
     near = _dilate(_changes(a), band)
-    return sorted(p for p in infer if near[p[0] // s, p[1] // s])
+    on = [p for p in earlier if p[0] % s == 0 and p[1] % s == 0]
+    return sorted(p for p in [*infer, *on] if near[p[0] // s, p[1] // s])
 
 
 def miss_bound(misses, n, confidence=0.95):

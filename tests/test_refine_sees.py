@@ -86,6 +86,28 @@ def test_filaments_are_lost_unless_seen_and_the_band_follows_one_once_seen():
         assert right == (r in seen)  # a filament seen once is followed to its ends
 
 
+@pytest.mark.parametrize("band", [1, 2])
+def test_no_inferred_point_lies_within_the_band_of_a_change(band):
+    """The band follows changes found at the last level back into points inferred at an
+    earlier one: in the finished grid every point within `band` of a label change (a
+    4-neighbour of another label) was computed. A Mandelbrot window, whose boundary
+    keeps finding changes next to points inferred on coarser lattices."""
+    truth = mandelbrot(N)
+    labels, out, computed = refined(truth, band=band)
+    change = np.zeros(labels.shape, dtype=bool)
+    for axis in (0, 1):
+        d = np.diff(labels.astype(int), axis=axis) != 0
+        lo = [slice(None)] * 2
+        hi = [slice(None)] * 2
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        change[tuple(lo)] |= d
+        change[tuple(hi)] |= d
+    near = refine._dilate(change, band)
+    inferred = [(i, j) for i, j in out["inferred"] if near[j, i]]
+    assert inferred == []
+    assert set(out["inferred"]).isdisjoint(computed)
+
+
 def mandelbrot(n, window=(-0.75, -0.70, 0.10, 0.15), iters=200):
     x = np.linspace(window[0], window[1], n)
     y = np.linspace(window[2], window[3], n)
@@ -161,6 +183,7 @@ def test_framecheck_finds_each_lost_island_and_its_stratum():
     assert report["inferred_trainable_wrong"] == len(spots)  # every island lost
     assert report["wrong_within_band"] == len(spots) and report["wrong_outside_band"] == 0
     assert report["wrong_distance_to_change"] == [0.0] * len(spots)
+    assert report["wrong_within_band_of_its_own_changes"] == 0  # islands it never saw
     strata = report["wrong_by_level_and_stratum"]
     assert sum(r["inferred"] for r in strata) == report["shared_points_inferred"]
     assert sum(r["wrong"] for r in strata) == len(spots)
