@@ -487,7 +487,7 @@ def summarize_arithmetic(runs, per_line, names, pts):
     return out
 
 
-def islands(full, refined):
+def islands(full, refined, band=1):
     """From the saved frames (no training): the full frame's one-pixel islands (a point
     whose 8 neighbours all have the other trainable label), and the points both frames
     computed whose labels differ, with each frame's loss ratio (NaN where not saved)."""
@@ -518,6 +518,10 @@ def islands(full, refined):
         ],  # fmt: skip
         "inferred_wrong": int(wrong.sum()),
         "inferred_wrong_one_pixel_islands_in_full": int((wrong & alone).sum()),
+        "band_points": band,
+        "inferred_wrong_within_band_of_its_own_changes": int(
+            (wrong & (change_distance(refined["trainable"], refined["stable"]) <= band)).sum()
+        ),
         **missed_features(t, refined["trainable"]),
     }
 
@@ -539,12 +543,12 @@ def missed_features(full, refined):
     return out
 
 
-def analyse(folder, out, prefix, levels, guard, verify):
+def analyse(folder, out, prefix, levels, guard, verify, band):
     """--analyse: islands() of the frames a GPU run saved, and the refinement replayed on
     the full frame's labels by this commit's kmatrix.refine (bands 0, 1 and 2), written
     beside them."""
     g = {k: dict(np.load(Path(folder) / f"{prefix}_{k}.npz")) for k in ("full", "refined")}
-    report = {"frames": str(folder), **islands(g["full"], g["refined"])}
+    report = {"frames": str(folder), **islands(g["full"], g["refined"], band)}
     report["replayed"] = [replay(g["full"], levels, guard, b, verify) for b in (0, 1, 2)]
     write_bench_result(out, report)
     print(json.dumps(report, indent=1))
@@ -578,7 +582,9 @@ def main():
     ap.add_argument("--out", help="with --analyse: the result file")
     args = ap.parse_args()
     if args.analyse:
-        return analyse(args.analyse, args.out, args.prefix, args.levels, args.guard, args.verify)
+        return analyse(
+            args.analyse, args.out, args.prefix, args.levels, args.guard, args.verify, args.band
+        )
 
     import torch
 

@@ -195,6 +195,7 @@ def test_framecheck_finds_each_lost_island_and_its_stratum():
     assert found["one_pixel_islands"] == len(spots)
     assert found["inferred_wrong_one_pixel_islands_in_full"] == len(spots)
     assert found["computed_labels_differ"] == []
+    assert found["inferred_wrong_within_band_of_its_own_changes"] == 0
     # each lost island is a feature missed whole; the region beyond the curve is kept
     assert found["features_trainable"] == 1 + len(spots)
     assert found["features_trainable_missed_sizes"] == [1] * len(spots)
