@@ -81,6 +81,14 @@ PROBES = {
                   10, "AdamW's structure-seeking path at 513 pixels, frame 10 (0.0088 decades "
                   "wide): box counting 1.57, noise ratio 1.01, called arithmetic "
                   "(optim_zooms_513_h100)", 513),
+    "relu-auto-f27": ("relu", "gd", "notebook", 500, (2.8137038441072857, 0.17748424130132712),
+                      9.0, 27, "relu's structure-seeking path on the notebook's data, frame "
+                      "27: box counting 1.86 as every frame from 6 on, noise ratio 0.91, the "
+                      "one frame of the path called arithmetic (fractal_paper_paths_h100)"),
+    "paraminit-auto-f4": ("paraminit", "gd", "seeded", 500,
+                          (-0.716909758756282, 1.3682640469294878), 9.0, 4,
+                          "paraminit's structure-seeking path on seeded data, frame 4: box "
+                          "counting 1.73, called arithmetic (fractal_paper_paths_h100)"),
 }  # fmt: skip
 PROBES = {name: Probe(*p) for name, p in PROBES.items()}
 
