@@ -7,7 +7,9 @@
 # - fractal-paper: the defconfig as shipped (the notebook's data, the paper's paths and
 #   the automatic ones), timed: the time README gives;
 # - fractal-paper-auto: the defconfig (seeded data, automatic paths);
-# - fractal-paper-513: fractal-paper's paper paths alone at 513 x 513 (resolution).
+# - fractal-paper-513: fractal-paper's paper paths alone at 513 x 513 (resolution);
+# - fractal-paper-fall, fractal-paper-auto-fall: the two with FRACTAL_NOISE_FALL=y (the
+#   noise test and the descent by the fall of the flips, not the 1/8-pixel ratio).
 # Each: W&B disabled, results/<run>/ deleted first, its log and summary.json copied to
 # $OUT. After each run bench/auto_paths_report.py prints per experiment and path the
 # dimension with its spread, the blank frames and those the noise test calls arithmetic,
@@ -38,6 +40,8 @@ for r in ${RUNS:-fractal-paper fractal-paper-auto}; do
     case $r in
         fractal-paper | fractal-paper-auto) run "$r" "$r" "" ;;
         fractal-paper-513) run "$r" fractal-paper "FRACTAL_RESOLUTION=513 FRACTAL_PATH_AUTO=n" ;;
-        *) echo "unknown run $r (fractal-paper, fractal-paper-auto, fractal-paper-513)" >&2; exit 2 ;;
+        fractal-paper-fall | fractal-paper-auto-fall) run "$r" "${r%-fall}" "FRACTAL_NOISE_FALL=y" ;;
+        *) echo "unknown run $r (fractal-paper, fractal-paper-auto, fractal-paper-513," \
+            "fractal-paper-fall, fractal-paper-auto-fall)" >&2; exit 2 ;;
     esac
 done

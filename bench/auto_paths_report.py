@@ -37,6 +37,7 @@ def report(name, wall_s):
             "experiment": s["experiment"],
             "path": s["path"],
             "blank_frames": s["blank_frames"],
+            "noise_test": s.get("noise_test", "ratio"),
             "arithmetic_frames": s["arithmetic_frames"],
             # of those, the grid's own float64 floor (the rest: redrawn by 1/8-pixel shifts)
             "grid_floor_frames": s.get("grid_floor_frames"),
@@ -85,7 +86,7 @@ def main():
             print(
                 f"  {key:24s} D {d if d is not None else float('nan'):.3f} {p['spread_16_84']} "
                 f"resolved frames {p['frames_resolved']}: D {p['dimension_resolved']} "
-                f"blank {p['blank_frames']} arithmetic {p['arithmetic_frames']} "
+                f"blank {p['blank_frames']} arithmetic by {p['noise_test']} {p['arithmetic_frames']} "
                 f"(the grid's floor: {p['grid_floor_frames']}) "
                 f"noise ratio max {p['noise_ratio_max']} descent {p['descent_images']} images, "
                 f"{p['descent_backtracks']} back-ups, not ok at {p['descent_not_ok']}"

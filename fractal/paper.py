@@ -251,6 +251,8 @@ def cell_params(cfg, point):
         deepest_width=math.ldexp(width0, -(frames - 1)),
         descent_resolution=cfg.get("fractal_descent_resolution", 65),
     )
+    if cfg.get("fractal_noise_fall"):  # only when on: earlier results keep their cells
+        p["noise_fall"] = True
     return p
 
 

@@ -74,7 +74,14 @@ def find_centre(p, device, cache=None, log=None, resolution=None, steps=None):
         return compute(p, device, cache, grid=grid, **extra)["values"]
 
     return zoom.descend(
-        image, p["start_centre"], p["start_width"], p["deepest_width"], n, p["prefer"], log
+        image,
+        p["start_centre"],
+        p["start_width"],
+        p["deepest_width"],
+        n,
+        p["prefer"],
+        log,
+        fall=bool(p.get("noise_fall")),
     )
 
 
@@ -121,12 +128,17 @@ def noise_block(n):
 def noise_check(p, device, values, grid, cache=None, **kw):
     """zoom.noise_test of a frame: its middle block recomputed on the grid shifted by
     zoom.NOISE_SHIFT of a pixel (about 1/16 of the frame's pixels), and the float64
-    floor of its whole grid."""
+    floor of its whole grid; with FRACTAL_NOISE_FALL the block once more on the grid
+    shifted by zoom.deep_shift() of a pixel, for the fall test."""
     block = noise_block(values.shape[0])
     gx, gy = np.asarray(grid[0])[block], np.asarray(grid[1])[block]
     shifted = compute(p, device, cache, grid=zoom.shifted_grid(gx, gy), **kw)["values"]
     jitter = max(zoom.grid_jitter(grid[0]), zoom.grid_jitter(grid[1]))
-    return zoom.noise_test(values[block, block], shifted, jitter)
+    px = zoom.deep_shift(jitter) if p.get("noise_fall") else None
+    deep = None
+    if px is not None:
+        deep = compute(p, device, cache, grid=zoom.shifted_grid(gx, gy, px), **kw)["values"]
+    return zoom.noise_test(values[block, block], shifted, jitter, deep, px)
 
 
 def _save_npy(path, array):

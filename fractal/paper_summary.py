@@ -56,7 +56,9 @@ def summarize(summary_dir, cells, results, cfg):
             "widest_width": p["width0"],
             "deepest_width": p["deepest_width"],
             "blank_frames": [r["frame"] for _, r in done if r.get("blank")],
-            # frames whose structure the noise test calls arithmetic (zoom.noise_test)
+            # frames whose structure the noise test calls arithmetic (zoom.noise_test):
+            # by the 1/8-pixel ratio, or with FRACTAL_NOISE_FALL by the fall of the flips
+            "noise_test": "fall" if p.get("noise_fall") else "ratio",
             "arithmetic_frames": [r["frame"] for _, r in done if r.get("arithmetic")],
             # of those, the frames whose grid itself is below the float64 floor (merged
             # lines or rounded pixel positions); the others are only redrawn by a shift of

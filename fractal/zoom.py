@@ -138,9 +138,32 @@ NOISE_AHEAD = 0.8
 # Rows or columns that are bitwise equal to their neighbour: two grid lines that became
 # one float64 rate. Counted among the lines the boundary crosses.
 IDENTICAL_LINES = 0.05
-# The noise test's causes that are the grid's own rounding (the third, "redrawn", is a
-# sign that a sub-pixel shift redraws on a grid above its floor)
+# The noise test's causes that are the grid's own rounding (the others, "redrawn" and
+# "flat", are signs that sub-pixel shifts redraw on a grid above its floor)
 GRID_CAUSES = ("merged_lines", "grid_floor")
+# The fall test (FRACTAL_NOISE_FALL): the ratio above cannot tell a boundary of dimension
+# near 2 from noise, and a window that is partly noise can pass it. So the window is also
+# recomputed on the grid shifted by DEEP_SHIFT of a pixel (never below DEEP_ULPS
+# half-ulps of the grid: grid_jitter). Where the learning rates set the sign, the pixels
+# that flip fall as s^(2 - D) from NOISE_SHIFT down to there (2^17 times less shift: by
+# 2.3x for D = 1.93, 362x for D = 1.5); where rounding amplified by training sets it, any
+# move above the float64 floor redraws them as often. Flips falling by less than
+# FALL_RATIO (D above about 1.97 over that lever) call the window's structure the
+# arithmetic's ("flat"); the descent asks for FALL_AHEAD. With less than MIN_LEVER
+# between the two shifts (a grid near its floor) the fall test has no verdict and the
+# ratio decides.
+DEEP_SHIFT = 2.0**-20
+DEEP_ULPS = 128
+FALL_RATIO = 1.5
+FALL_AHEAD = 2.0
+MIN_LEVER = 2.0**4
+
+
+def deep_shift(jitter):
+    """The fall test's small shift, in pixels, for a grid whose rounding is `jitter`
+    pixels (grid_jitter), or None where it would leave less than MIN_LEVER."""
+    shift = max(DEEP_SHIFT, DEEP_ULPS * float(jitter))
+    return shift if NOISE_SHIFT / shift >= MIN_LEVER else None
 
 
 def grid_jitter(g):
@@ -186,35 +209,52 @@ def identical_lines(values):
     return same / crossed if crossed else 0.0
 
 
-def noise_test(values, shifted, jitter=0.0):
+def noise_test(values, shifted, jitter=0.0, deep=None, deep_px=None):
     """Numerical noise or structure? values: an image; shifted: the same window recomputed
     on the grid moved by NOISE_SHIFT of a pixel (shifted_grid); jitter: grid_jitter() of
-    the grid. Returns the flip fractions, their ratio (None without boundary), the
-    identical lines, and "arithmetic": the ratio above NOISE_RATIO, lines that merged, or
-    a grid below the float64 floor, with those of the three that hold under "causes"."""
+    the grid; deep: the window on the grid moved by deep_px = deep_shift(jitter) of a
+    pixel (the fall test; None: the ratio test alone). Returns the flip fractions, their
+    ratio (None without boundary), the identical lines, the fall (flips at NOISE_SHIFT
+    over those at deep_px) and "arithmetic": lines that merged, a grid below the float64
+    floor, or, by the fall test where it has a verdict and else by the ratio, a window
+    whose signs every shift redraws; the causes that hold under "causes"."""
     near, moved = _flip_maps(values, shifted)
     ratio = float(moved.mean() / near.mean()) if near.any() else None
     same = identical_lines(values)
+    fall, flat = None, None
+    if deep is not None:
+        _, moved_deep = _flip_maps(values, deep)
+        if moved_deep.any():
+            fall = float(moved.mean() / moved_deep.mean())
+            flat = fall < FALL_RATIO
+        elif moved.any():
+            flat = False  # flips at NOISE_SHIFT, none below: falling
+    redrawn = ratio is not None and ratio > NOISE_RATIO
     causes = [
         cause
         for cause, hit in (
-            ("redrawn", ratio is not None and ratio > NOISE_RATIO),
+            ("redrawn", redrawn),
+            ("flat", bool(flat)),
             ("merged_lines", same > IDENTICAL_LINES),
             ("grid_floor", jitter > GRID_JITTER),
         )
         if hit
     ]
+    decides = ("flat",) if flat is not None else ("redrawn",)
     return {
         "flips_neighbour": float(near.mean()),
         "flips_shifted": float(moved.mean()),
         "noise_ratio": ratio,
         "identical_lines": same,
         "grid_jitter": float(jitter),
-        "arithmetic": bool(causes),
-        # "redrawn" alone: a grid above its float64 floor whose signs a shift of 1/8 pixel
+        "deep_shift_px": deep_px if deep is not None else None,
+        "fall": fall,
+        "arithmetic": bool(set(causes) & {*GRID_CAUSES, *decides}),
+        # "redrawn": a grid above its float64 floor whose signs a shift of 1/8 pixel
         # redraws (rounding amplified by training, or a boundary of dimension above about
-        # 1.95 that the frame does not resolve); "merged_lines" or "grid_floor": the
-        # grid's own rounding
+        # 1.95 that the frame does not resolve); "flat": flips that do not fall from 1/8
+        # of a pixel down to deep_shift_px (the fall test, deciding where it ran);
+        # "merged_lines" or "grid_floor": the grid's own rounding
         "causes": causes,
     }
 
@@ -274,7 +314,7 @@ def window_slope(edges, iy, ix, b):
     return (float(np.median(slopes)) if len(slopes) else math.nan), int(w.sum())
 
 
-def candidates(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0):
+def candidates(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0, deep=None):
     """The next centres to try on an image [n, n] whose centre is the current one, best
     first, and what was seen: a list of (dx, dy) in pixels from the centre, and info.
 
@@ -289,16 +329,19 @@ def candidates(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0)
     cells in it, then the nearest. A candidate is acceptable unless the noise test calls
     its window arithmetic (`shifted`: the image recomputed on the grid moved by
     NOISE_SHIFT of a pixel: acceptable up to NOISE_AHEAD; `jitter`: the grid's float64
-    rounding, grid_jitter()); nothing else is avoided. "near" (the paper's and given paths): the nearest boundary point first,
+    rounding, grid_jitter(); `deep`: the image on the grid moved by deep_shift(jitter) of a
+    pixel, the fall test: then a window is noise where its flips fall by less than
+    FALL_AHEAD, and the ratio is only recorded); nothing else is avoided. "near" (the
+    paper's and given paths): the nearest boundary point first,
     as a person zooming by hand would; every candidate is acceptable. Up to ALTERNATIVES
     acceptable ones are returned, n / 8 pixels apart, for the descent to back up to; none
     when the image is blank or the arithmetic made all of it.
     """
-    found, info, _ = _candidates(values, prefer, reach, shifted, jitter)
+    found, info, _ = _candidates(values, prefer, reach, shifted, jitter, deep)
     return found, info
 
 
-def _candidates(values, prefer, reach, shifted=None, jitter=0.0):
+def _candidates(values, prefer, reach, shifted=None, jitter=0.0, deep=None):
     """candidates(), and the fallback choose_point() takes when there are none: the edge
     cell within reach whose window is least noise-like (nearest on ties), or None."""
     if prefer not in ("structure", "near"):
@@ -329,7 +372,13 @@ def _candidates(values, prefer, reach, shifted=None, jitter=0.0):
         sn, sm = _box_sum(near, b)[iy, ix], _box_sum(moved, b)[iy, ix]
         ratio = np.where(sn > 0, sm / np.maximum(sn, 1), 0.0)
         info["image_noise_ratio"] = float(moved.mean() / near.mean()) if near.any() else None
-    noisy = (ratio > NOISE_AHEAD) | (jitter > GRID_JITTER)
+    noisy = ratio > NOISE_AHEAD
+    if shifted is not None and deep is not None:  # the fall test decides, not the ratio
+        _, moved_deep = _flip_maps(v, deep)
+        sd = _box_sum(moved_deep, b)[iy, ix]
+        noisy = (sd > 0) & (sm < FALL_AHEAD * sd)
+        info["image_fall"] = float(moved.mean() / moved_deep.mean()) if moved_deep.any() else None
+    noisy = noisy | (jitter > GRID_JITTER)
     if prefer == "structure":
         scored = [window_slope(edges, a, c, b) for a, c in zip(iy, ix)]
         slope = np.array([s for s, _ in scored])
@@ -366,11 +415,11 @@ def _num(x):
     return float(x) if np.isfinite(x) else None
 
 
-def choose_point(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0):
+def choose_point(values, prefer="structure", reach=0.25, shifted=None, jitter=0.0, deep=None):
     """The best next centre on an image (candidates()' first), or where a lost path goes
     on: the image's centre when blank, else the edge cell within the middle quarter whose
     window is least noise-like (nearest on ties)."""
-    found, info, fallback = _candidates(values, prefer, reach, shifted, jitter)
+    found, info, fallback = _candidates(values, prefer, reach, shifted, jitter, deep)
     return (found[0] if found else _lost(info, fallback)), info
 
 
@@ -383,7 +432,7 @@ def _lost(info, fallback):
     return move
 
 
-def descend(compute, centre, width, deepest, resolution, prefer="structure", log=None):
+def descend(compute, centre, width, deepest, resolution, prefer="structure", log=None, fall=False):
     """Follow the boundary from `centre` (log10 x, y) at `width` decades down to the
     centre of the frame `deepest` decades wide.
 
@@ -392,7 +441,8 @@ def descend(compute, centre, width, deepest, resolution, prefer="structure", log
     Widths halve exactly from `width`; the last image examined is 2 * deepest wide (it
     chooses the deepest frame's centre). At each depth the best acceptable candidate
     (candidates()); for "structure" each image is also computed on its grid shifted by
-    NOISE_SHIFT of a pixel (the centre moved by that much), for the noise test. Where an
+    NOISE_SHIFT of a pixel (the centre moved by that much), for the noise test, and with
+    `fall` once more by deep_shift() of a pixel, for the fall test. Where an
     image has none (blank, or the arithmetic's wherever the path could go on), the
     descent backs up to the deepest level with an untried alternative and goes on from
     there, as long as the images stay within twice those of a straight descent; past that
@@ -414,20 +464,25 @@ def descend(compute, centre, width, deepest, resolution, prefer="structure", log
         w = math.ldexp(w0, -len(path))
         values = compute(c, w)
         images += 1
-        shifted, jitter = None, 0.0
+        shifted, jitter, deep = None, 0.0, None
         if prefer == "structure":
             gx, gy = frame_grid(c, w, 0, resolution)
             jitter = max(grid_jitter(gx), grid_jitter(gy))
             s = NOISE_SHIFT * w / (resolution - 1)
             shifted = compute((c[0] + s, c[1] + s), w)
             images += 1
+            px = deep_shift(jitter) if fall else None
+            if px is not None:
+                sd = px * w / (resolution - 1)
+                deep = compute((c[0] + sd, c[1] + sd), w)
+                images += 1
         reach = 0.5 if not path else 0.25  # the first move: anywhere a half-width window fits
-        found, info, fallback = _candidates(values, prefer, reach, shifted, jitter)
+        found, info, fallback = _candidates(values, prefer, reach, shifted, jitter, deep)
         if not found:
             j = len(path) - 1
             while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
                 j -= 1
-            per_image = 2 if shifted is not None else 1
+            per_image = 1 + (shifted is not None) + (deep is not None)
             if j >= 0 and images + per_image * (depth - (j + 1)) <= per_image * limit:
                 if log:
                     log(

@@ -287,6 +287,13 @@ def world(kind):
             return julia(x - 1, y)
         if kind == "noise":
             return hashed(x, y)
+        if kind == "weierstrass":  # the graph of a Weierstrass function, D = 1.9
+            a = 2.0**-0.1
+            w = (1 - a) * sum(a**k * np.cos(2 * np.pi * 2.0**k * x) for k in range(48))
+            return y - w
+        if kind == "line+noise":  # the line, and a square of sign noise away from it
+            patch = (np.abs(x - 0.3) < 0.08) & (np.abs(y - 0.5) < 0.08)
+            return np.where(patch, hashed(x, y), y - (0.37 * x - 0.3))
         raise ValueError(kind)
 
     return compute
@@ -347,6 +354,37 @@ def test_noise_test_separates_a_quantised_frame_from_a_fractal_one():
     assert zoom.grid_jitter(gx) > 1
     deep = zoom.noise_test(np.ones((5, 5)), np.ones((5, 5)), zoom.grid_jitter(gx))
     assert deep["arithmetic"] and deep["causes"] == ["grid_floor"]
+
+
+def test_fall_test_tells_a_boundary_near_2_from_noise():
+    """The ratio test calls a boundary of dimension 1.9 arithmetic (a 1/8-pixel shift
+    redraws it as often as a pixel does) and passes a frame whose flips are mostly a patch
+    of noise; the fall test (the flips from 1/8 of a pixel down to 2^-20 of one) tells
+    both right, and sign noise and a line as before."""
+    gx, gy = grid()
+    px = zoom.deep_shift(zoom.grid_jitter(gx))
+    assert px == zoom.DEEP_SHIFT
+
+    def tested(kind):
+        compute = world(kind)
+        v, shifted = compute(gx, gy), compute(*zoom.shifted_grid(gx, gy))
+        deep = compute(*zoom.shifted_grid(gx, gy, px))
+        return zoom.noise_test(v, shifted), zoom.noise_test(v, shifted, 0.0, deep, px)
+
+    ratio, fall = tested("weierstrass")
+    assert ratio["arithmetic"] and ratio["causes"] == ["redrawn"]
+    assert not fall["arithmetic"] and fall["fall"] > 2 and fall["causes"] == ["redrawn"]
+    ratio, fall = tested("line+noise")
+    assert not ratio["arithmetic"] and ratio["noise_ratio"] < zoom.NOISE_RATIO
+    assert fall["arithmetic"] and fall["causes"] == ["flat"] and fall["fall"] < zoom.FALL_RATIO
+    ratio, fall = tested("noise")
+    assert ratio["arithmetic"] and fall["arithmetic"] and "flat" in fall["causes"]
+    ratio, fall = tested("line")
+    assert not ratio["arithmetic"] and not fall["arithmetic"] and fall["fall"] > zoom.FALL_RATIO
+    # the small shift stays 64 ulps above the grid's rounding, and near the float64
+    # floor (less than MIN_LEVER below 1/8 of a pixel) there is no fall test
+    assert zoom.deep_shift(1e-6) == zoom.DEEP_ULPS * 1e-6
+    assert zoom.deep_shift(zoom.NOISE_SHIFT / zoom.MIN_LEVER / zoom.DEEP_ULPS * 2) is None
 
 
 def test_window_slope_known_answers():

@@ -185,6 +185,30 @@ def test_descent_seeks_structure_and_avoids_noise():
     assert abs(near["centre"][1] - LINE) < 1e-3 and near["images"] == len(near["levels"])
 
 
+def weierstrass_or_line(c, w, n=65):
+    """Left of x = 0 the graph of a Weierstrass function (D = 1.9: a 1/8-pixel shift
+    redraws it about as often as a pixel does), right of it the line y = LINE."""
+    g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
+    y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
+    a = 2.0**-0.1
+    wx = (1 - a) * sum(a**k * np.cos(2 * np.pi * 2.0**k * (x + 0.3)) for k in range(48))
+    return np.where(x < 0, y - 0.4 * wx, y - LINE)
+
+
+def test_the_fall_test_lets_the_descent_into_a_boundary_near_2():
+    # the ratio avoids the Weierstrass graph as noise and ends on the line; the fall test
+    # sees its flips fall with the shift and follows it, one more image a level
+    ratio = zoom.descend(weierstrass_or_line, (0.0, 0.0), 2.0, 1e-3, 65, "structure")
+    assert ratio["centre"][0] > 0 and abs(ratio["centre"][1] - LINE) < 1e-3
+    fall = zoom.descend(weierstrass_or_line, (0.0, 0.0), 2.0, 1e-3, 65, "structure", fall=True)
+    assert fall["centre"][0] < 0
+    assert all(lv["status"] == "ok" for lv in fall["levels"])
+    assert fall["images"] == 3 * len(fall["levels"])
+    assert fall == zoom.descend(
+        weierstrass_or_line, (0.0, 0.0), 2.0, 1e-3, 65, "structure", fall=True
+    )
+
+
 def test_paper_paths_stay_on_the_panel_while_it_is_known():
     # the descent begins where a frame's pixel is no longer larger than the centre's
     # uncertainty (1e-4 of the panel's width): the finer the frames, the sooner
