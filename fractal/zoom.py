@@ -372,11 +372,12 @@ def _candidates(values, prefer, reach, shifted=None, jitter=0.0, deep=None):
         sn, sm = _box_sum(near, b)[iy, ix], _box_sum(moved, b)[iy, ix]
         ratio = np.where(sn > 0, sm / np.maximum(sn, 1), 0.0)
         info["image_noise_ratio"] = float(moved.mean() / near.mean()) if near.any() else None
-    noisy = ratio > NOISE_AHEAD
+    noisy, noise_like = ratio > NOISE_AHEAD, ratio  # the fallback: least noise-like first
     if shifted is not None and deep is not None:  # the fall test decides, not the ratio
         _, moved_deep = _flip_maps(v, deep)
         sd = _box_sum(moved_deep, b)[iy, ix]
         noisy = (sd > 0) & (sm < FALL_AHEAD * sd)
+        noise_like = -np.where(sd > 0, sm / np.maximum(sd, 1), np.inf)  # the least fall
         info["image_fall"] = float(moved.mean() / moved_deep.mean()) if moved_deep.any() else None
     noisy = noisy | (jitter > GRID_JITTER)
     if prefer == "structure":
@@ -401,7 +402,7 @@ def _candidates(values, prefer, reach, shifted=None, jitter=0.0, deep=None):
             break
     if not picked:
         info["status"] = "arithmetic"
-        k = int(np.lexsort((dist, ratio))[0])
+        k = int(np.lexsort((dist, noise_like))[0])
         return [], info, ((float(dx[k]), float(dy[k])), float(ratio[k]))
     k = picked[0]
     if shifted is not None:
