@@ -244,12 +244,11 @@ def _stratified_sample(rng, infer, stratum, verify):
 def _in_band(labels, infer, earlier, s, band, nx, ny):
     """Inferred points within `band` stride-s points of a label change on the stride-s
     lattice (computed and inferred labels together): this level's (`infer`) and those of
-    earlier levels on the lattice (`earlier`)."""
+    earlier levels (`earlier`, on coarser lattices, so on this one too)."""
     codes = {}
     a = _lattice({**labels, **infer}, s, nx, ny, codes)
     near = _dilate(_changes(a), band)
-    on = [p for p in earlier if p[0] % s == 0 and p[1] % s == 0]
-    return sorted(p for p in [*infer, *on] if near[p[0] // s, p[1] // s])
+    return sorted(p for p in [*infer, *earlier] if near[p[0] // s, p[1] // s])
 
 
 def miss_bound(misses, n, confidence=0.95):
