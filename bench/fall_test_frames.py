@@ -8,7 +8,8 @@ measurement does?
 
 Each probe's frame (its centre, the path's widest width, the frame's index, the probe's
 resolution) has its noise test block (fractal.paper_cells.noise_block: the middle
-quarter of the width) computed by the engine as a frame cell computes it: on the grid,
+quarter of the width) computed by the engine with the uncertainty probes' settings
+(fractal.uncertainty.engine_image: the engine's defaults, float64, seed 0): on the grid,
 on the grid moved by 1/8 of a pixel, and on the grid moved by zoom.deep_shift() of a
 pixel; zoom.noise_test then gives both verdicts.
 """
@@ -25,25 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from uncertainty_frames import PROBES  # noqa: E402
 
 from fractal import zoom  # noqa: E402
+from fractal.uncertainty import engine_image  # noqa: E402
 from fractal.paper_cells import noise_block  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
-
-
-def imager(experiment, steps, optimizer, data, device):
-    """image(gx, gy): the engine's values on the grid (gx, gy), as a frame cell's."""
-    from fractal.common import EXPERIMENTS
-    from fractal.engine import compute_image
-    from fractal.paper_cells import problem_data
-
-    spec = EXPERIMENTS[experiment]
-    arrays = problem_data({"data": data, **spec})
-
-    def image(gx, gy):
-        res = compute_image(**spec, grid=(np.asarray(gx), np.asarray(gy)), steps=steps,
-                            optimizer=optimizer, data=arrays, device=device)  # fmt: skip
-        return np.asarray(res["values"])
-
-    return image
 
 
 def probe(name, device):
@@ -53,7 +38,7 @@ def probe(name, device):
     gx, gy = np.asarray(grid[0])[block], np.asarray(grid[1])[block]
     jitter = max(zoom.grid_jitter(grid[0]), zoom.grid_jitter(grid[1]))
     px = zoom.deep_shift(jitter)
-    image = imager(experiment, steps, optimizer, data, device)
+    image = engine_image(experiment, steps, optimizer, data, device)
     t0 = time.perf_counter()
     values, shifted = image(gx, gy), image(*zoom.shifted_grid(gx, gy))
     deep = image(*zoom.shifted_grid(gx, gy, px)) if px is not None else None

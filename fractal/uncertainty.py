@@ -102,10 +102,11 @@ def fit(rows, min_flips=MIN_FLIPS):
     return out
 
 
-def engine_labeller(experiment, steps, optimizer="gd", data="seeded", device="cpu", **kwargs):
-    """label(gx, gy) for the engine: True where the pixel's network converged
-    (fractal.engine.compute_image on the grid (gx, gy) of the named experiment, on the
-    seeded data or the notebook's, as FRACTAL_DATA_* chooses for a frame cell)."""
+def engine_image(experiment, steps, optimizer="gd", data="seeded", device="cpu", key="values",
+                 **kwargs):  # fmt: skip
+    """image(gx, gy): the engine's `key` array ("values", or "converged") on the grid
+    (gx, gy) of the named experiment (fractal.engine.compute_image), on the seeded data
+    or the notebook's, as FRACTAL_DATA_* chooses for a frame cell."""
     from fractal.common import EXPERIMENTS
     from fractal.engine import compute_image
     from fractal.paper_cells import problem_data
@@ -113,12 +114,18 @@ def engine_labeller(experiment, steps, optimizer="gd", data="seeded", device="cp
     spec = EXPERIMENTS[experiment]
     arrays = problem_data({"data": data, **spec})
 
-    def label(gx, gy):
+    def image(gx, gy):
         res = compute_image(**spec, grid=(np.asarray(gx), np.asarray(gy)), steps=steps,
                             optimizer=optimizer, data=arrays, device=device, **kwargs)  # fmt: skip
-        return np.asarray(res["converged"], dtype=bool)
+        return np.asarray(res[key])
 
-    return label
+    return image
+
+
+def engine_labeller(experiment, steps, optimizer="gd", data="seeded", device="cpu", **kwargs):
+    """label(gx, gy) for the engine: True where the pixel's network converged."""
+    image = engine_image(experiment, steps, optimizer, data, device, "converged", **kwargs)
+    return lambda gx, gy: np.asarray(image(gx, gy), dtype=bool)
 
 
 # ----------------------------------------------------------------------------------------
