@@ -249,6 +249,17 @@ def check(full, walked, levels, band, n, fine=None):
     return out
 
 
+def box_counts(trainable):
+    """The trainable boundary's boxes per size, as frame_dimension's estimate counts them
+    (llmmap.maps.boundary, fractal.dimension.edge_box_count at the frame's estimator)."""
+    from fractal.dimension import edge_box_count
+    from llmmap.maps import PAPER_ESTIMATOR_FROM, boundary
+
+    method = "paper" if min(np.shape(trainable)) >= PAPER_ESTIMATOR_FROM else "pow2"
+    bc = edge_box_count(boundary(trainable), method)
+    return {"sizes": bc["sizes"], "counts": [int(c) for c in bc["counts"]]}
+
+
 def frame_dimension(g):
     """The trainable boundary's box-counting dimension and pixels (llmmap.maps)."""
     from llmmap.maps import boundary_dimension
@@ -549,6 +560,7 @@ def analyse(folder, out, prefix, levels, guard, verify, band):
     beside them."""
     g = {k: dict(np.load(Path(folder) / f"{prefix}_{k}.npz")) for k in ("full", "refined")}
     report = {"frames": str(folder), **islands(g["full"], g["refined"], band)}
+    report["box_counts"] = {k: box_counts(v["trainable"]) for k, v in g.items()}
     report["replayed"] = [replay(g["full"], levels, guard, b, verify) for b in (0, 1, 2)]
     write_bench_result(out, report)
     print(json.dumps(report, indent=1))
