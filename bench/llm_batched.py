@@ -15,6 +15,9 @@ rate and reported on its own; so is the batched path's first job (its compile, w
 GPT2_COMPILE). Results are saved after each K. Rates are per wall-clock second and, for a shared CPU
 whose load changes under the run, per second of this process's CPU time. --vmap also times one forward and backward of
 torch.func.vmap over functional_call against the batched module at the largest K.
+--profile K runs one more batch of K models for --profile-steps steps under
+torch.profiler and saves its operators' device (and CPU) time, largest first: where a
+batched step's time goes.
 """
 
 import argparse
@@ -113,6 +116,48 @@ def batched(cells, device, cache, k, compile_=None):
     return row
 
 
+def profile_batch(cells, device, cache, k, steps, top=25):
+    """One batch of k cells trained `steps` steps under torch.profiler: total device and
+    CPU time of the job and its `top` operators by self device time (CPU time where no
+    device is profiled)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for c in cells[:k]:
+        c.params["batch_models"], c.params["max_steps"] = k, steps
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    seed_everything(cells[0].run_seed)
+    sync(device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        runner.run_batch(cells[:k], contexts(k, device, cache))
+        sync(device)
+    seconds = time.perf_counter() - t0
+
+    def dev(e):  # microseconds; the attribute's name changed across torch versions
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+
+    events = prof.key_averages()
+    on_device = device.startswith("cuda")
+    key = dev if on_device else (lambda e: e.self_cpu_time_total)
+    rows = [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_device_ms": dev(e) / 1e3,
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+        }
+        for e in sorted(events, key=key, reverse=True)[:top]
+    ]
+    return {
+        "k": k,
+        "steps": steps,
+        "seconds": seconds,
+        "self_device_ms_total": sum(dev(e) for e in events) / 1e3,
+        "self_cpu_ms_total": sum(e.self_cpu_time_total for e in events) / 1e3,
+        "top": rows,
+    }
+
+
 def vmap_against_module(cell, device, k, cache):
     """One forward + backward of k models: vmap(functional_call) against BatchedGPT."""
     from torch.func import functional_call, vmap
@@ -163,6 +208,8 @@ def main():
     ap.add_argument(
         "--eager-ks", default="", help="also these K batched without torch.compile (GPT2_COMPILE=n)"
     )
+    ap.add_argument("--profile", type=int, default=0, help="profile one batch of this K")
+    ap.add_argument("--profile-steps", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument(
         "--set", action="append", default=[], help="KEY=VALUE config overrides (a dry run)"
@@ -180,7 +227,7 @@ def main():
         sets[key.lower()] = json.loads(value) if value[:1].isdigit() else value
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"llm_batched_{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg, cells = cells_of(args.defconfig, max(ks + [args.single + 1]), sets, tmp)
+    cfg, cells = cells_of(args.defconfig, max(ks + [args.single + 1, args.profile]), sets, tmp)
     if args.precision:
         for c in cells:
             c.params["precision"] = args.precision
@@ -247,6 +294,11 @@ def main():
             vm = {"vmap_error": f"{type(e).__name__}: {e}".splitlines()[0]}
         result["vmap_against_module"] = {"k": max(ks), **vm}
         print(json.dumps(result["vmap_against_module"]), flush=True)
+    if args.profile:
+        result["profile"] = profile_batch(
+            cells, args.device, cache, args.profile, args.profile_steps
+        )
+        print(json.dumps(result["profile"], indent=1), flush=True)
     write_bench_result(Path(args.out), result)
 
 
