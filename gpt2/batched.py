@@ -272,18 +272,33 @@ def _col(t, like):
     return t.to(like.dtype).view(-1, *[1] * (like.dim() - 1))
 
 
-def adamw_step(p, g, state, h, lr, wd, t):
-    """torch.optim.AdamW (foreach), each row with its own lr, betas, eps and decay."""
+def adamw_step(p, g, state, h, lr, wd, t, backend=None):
+    """torch.optim.AdamW (foreach), each row with its own lr, betas, eps and decay. With
+    a compile backend (GPT2_COMPILE) the update is one fused kernel: a map's embedding and
+    head, [K, vocab, width] each, are most of the bytes a step moves, and eager AdamW
+    passes over them about ten times (bench/results/llm_batched_ft_*_h100.json)."""
     if not state:
         state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
     b1, b2 = h["adamw_beta1"], h["adamw_beta2"]
-    m, v = state["exp_avg"], state["exp_avg_sq"]
-    p.mul_(_col(1 - lr * wd, p))
-    m.lerp_(g, _col(1 - b1, p))
-    v.mul_(_col(b2, p)).addcmul_(g, g * _col(1 - b2, p))
-    step_size = lr / (1 - b1**t)
-    denom = (v.sqrt() / _col((1 - b2**t).sqrt(), p)).add_(_col(h["adamw_eps"], p))
-    p.add_((m / denom) * _col(-step_size, p))
+    rows = [1 - lr * wd, 1 - b1, b2, 1 - b2, (1 - b2**t).sqrt(), h["adamw_eps"]]
+    rows.append(-(lr / (1 - b1**t)))  # the step size, negated
+    flat = [x.view(x.shape[0], -1) for x in (p, g, state["exp_avg"], state["exp_avg_sq"])]
+    cols = [r.to(p.dtype).view(-1, 1) for r in rows]  # as _col, for [K, n]
+    if backend:
+        mark_batch_dynamic(flat + cols, dims=(0, 1))  # one graph for every shape and K
+        _compiled(_adamw_update, backend)(*flat, *cols)
+    else:
+        _adamw_update(*flat, *cols)
+
+
+def _adamw_update(p, g, m, v, decay, w1, b2, w2, bias2, eps, neg_step):
+    """AdamW's update of rows [K, n] in place, each row with its own [K, 1] factors: the
+    same operations, in the same order, as torch.optim.AdamW's foreach step."""
+    p.mul_(decay)
+    m.lerp_(g, w1)
+    v.mul_(b2).addcmul_(g, g * w2)
+    denom = (v.sqrt() / bias2).add_(eps)
+    p.add_((m / denom) * neg_step)
 
 
 def sgd_step(p, g, state, h, lr, wd, t):
@@ -391,6 +406,8 @@ class BatchedOptimizer:
             wd = zero if group == "vector" else self.hp[decay]
             if fn is muon_step:
                 muon.setdefault((tuple(p.shape), decay, group), []).append(n)
+            elif fn is adamw_step:
+                fn(p, p.grad, self.state[n], self.hp, lr, wd, self.t, self.model.compile_backend)
             else:
                 fn(p, p.grad, self.state[n], self.hp, lr, wd, self.t)
         for (_, decay, group), names in muon.items():

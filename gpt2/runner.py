@@ -392,11 +392,14 @@ def batch_models(p, device, vocab_size, free_bytes=None):
     """How many models of params p train together in one step on this device: on a GPU
     those whose weights, gradients, optimizer states and one step's activations
     (gpt2.params.model_bytes) fit in 70% of the free memory; on the CPU
-    gpt2.params.cpu_batch_models (1 for a model larger than CPU_BATCH_BYTES)."""
+    gpt2.params.cpu_batch_models (1 for a model larger than CPU_BATCH_BYTES). Free
+    includes what PyTorch's allocator keeps cached but no tensor holds: an earlier
+    chunk's memory, which the device reports as used."""
     if not device.startswith("cuda"):
         return cpu_batch_models(p, vocab_size)
     if free_bytes is None:
-        free_bytes = torch.cuda.mem_get_info(device)[0]
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        free_bytes = torch.cuda.mem_get_info(device)[0] + cached
     return max(1, int(0.7 * free_bytes // model_bytes(p, vocab_size)))
 
 
@@ -481,8 +484,9 @@ def run_batch(cells, ctxs):
     K = _batch_size(p0, td, device)
     if K == 1:  # one model at a time: the one-model path, each cell seeded as a worker seeds it
         return [_run_alone(c, ctx) for c, ctx in zip(cells, ctxs)]
-    if len(cells) > K:  # more than fit: in chunks, one after another
-        return run_batch(cells[:K], ctxs[:K]) + run_batch(cells[K:], ctxs[K:])
+    if len(cells) > K:  # more than fit: in chunks of even size, one after another
+        size = math.ceil(len(cells) / math.ceil(len(cells) / K))
+        return run_batch(cells[:size], ctxs[:size]) + run_batch(cells[size:], ctxs[size:])
     started = time.perf_counter()
     knobs = runtime_knobs(device)
     bm, opt = _batched_model(cells, td, device, ctx0.cache)

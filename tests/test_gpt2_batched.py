@@ -238,9 +238,10 @@ def test_a_flagship_grid_gets_the_same_labels_batched(tmp_path):
 
 
 def test_a_compiled_batch_compacts_without_recompiling(monkeypatch):
-    """GPT2_COMPILE compiles the batch (the model's trunk and the loss's chunk); the
-    number of models is a dynamic size, so a model that leaves the batch, or a smaller
-    batch after it, compiles nothing new: one graph each for training and evaluation.
+    """GPT2_COMPILE compiles the batch (the model's trunk, the loss's chunk and AdamW's
+    update); the number of models is a dynamic size, so a model that leaves the batch,
+    or a smaller batch after it, compiles nothing new: one graph each for training and
+    evaluation, and one AdamW update for every parameter's shape.
     Counted with Dynamo's counting backend (on the CPU over eager kernels, on a GPU over
     inductor). The uncompiled batch takes the loss in one piece (F.cross_entropy) where
     the compiled one takes it by chunks, so the two are held to the fp32 bound."""
@@ -256,7 +257,8 @@ def test_a_compiled_batch_compacts_without_recompiling(monkeypatch):
         out = _batched(cells)
         assert isinstance(out[1], Diverged) and len(out[1].losses) < STEPS_RUN
         graphs = counter.frame_count
-        assert 2 <= graphs <= 4  # trunk and loss chunk, each for training and evaluation
+        assert 3 <= graphs <= 5  # trunk and loss chunk, each for training and evaluation,
+        # and AdamW's update
         smaller = _batched([cells[0], cells[2]])  # K = 2 from the start
         assert counter.frame_count == graphs
         for c in cells:
@@ -312,3 +314,40 @@ def _cross_entropy_per_model(x, w, t):
 
     logits = torch.bmm(x, w.mT)
     return torch.stack([F.cross_entropy(lg, t, ignore_index=-1) for lg in logits])
+
+
+def test_a_compiled_adamw_step_is_the_eager_one():
+    """GPT2_COMPILE runs AdamW's update as one compiled function over [K, n] rows: the
+    parameter and both moments written in place, each row with its own lr, betas, eps and
+    decay. Through AOT autograd's functionalization (the CPU) it is the eager step
+    bitwise; through inductor (a GPU) its kernel may contract a multiply and an add, so it
+    is held to the fp32 bound."""
+    from gpt2.batched import adamw_step
+
+    backend = "aot_eager" if DEVICE == "cpu" else "inductor"
+    f64 = dict(dtype=torch.float64, device=DEVICE)
+    h = {
+        "adamw_beta1": torch.tensor([0.9, 0.8, 0.95], **f64),
+        "adamw_beta2": torch.tensor([0.99, 0.95, 0.999], **f64),
+        "adamw_eps": torch.tensor([1e-8, 1e-6, 1e-10], **f64),
+    }
+    lr, wd = torch.tensor([1e-3, 0.1, 3.0], **f64), torch.tensor([0.0, 0.1, 0.01], **f64)
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 5, 7, generator=gen).to(DEVICE)
+    grads = [torch.randn(3, 5, 7, generator=gen).to(DEVICE) for _ in range(4)]
+    runs = {}
+    torch._dynamo.reset()
+    try:
+        for name, b in (("eager", None), ("compiled", backend)):
+            p, state = start.clone(), {}
+            for t, g in enumerate(grads, 1):
+                adamw_step(p, g, state, h, lr, wd, t, b)
+            runs[name] = (p, state["exp_avg"], state["exp_avg_sq"])
+    finally:
+        torch._dynamo.reset()
+    for eager, compiled in zip(runs["eager"], runs["compiled"]):
+        assert not torch.equal(eager, start)  # updated in place
+        if DEVICE == "cpu":
+            assert torch.equal(eager, compiled)
+        else:
+            assert torch.allclose(eager, compiled, rtol=RTOL, atol=1e-7)
