@@ -21,13 +21,16 @@ from kmatrix.manifest import write_bench_result  # noqa: E402
 
 def compact(summary, wall):
     probe = summary["workload_summary"]["probe"]
+    finished = summary["cells"] - summary["counts"].get("missing", 0)
     report = {
         "name": summary["name"],
         "config_hash": summary["config_hash"],
         "wall_s": wall,
         "cells": summary["cells"],
         "counts": summary["counts"],
-        "cells_per_s": summary["cells"] / wall if wall else None,
+        # the cells a capped run did not reach are planned, not computed: not in the rate
+        "cells_finished": finished,
+        "cells_per_s": finished / wall if wall else None,
         "probe": probe,
     }
     if "note" in probe:  # the grid did not finish: nothing probed

@@ -95,3 +95,19 @@ def test_the_citation_check_catches_a_number_the_file_lacks(tmp_path):
     assert not appears("1.14", [1.1348, 1.18])
     blocks = quoting_blocks("a `bench/results/x.json`\nsays 1.5\n\n| t | 1.2 |\n\nlast\n")
     assert blocks == [(1, "a `bench/results/x.json`\nsays 1.5\n| t | 1.2 |"), (6, "last")]
+
+
+def test_a_capped_probe_run_is_rated_by_the_cells_it_finished():
+    """A probe cut off by its cap plans cells it never reaches (`missing`): the report's
+    rate counts only the cells that finished."""
+    from bench.llmmap_report import compact
+
+    summary = {
+        "name": "zoom",
+        "config_hash": "0",
+        "cells": 100,
+        "counts": {"ok": 50, "diverged": 10, "missing": 40},
+        "workload_summary": {"probe": {"kind": "zoom", "frames": []}},
+    }
+    report = compact(summary, wall=6.0)
+    assert report["cells_finished"] == 60 and report["cells_per_s"] == 10.0
