@@ -228,7 +228,12 @@ def test_the_flagship_keeps_its_labels_and_losses(tmp_path):
             want["trainable"],
         ), cell.id
         assert len(losses) == len(want["losses"]), cell.id
-        for got, ref in zip(losses, want["losses"]):
+        # past the edge of trainability training amplifies rounding, which differs between
+        # CPUs (an AMD EPYC's diverging corner ends 1.7e-5 from this reference's, and the
+        # reference's own note gives up to 5.8e-2): there only the first loss, before any
+        # update, is held to the bound, as tests/test_gpt2_batched.py holds it
+        held = want["losses"] if want["trainable"] else want["losses"][:1]
+        for got, ref in zip(losses, held):
             if ref is None or not math.isfinite(ref):
                 assert got is None or not math.isfinite(got), cell.id
             else:
