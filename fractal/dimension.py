@@ -241,8 +241,8 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     ax.set_xlabel("box size (pixels)")
     ax.set_ylabel("boxes holding boundary")
     ax.set_title(title or f"box counting: dimension {estimate:.3f}")
-    if len(frames) <= 10:
-        ax.legend(fontsize=7)
+    if len(frames) <= 10:  # the counts fall to the right: the lower left corner is free
+        ax.legend(fontsize=7, loc="lower left")
     if own:
         fig.tight_layout()
         if path is not None:
