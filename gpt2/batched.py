@@ -283,7 +283,7 @@ def adamw_step(p, g, state, h, lr, wd, t, backend=None):
     rows = [1 - lr * wd, 1 - b1, b2, 1 - b2, (1 - b2**t).sqrt(), h["adamw_eps"]]
     rows.append(-(lr / (1 - b1**t)))  # the step size, negated
     flat = [x.view(x.shape[0], -1) for x in (p, g, state["exp_avg"], state["exp_avg_sq"])]
-    cols = [r.to(p.dtype).view(-1, 1) for r in rows]  # as _col, for [K, n]
+    cols = [_col(r, flat[0]) for r in rows]
     if backend:
         mark_batch_dynamic(flat + cols, dims=(0, 1))  # one graph for every shape and K
         _compiled(_adamw_update, backend)(*flat, *cols)
