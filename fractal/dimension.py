@@ -240,9 +240,12 @@ def plot_box_counting(frames, path=None, title=None, ax=None, method="pow2"):
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("box size (pixels)")
     ax.set_ylabel("boxes holding boundary")
-    ax.set_title(title or f"box counting: dimension {estimate:.3f}")
-    if len(frames) <= 10:  # the counts fall to the right: the lower left corner is free
-        ax.legend(fontsize=7, loc="lower left")
+    # drawn into a figure of panels (`ax`), it is as small as they are: a smaller title
+    # and the legend beside it; alone, the falling counts leave the lower left free
+    ax.set_title(title or f"box counting: dimension {estimate:.3f}", fontsize=None if own else 8)
+    if len(frames) <= 10:
+        where = dict(loc="lower left") if own else dict(loc="upper left", bbox_to_anchor=(1.02, 1))
+        ax.legend(fontsize=7 if own else 6, **where)
     if own:
         fig.tight_layout()
         if path is not None:

@@ -486,9 +486,6 @@ def _zoom_figure(path, cfg, out, walked, n):
         ax.set_yticks([])
     if walked.get("images"):
         dimension.plot_box_counting(walked["images"], ax=axes[0][-1], method=out["estimator"])
-        ax = axes[0][-1]  # a panel as small as a frame's: its legend beside it
-        ax.title.set_fontsize(8)
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     d, sd = out["pooled_dimension"], out["stable_pooled_dimension"]
     fig.suptitle(
         f"{cfg.name}: zoom, black unstable, red not trainable, blue trainable; pooled D "
