@@ -86,7 +86,7 @@ def run_matrix(cfg, force=False, executor=None, live=None, out=print):
             out(f"\nerror: the disk is full: {full['error']}")
             out("  finished cells are kept; free some space and run `make` again")
             return 1
-        _summary(cfg, cells, root, out)
+        _summary(cfg, cells, root, out, found)
         failed = failure_table(root, cells, final)
         if failed:
             later = " and plan the stages after them" if stages.staged(cfg, cells) else ""
@@ -205,8 +205,8 @@ def count_text(counts):
     return f"{total:,} cell{'' if total == 1 else 's'}: " + (", ".join(parts) or "none")
 
 
-def _summary(cfg, cells, root, out):
-    summary = summarize(cfg, cells, root)
+def _summary(cfg, cells, root, out, found=None):
+    summary = summarize(cfg, cells, root, found=found)
     out(f"  SUMMARY {root / 'summary'}  {count_text(summary['counts'])}")
     for line in compare.warning_lines(summary["apples_to_apples"]):
         out(line)
@@ -216,8 +216,8 @@ def summary_only(cfg, out=print, force=False):
     """`make summary`: only of results made with this configuration (as `make` checks)."""
     root = results.results_dir(cfg)
     results.check_for_summary(root, cfg, force=force)
-    cells, _, _ = stages.known_cells(cfg, plan(cfg), root)
-    _summary(cfg, cells, root, out)
+    cells, found, _ = stages.known_cells(cfg, plan(cfg), root)
+    _summary(cfg, cells, root, out, found)
     return 0
 
 

@@ -39,8 +39,10 @@ def write_csv(path, rows):
     write_atomic(path, lambda f: f.write(text.getvalue().encode()))
 
 
-def summarize(cfg, cells, root, warn=None):
-    """Render summary/ from whatever results exist now (missing cells stay missing). A
+def summarize(cfg, cells, root, warn=None, found=None):
+    """Render summary/ from whatever results exist now (missing cells stay missing);
+    `found`, the cells' results already read (id -> result or None), spares reading them
+    again. A
     refined grid's inferred points come in as cells whose result has status "inferred"
     (results.csv marks them so), and summary.json reports the refinement.
 
@@ -53,7 +55,7 @@ def summarize(cfg, cells, root, warn=None):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        summary, rows = _render(cfg, cells, root, tmp, warn)
+        summary, rows = _render(cfg, cells, root, tmp, warn, found)
         replace_dir(tmp, root / "summary")
     except OSError as e:  # a full disk in a figure library: still say where
         if e.filename:
@@ -82,8 +84,10 @@ def not_shown(root, cells):
     )
 
 
-def _render(cfg, cells, root, out, warn):
-    results = {cell.id: read_cell(root, cell) for cell in cells}
+def _render(cfg, cells, root, out, warn, found=None):
+    if found is None:
+        found = {cell.id: read_cell(root, cell) for cell in cells}
+    results = {cell.id: found[cell.id] for cell in cells}
     refinement = None
     if refine.enabled(cfg) and cells:  # the points a refined grid decided without computing
         virtual, inferred, refinement = refine.inferred_cells(cfg, cells, results)
