@@ -6,7 +6,9 @@
 Reads results/<name>/summary/summary.json (make summary renders it) and keeps what the
 docs quote: the grid's counts, the probe's per-depth label changes or per-frame
 dimensions, the cells computed and inferred, and the wall time of `make` (capped by the
-caller: `complete` says whether the probe finished).
+caller: `complete` says whether the probe finished), and what the cells ran on: the
+commit and GPU in each cell's manifest, counted (a run resumed on another machine, or
+reported on one, says so).
 """
 
 import argparse
@@ -17,6 +19,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix.manifest import write_bench_result  # noqa: E402
+
+
+def ran_on(cells_dir):
+    """[{"commit", "device", "cells"}]: the cells' manifests counted by commit and GPU (or
+    device, where no GPU; None where unreadable), most cells first."""
+    counts = {}
+    for manifest in Path(cells_dir).glob("*/manifest.json"):
+        try:
+            m = json.loads(manifest.read_text())
+            key = (m["git"]["sha"], (m.get("gpu") or {}).get("name") or m.get("device"))
+        except (OSError, ValueError, KeyError, TypeError):
+            key = (None, None)
+        counts[key] = counts.get(key, 0) + 1
+    rows = [{"commit": c, "device": d, "cells": n} for (c, d), n in counts.items()]
+    return sorted(rows, key=lambda r: (-r["cells"], str(r["commit"]), str(r["device"])))
 
 
 def compact(summary, wall):
@@ -54,6 +71,7 @@ def main():
     args = ap.parse_args()
     path = Path(args.results) / args.name / "summary" / "summary.json"
     report = compact(json.loads(path.read_text()), args.wall)
+    report["ran_on"] = ran_on(Path(args.results) / args.name / "cells")
     device = None
     try:
         import torch

@@ -3,6 +3,7 @@ and docs/ quote appears in the result file they cite beside it."""
 
 import json
 import re
+import shutil
 import sys
 
 from kmatrix import manifest
@@ -111,3 +112,46 @@ def test_a_capped_probe_run_is_rated_by_the_cells_it_finished():
     }
     report = compact(summary, wall=6.0)
     assert report["cells_finished"] == 60 and report["cells_per_s"] == 10.0
+
+
+def test_a_probe_report_says_what_its_cells_ran_on(tmp_path):
+    """A run resumed on another machine (or reported on the CPU) keeps each cell's own
+    commit and GPU: the report counts them from the manifests."""
+    from bench.llmmap_report import ran_on
+
+    runs = [("a" * 40, "NVIDIA H100 80GB HBM3")] * 3 + [("b" * 40, None)]
+    for k, (sha, gpu) in enumerate(runs):
+        cell = tmp_path / f"c{k}"
+        cell.mkdir()
+        manifest = {"git": {"sha": sha}, "gpu": gpu and {"name": gpu}, "device": "cpu"}
+        (cell / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{")
+    assert ran_on(tmp_path) == [
+        {"commit": "a" * 40, "device": "NVIDIA H100 80GB HBM3", "cells": 3},
+        {"commit": None, "device": None, "cells": 1},
+        {"commit": "b" * 40, "device": "cpu", "cells": 1},
+    ]
+
+
+def test_a_resume_check_holds_out_finished_cells_and_finds_a_changed_loss(tmp_path):
+    from bench.resume_check import compare, hold
+
+    cells = tmp_path / "cells"
+    for k, status in enumerate(["ok", "ok", "diverged", "failed", "ok"]):
+        (cells / f"c{k}").mkdir(parents=True)
+        result = {"status": status, "losses": [5.0, 4.0 - k], "metrics": {"trainable": k % 2 == 0}}
+        (cells / f"c{k}" / "result.json").write_text(json.dumps(result))
+    held = tmp_path / "held"
+    chosen = hold(cells, held, count=10)
+    assert sorted(chosen) == ["c0", "c1", "c2", "c4"]  # finished cells only, all moved
+    assert sorted(p.name for p in cells.iterdir()) == ["c3"]
+    for name in chosen[:3]:  # the resumed run computes three of them again, one differently
+        shutil.copytree(held / name, cells / name)
+    again = json.loads((cells / chosen[0] / "result.json").read_text())
+    again["losses"][-1] += 1e-7
+    (cells / chosen[0] / "result.json").write_text(json.dumps(again))
+    report = compare(cells, held)
+    assert (report["held"], report["recomputed"], report["identical"]) == (4, 3, 2)
+    assert [d["cell"] for d in report["different"]] == [chosen[0]]
+    assert report["different"][0]["same_labels"]

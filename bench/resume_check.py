@@ -1,0 +1,102 @@
+"""Does a resumed run compute what the first one did? Hold out finished cells, resume,
+compare.
+
+A probe resumed on another machine (its results unpacked there) trains the new cells
+from a checkpoint and with arithmetic that machine made again. Before resuming, `hold`
+moves a seeded sample of finished cells out of the results, so the resumed run computes
+them again; `compare` then checks them against the held copies, loss by loss:
+
+    python bench/resume_check.py hold --name llmmap-ft-zoom --count 64 --held held
+    make
+    python bench/resume_check.py compare --name llmmap-ft-zoom --held held \\
+        --out bench/results/resume_check.json
+
+The report counts the cells whose every train loss is bitwise the held one, and lists
+those that differ (with their labels' agreement).
+"""
+
+import argparse
+import json
+import random
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kmatrix.manifest import write_bench_result  # noqa: E402
+
+DONE = ("ok", "diverged")
+
+
+def _result(cell_dir):
+    try:
+        return json.loads((Path(cell_dir) / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def hold(cells_dir, held, count, seed=0):
+    """Move `count` finished cells (seeded choice) from cells_dir to held; their ids."""
+    finished = sorted(
+        d.name for d in Path(cells_dir).iterdir() if (_result(d) or {}).get("status") in DONE
+    )
+    chosen = random.Random(seed).sample(finished, min(count, len(finished)))
+    Path(held).mkdir(parents=True, exist_ok=False)
+    for name in chosen:
+        shutil.move(str(Path(cells_dir) / name), str(Path(held) / name))
+    return chosen
+
+
+def compare(cells_dir, held):
+    """{"held", "recomputed", "identical", "different": [...]} of the held cells."""
+    report = {"held": 0, "recomputed": 0, "identical": 0, "different": []}
+    for old_dir in sorted(Path(held).iterdir()):
+        report["held"] += 1
+        old, new = _result(old_dir), _result(Path(cells_dir) / old_dir.name)
+        if new is None or new.get("status") not in DONE:
+            continue
+        report["recomputed"] += 1
+        if old.get("losses") == new.get("losses") and old.get("status") == new.get("status"):
+            report["identical"] += 1
+            continue
+        labels = [
+            {k: (r.get("metrics") or {}).get(k) for k in ("stable", "trainable")}
+            for r in (old, new)
+        ]
+        report["different"].append(
+            {"cell": old_dir.name, "same_labels": labels[0] == labels[1], "labels": labels}
+        )
+    return report
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=["hold", "compare"])
+    ap.add_argument("--name", required=True, help="the configuration's name (results/<name>)")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--held", required=True, help="folder the held cells move to")
+    ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    cells_dir = Path(args.results) / args.name / "cells"
+    if args.action == "hold":
+        print(f"held {len(hold(cells_dir, args.held, args.count, args.seed))} cells")
+        return
+    report = compare(cells_dir, args.held)
+    device = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            device = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    if args.out:
+        write_bench_result(args.out, report, device=device)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
