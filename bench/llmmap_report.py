@@ -22,10 +22,13 @@ from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
 def ran_on(cells_dir):
-    """[{"commit", "device", "cells"}]: the cells' manifests counted by commit and GPU (or
-    device, where no GPU; None where unreadable), most cells first."""
+    """[{"commit", "device", "cells"}]: the cells with a result, counted by the commit
+    and GPU (or device, where no GPU; None where unreadable) of their manifests, most
+    cells first. A cell cut off mid-batch has a manifest and no result: not counted."""
     counts = {}
     for manifest in Path(cells_dir).glob("*/manifest.json"):
+        if not (manifest.parent / "result.json").exists():
+            continue
         try:
             m = json.loads(manifest.read_text())
             key = (m["git"]["sha"], (m.get("gpu") or {}).get("name") or m.get("device"))

@@ -125,8 +125,12 @@ def test_a_probe_report_says_what_its_cells_ran_on(tmp_path):
         cell.mkdir()
         manifest = {"git": {"sha": sha}, "gpu": gpu and {"name": gpu}, "device": "cpu"}
         (cell / "manifest.json").write_text(json.dumps(manifest))
+        (cell / "result.json").write_text("{}")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{")
+    (tmp_path / "broken" / "result.json").write_text("{}")
+    (tmp_path / "cut_off").mkdir()  # started, never finished
+    (tmp_path / "cut_off" / "manifest.json").write_text(json.dumps(manifest))
     assert ran_on(tmp_path) == [
         {"commit": "a" * 40, "device": "NVIDIA H100 80GB HBM3", "cells": 3},
         {"commit": None, "device": None, "cells": 1},
