@@ -14,8 +14,9 @@
 # A probe can also move between machines (a session's device time ends): PACK=y packs
 # each probe's results and wall times into $OUT/<name><TAG>.tar.xz.00, .01, ... (15 MiB
 # parts); UNPACK=<folder of such parts> unpacks them before the probe runs, and HOLD=N
-# then holds out N finished cells that the resumed run computes again, compared loss by
-# loss in $OUT/<name><TAG>_resume_check.json (bench/resume_check.py).
+# then holds out N finished cells (among the HOLD_LATEST last finished, if set: the stage
+# under way computes them again in its own batches) that the resumed run computes again,
+# compared loss by loss in $OUT/<name><TAG>_resume_check.json (bench/resume_check.py).
 #
 # Each probe leaves $OUT/<name><TAG>.json (bench/llmmap_report.py), its results.csv and
 # summary.json beside it, and its make log in $OUT/llmmap_gpu<TAG>.log.
@@ -46,7 +47,7 @@ probe() {  # name, cap in seconds
     if [ -n "${UNPACK:-}" ] && [ ! -d "results/$name" ]; then
         cat "$UNPACK/$name$TAG".tar.xz.* | xz -d | tar -C results -xf - || return
         [ -n "${HOLD:-}" ] && python3 bench/resume_check.py hold --name "$name" \
-            --count "$HOLD" --held "$held" >>"$LOG"
+            --count "$HOLD" --latest "${HOLD_LATEST:-0}" --held "$held" >>"$LOG"
     fi
     t0=$(date +%s.%N)
     timeout -k 15 -s INT "$cap" $M 2>&1 | grep -v '^\[' >>"$LOG"

@@ -36,12 +36,17 @@ def _result(cell_dir):
         return None
 
 
-def hold(cells_dir, held, count, seed=0):
-    """Move `count` finished cells (seeded choice) from cells_dir to held; their ids."""
-    finished = sorted(
-        d.name for d in Path(cells_dir).iterdir() if (_result(d) or {}).get("status") in DONE
-    )
-    chosen = random.Random(seed).sample(finished, min(count, len(finished)))
+def hold(cells_dir, held, count, seed=0, latest=0):
+    """Move `count` finished cells (seeded choice; among the `latest` last finished, if
+    given) from cells_dir to held; their ids. Cells of the stage under way are computed
+    again in its own batches; cells of earlier stages each cost a small batch."""
+    finished = []
+    for d in Path(cells_dir).iterdir():
+        r = _result(d) or {}
+        if r.get("status") in DONE:
+            finished.append((str(r.get("finished_at")), d.name))
+    finished = [name for _, name in sorted(finished)[-latest if latest else 0 :]]
+    chosen = random.Random(seed).sample(sorted(finished), min(count, len(finished)))
     Path(held).mkdir(parents=True, exist_ok=False)
     for name in chosen:
         shutil.move(str(Path(cells_dir) / name), str(Path(held) / name))
@@ -78,11 +83,13 @@ def main():
     ap.add_argument("--held", required=True, help="folder the held cells move to")
     ap.add_argument("--count", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latest", type=int, default=0, help="hold among the last K finished")
     ap.add_argument("--out")
     args = ap.parse_args()
     cells_dir = Path(args.results) / args.name / "cells"
     if args.action == "hold":
-        print(f"held {len(hold(cells_dir, args.held, args.count, args.seed))} cells")
+        chosen = hold(cells_dir, args.held, args.count, args.seed, args.latest)
+        print(f"held {len(chosen)} cells")
         return
     report = compare(cells_dir, args.held)
     device = None

@@ -145,7 +145,11 @@ def test_a_resume_check_holds_out_finished_cells_and_finds_a_changed_loss(tmp_pa
     for k, status in enumerate(["ok", "ok", "diverged", "failed", "ok"]):
         (cells / f"c{k}").mkdir(parents=True)
         result = {"status": status, "losses": [5.0, 4.0 - k], "metrics": {"trainable": k % 2 == 0}}
+        result["finished_at"] = f"2026-12-06T12:0{4 - k}:00+00:00"  # c4 finished first
         (cells / f"c{k}" / "result.json").write_text(json.dumps(result))
+    assert sorted(hold(cells, tmp_path / "latest", count=10, latest=2)) == ["c0", "c1"]
+    for name in ["c0", "c1"]:
+        shutil.move(tmp_path / "latest" / name, cells / name)
     held = tmp_path / "held"
     chosen = hold(cells, held, count=10)
     assert sorted(chosen) == ["c0", "c1", "c2", "c4"]  # finished cells only, all moved
