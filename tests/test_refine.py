@@ -54,6 +54,38 @@ def test_a_feature_touching_no_coarse_point_is_missed_at_any_guard():
         assert not labels.any()
 
 
+def test_a_small_grid_is_walked_stage_by_stage_in_point_order():
+    # 5 x 5 points, one level (coarse points every 2), no guard; the label is True for
+    # i >= 3, so the coarse columns i = 0, 2 are False and i = 4 is True
+    def truth(i, j):
+        return i >= 3
+
+    for band, last in ((0, []), (1, [(1, 0), (1, 1), (1, 2), (1, 3), (1, 4), (4, 1), (4, 3)])):
+        stages = []
+
+        def walk(label_of):
+            out = refine.derive(1, 0, 0, 5, 5, label_of, band=band)
+            stages.append(out["pending"])
+            return out
+
+        out, _ = refine.drive(walk, truth)
+        assert stages[0] == [(i, j) for i in (0, 2, 4) for j in (0, 2, 4)]
+        # cells i in [0, 2] hold False only, cells i in [4, 4] True only, [2, 4] both
+        assert stages[1] == [(2, 1), (2, 3), (3, 0), (3, 1), (3, 2), (3, 3), (3, 4)]
+        # the band (1 point) around the change between i = 2 and 3 takes in i = 1 and 4
+        assert stages[2:] == ([last, []] if band else [[]])
+        inferred = [(0, 1), (0, 3)] + (
+            [] if band else [(1, j) for j in range(5)] + [(4, 1), (4, 3)]
+        )
+        assert list(out["inferred"].items()) == [(p, truth(*p)) for p in inferred]
+        assert sorted(out["labels"].items()) == [
+            ((i, j), i >= 3) for i in range(5) for j in range(5)
+        ]
+        assert out["level"] == 2 and out["verified"] == []
+        # all 9 inferred points were within 4 points of the coarse change when counted
+        assert out["strata"] == {(1, 0): 9, (1, 1): 0, (1, 2): 0, (1, 3): 0, (1, 4): 0}
+
+
 def test_a_fractal_boundary_from_the_paper_engine():
     from fractal import engine
     from fractal.common import EXPERIMENTS
