@@ -5,9 +5,9 @@ L = SWEEP_REFINE_LEVELS) is computed level by level on nested lattices, so every
 point is also a fine point:
 
   level 0   every point whose indices are multiples of 2^L (the coarse grid) is computed;
-  level k   the points new at stride s = 2^(L-k) are looked at one by one: the coarse
-            cell around a point (the 2 x 2 points of the previous lattice, stride 2s, that
-            enclose it) widened by SWEEP_REFINE_GUARD coarse cells on every side is its
+  level k   each point new at stride s = 2^(L-k) is looked at: the coarse cell around
+            it (the 2 x 2 points of the previous lattice, stride 2s, that enclose it)
+            widened by SWEEP_REFINE_GUARD coarse cells on every side is its
             neighbourhood. If the neighbourhood holds one label only, the point is
             inferred to have it; otherwise it is computed.
 
@@ -72,18 +72,41 @@ def level0(cfg, nx, ny):
 
 
 def _new_points(nx, ny, s):
-    """Points of the stride-s lattice that are not on the stride-2s lattice."""
-    return [(i, j) for i in range(0, nx, s) for j in range(0, ny, s) if i % (2 * s) or j % (2 * s)]
+    """(i, j) arrays of the stride-s lattice points that are not on the stride-2s
+    lattice, ordered by i, then j."""
+    i, j = np.arange(0, nx, s), np.arange(0, ny, s)
+    a, b = np.nonzero((i % (2 * s) != 0)[:, None] | (j % (2 * s) != 0)[None, :])
+    return i[a], j[b]
 
 
-def _neighbourhood(i, j, s, guard, nx, ny):
-    """Points of the stride-2s lattice in the coarse cell around (i, j), widened by
-    `guard` coarse cells on every side, clipped to the grid."""
+def _neighbourhoods(code, i, j, s, guard):
+    """For the points (i, j) new at stride s, their neighbourhoods: the points of the
+    stride-2s lattice in the coarse cell around (i, j), widened by `guard` coarse cells
+    on every side, clipped to the grid (`code`: the decided labels' codes). Returns
+    whether each holds one label, and the (i, j) arrays of each one's first point
+    (smallest i, then j)."""
     c = 2 * s
-    i0, j0 = i // c * c, j // c * c
-    xs = range(max(0, i0 - guard * c), min(nx - 1, i0 + (guard + 1) * c) + 1, c)
-    ys = range(max(0, j0 - guard * c), min(ny - 1, j0 + (guard + 1) * c) + 1, c)
-    return [(a, b) for a in xs for b in ys]
+    lattice = code[::c, ::c]
+    lo, hi = _window(lattice, guard, np.minimum), _window(lattice, guard, np.maximum)
+    a, b = i // c, j // c
+    return lo[a, b] == hi[a, b], np.maximum(a - guard, 0) * c, np.maximum(b - guard, 0) * c
+
+
+def _window(a, guard, reduce):
+    """`reduce` (np.minimum or np.maximum) of a 2-D array over each entry's window: from
+    `guard` entries before it to guard + 1 after it on both axes, clipped to the array."""
+    for axis in (0, 1):
+        n = a.shape[axis]
+        shifted = [
+            a.take(np.clip(np.arange(n) + d, 0, n - 1), axis) for d in range(-guard, guard + 2)
+        ]
+        a = reduce.reduce(shifted)
+    return a
+
+
+def _points(i, j):
+    """[(i, j)] of two index arrays, as Python ints."""
+    return list(zip(i.tolist(), j.tolist()))
 
 
 # Verification strata: the distance of an inferred point to the nearest label change of
@@ -143,30 +166,35 @@ def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):
     """
     s0 = 2**levels
     out = dict(labels={}, inferred={}, verified=[], strata={}, pending=[], level=0)
+    labels = out["labels"]
     first = [(i, j) for i in range(0, nx, s0) for j in range(0, ny, s0)]
     if not _take(first, label_of, out):
         return out
+    grid = _Grid(nx, ny)
+    grid.computed(first, labels)
     rng = random.Random(seed)
     for k in range(1, levels + 1):
         s = s0 >> k
         out["level"] = k
-        compute, infer = [], {}
-        for i, j in _new_points(nx, ny, s):
-            around = {out["labels"][q] for q in _neighbourhood(i, j, s, guard, nx, ny)}
-            if len(around) == 1:
-                infer[(i, j)] = next(iter(around))
-            else:
-                compute.append((i, j))
-        stratum = _strata(out["labels"], infer, s, nx, ny)
+        i, j = _new_points(nx, ny, s)
+        one, first_i, first_j = _neighbourhoods(grid.code, i, j, s, guard)
+        compute = _points(i[~one], j[~one])
+        i, j = i[one], j[one]  # inferred: the label of their neighbourhood's first point
+        infer = dict(zip(_points(i, j), grid.inferred(i, j, first_i[one], first_j[one])))
+        where = _stratum_grid(grid.code[:: 2 * s, :: 2 * s], grid.code[::s, ::s].shape)
+        stratum = where[i // s, j // s]
+        counts = np.bincount(stratum, minlength=len(STRATA))
         for n in range(len(STRATA)):
-            out["strata"][(k, n)] = sum(1 for p in infer if stratum[p] == n)
-        sample = _stratified_sample(rng, infer, stratum, verify)
+            out["strata"][(k, n)] = int(counts[n])
+        sample = _stratified_sample(rng, list(infer), stratum, verify)
         if not _take(compute + sample, label_of, out):
             return out
+        grid.computed(compute + sample, labels)
         for p in sample:
-            out["verified"].append((*p, infer.pop(p), out["labels"][p], k, stratum[p]))
+            n = int(where[p[0] // s, p[1] // s])
+            out["verified"].append((*p, infer.pop(p), labels[p], k, n))
         while band:  # follow every change seen on this lattice until no new one appears
-            extra = _in_band(out["labels"], infer, out["inferred"], s, band, nx, ny)
+            extra = _in_band(grid, s, band)
             if not extra:
                 break
             for p in extra:  # new at this level, or inferred at an earlier one
@@ -174,10 +202,42 @@ def derive(levels, guard, verify, nx, ny, label_of, seed=0, band=0):
                 out["inferred"].pop(p, None)
             if not _take(extra, label_of, out):
                 return out
-        for p, label in infer.items():
-            out["labels"][p] = out["inferred"][p] = label
+            grid.computed(extra, labels)
+        labels.update(infer)
+        out["inferred"].update(infer)
     out["level"] = levels + 1
     return out
+
+
+class _Grid:
+    """The labels decided so far as [i, j] arrays, so that neighbourhoods, changes and
+    bands are array operations: `code` an int per label (-1: undecided; labels are only
+    compared for equality, through the dict `codes`), `label` the label itself,
+    `guessed` whether it was inferred."""
+
+    def __init__(self, nx, ny):
+        self.codes = {}
+        self.code = np.full((nx, ny), -1, dtype=np.int64)
+        self.label = np.empty((nx, ny), dtype=object)
+        self.guessed = np.zeros((nx, ny), dtype=bool)
+
+    def computed(self, points, labels):
+        """Enter computed points, their labels from `labels`."""
+        if not points:
+            return
+        got = [labels[p] for p in points]
+        i, j = (np.fromiter(x, dtype=np.int64, count=len(points)) for x in zip(*points))
+        self.code[i, j] = [self.codes.setdefault(label, len(self.codes)) for label in got]
+        self.label[i, j] = np.fromiter(got, dtype=object, count=len(got))
+        self.guessed[i, j] = False
+
+    def inferred(self, i, j, from_i, from_j):
+        """Enter inferred points (i, j) with the labels of points (from_i, from_j); returns
+        those labels, as a list."""
+        self.code[i, j] = self.code[from_i, from_j]
+        self.label[i, j] = self.label[from_i, from_j]
+        self.guessed[i, j] = True
+        return self.label[i, j].tolist()
 
 
 def _lattice(labels, s, nx, ny, codes):
@@ -213,42 +273,48 @@ def _dilate(mask, r):
     return (c[i1][:, j1] - c[i0][:, j1] - c[i1][:, j0] + c[i0][:, j0]) > 0
 
 
+def _stratum_grid(prev, shape):
+    """Stratum index of every point of a lattice of this shape (stride s), by its
+    distance in stride-s points to the nearest label change of `prev`, the code array of
+    the stride-2s lattice."""
+    near = np.zeros(shape, dtype=bool)
+    near[::2, ::2] = _changes(prev)
+    # the strata's distances grow: a point's stratum is how many of them it lies beyond
+    return sum((~_dilate(near, hi)).astype(np.int64) for _, hi in STRATA[:-1])
+
+
 def _strata(labels, infer, s, nx, ny):
     """{inferred point: stratum index} by its distance, in stride-s points, to the nearest
     label change of the previous (stride 2s) lattice."""
     if not infer:
         return {}
-    prev = _changes(_lattice(labels, 2 * s, nx, ny, {}))
-    near = np.zeros(((nx - 1) // s + 1, (ny - 1) // s + 1), dtype=bool)
-    near[::2, ::2] = prev
-    within = [_dilate(near, hi) for _, hi in STRATA[:-1]]
-    out = {}
-    for i, j in infer:
-        n = next((k for k, w in enumerate(within) if w[i // s, j // s]), len(STRATA) - 1)
-        out[(i, j)] = n
-    return out
+    prev = _lattice(labels, 2 * s, nx, ny, {})
+    where = _stratum_grid(prev, ((nx - 1) // s + 1, (ny - 1) // s + 1))
+    return {(i, j): int(where[i // s, j // s]) for i, j in infer}
 
 
-def _stratified_sample(rng, infer, stratum, verify):
-    """Up to `verify` inferred points, drawn per stratum by STRATA_SHARE, nearest first."""
-    pools = [sorted(p for p in infer if stratum[p] == n) for n in range(len(STRATA))]
-    sample, left = [], min(verify, len(infer))
-    for n, pool in enumerate(pools):
+def _stratified_sample(rng, points, stratum, verify):
+    """Up to `verify` of the inferred points (sorted), drawn per stratum (stratum: an
+    array of their stratum indices) by STRATA_SHARE, nearest first."""
+    sizes = np.bincount(stratum, minlength=len(STRATA))
+    sample, left = [], min(verify, len(points))
+    for n in range(len(STRATA)):
         share = STRATA_SHARE[n] / sum(STRATA_SHARE[n:])
-        take = min(len(pool), left if n == len(pools) - 1 else math.ceil(left * share))
-        sample += rng.sample(pool, take)
+        take = min(int(sizes[n]), left if n == len(STRATA) - 1 else math.ceil(left * share))
+        if take:  # (drawing none takes no random numbers)
+            pool = [points[m] for m in np.flatnonzero(stratum == n).tolist()]
+            sample += rng.sample(pool, take)
         left -= take
     return sample
 
 
-def _in_band(labels, infer, earlier, s, band, nx, ny):
+def _in_band(grid, s, band):
     """Inferred points within `band` stride-s points of a label change on the stride-s
-    lattice (computed and inferred labels together): this level's (`infer`) and those of
-    earlier levels (`earlier`, on coarser lattices, so on this one too)."""
-    codes = {}
-    a = _lattice({**labels, **infer}, s, nx, ny, codes)
-    near = _dilate(_changes(a), band)
-    return sorted(p for p in [*infer, *earlier] if near[p[0] // s, p[1] // s])
+    lattice (computed and inferred labels together, all decided there), sorted: this
+    level's and those of earlier levels (on coarser lattices, so on this one too)."""
+    near = _dilate(_changes(grid.code[::s, ::s]), band) & grid.guessed[::s, ::s]
+    a, b = np.nonzero(near)
+    return _points(a * s, b * s)
 
 
 def miss_bound(misses, n, confidence=0.95):
@@ -315,10 +381,10 @@ def detection_limit(levels, guard, band, step_x=None, step_y=None):
 
 def _take(points, label_of, out):
     """Record the labels of computed points; False (and `pending` set) if any is missing."""
-    missing = []
+    labels, missing = out["labels"], []
     for p in points:
         try:
-            out["labels"][p] = label_of(*p)
+            labels[p] = label_of(*p)
         except KeyError:
             missing.append(p)
     out["pending"] = missing
