@@ -262,15 +262,17 @@ def _changes(a):
 
 
 def _dilate(mask, r):
-    """Points within Chebyshev distance r of a True point (a box sum over cumsums)."""
-    m = np.asarray(mask, dtype=np.int64)
-    c = np.zeros((m.shape[0] + 1, m.shape[1] + 1), dtype=np.int64)
-    c[1:, 1:] = m.cumsum(0).cumsum(1)
-    i0 = np.clip(np.arange(m.shape[0]) - r, 0, m.shape[0])
-    i1 = np.clip(np.arange(m.shape[0]) + r + 1, 0, m.shape[0])
-    j0 = np.clip(np.arange(m.shape[1]) - r, 0, m.shape[1])
-    j1 = np.clip(np.arange(m.shape[1]) + r + 1, 0, m.shape[1])
-    return (c[i1][:, j1] - c[i0][:, j1] - c[i1][:, j0] + c[i0][:, j0]) > 0
+    """Points within Chebyshev distance r of a True point (a box filter, one axis at a
+    time: differences of cumulative sums)."""
+    m = np.asarray(mask, dtype=bool)
+    for axis in (0, 1):
+        m = np.swapaxes(m, 0, axis)
+        n = len(m)
+        c = np.zeros((n + 1, *m.shape[1:]), dtype=np.int64)
+        np.cumsum(m, axis=0, out=c[1:])
+        lo, hi = np.maximum(np.arange(n) - r, 0), np.minimum(np.arange(n) + r + 1, n)
+        m = np.swapaxes(c[hi] > c[lo], 0, axis)
+    return m
 
 
 def _stratum_grid(prev, shape):
