@@ -10,7 +10,9 @@ ALLOWED_IN_VERSION := a b c d e f g h i j k l m n o p q r s t u v w x y z 0 1 2 
 # The variables a user types are read with $(value ...), never expanded, and never
 # exported to a recipe's shell: V, FULL and FORCE only ever count as "1" or not; SET,
 # DEFCONFIG and CELL reach Python through the environment (below); TORCH_VERSION must be
-# a version number. PYTHON is a command, and is run as one.
+# a version number. PYTHON is a command, and is run as one. (The torch the set-up installs
+# gets its default before `unexport`, which would define it empty and leave ?= nothing.)
+TORCH_VERSION ?= 2.13.0
 unexport V FULL FORCE TORCH_VERSION
 ifeq ($(value V),1)
 Q :=
@@ -20,13 +22,12 @@ endif
 _torch_version := $(value TORCH_VERSION)
 _torch_rest := $(_torch_version)
 $(foreach c,$(ALLOWED_IN_VERSION),$(eval _torch_rest := $$(subst $(c),,$$(_torch_rest))))
-ifneq ($(strip $(_torch_rest))$(filter-out 0 1,$(words $(_torch_version))),)
+ifneq ($(strip $(_torch_rest))$(filter-out 1,$(words $(_torch_version))),)
 $(error TORCH_VERSION: '$(_torch_version)' is not a version number (fix: e.g. TORCH_VERSION=2.13.0))
 endif
 
 # Set-up: with no PYTHON given, .venv is (re)built whenever pyproject.toml changes.
 # `make test` also installs the ray extra, so the Ray tests run as they do in CI.
-TORCH_VERSION ?= 2.13.0
 ifeq ($(origin PYTHON),undefined)
 PYTHON := .venv/bin/python
 SETUP := .venv/.installed

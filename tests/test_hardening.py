@@ -615,6 +615,24 @@ def test_no_make_variable_a_user_types_is_evaluated(tree):
     assert not created, created
 
 
+def test_a_fresh_set_up_installs_the_pinned_torch(tree):
+    """README's `make` on a machine with no .venv: the set-up's pip line names torch's
+    version (GNU make 4.3 defines an unexported variable empty, so its default must come
+    first), and an empty TORCH_VERSION is refused before anything runs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "TORCH_VERSION")}
+
+    def dry_run(*args):
+        return subprocess.run(["make", "-n", *args, ".venv/.installed"], cwd=tree, env=env,
+                              capture_output=True, text=True)  # fmt: skip
+
+    out = dry_run()
+    assert out.returncode == 0 and '-m pip install "torch==2.13.0"' in out.stdout, out.stdout
+    out = dry_run("TORCH_VERSION=2.12.0")
+    assert '-m pip install "torch==2.12.0"' in out.stdout, out.stdout
+    out = dry_run("TORCH_VERSION=")
+    assert out.returncode == 2 and "is not a version number" in out.stderr
+
+
 # -- messages ----------------------------------------------------------------------------
 
 
