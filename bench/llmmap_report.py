@@ -18,22 +18,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kmatrix import compare  # noqa: E402
 from kmatrix.manifest import write_bench_result  # noqa: E402
 
 
-def ran_on(cells_dir):
-    """[{"commit", "device", "cells"}]: the cells with a result, counted by the commit
-    and GPU (or device, where no GPU; None where unreadable) of their manifests, most
-    cells first. A cell cut off mid-batch has a manifest and no result: not counted."""
+def ran_on(root):
+    """[{"commit", "device", "cells"}]: the cells of a results directory that have a
+    result, counted by the commit and GPU their manifests record (read as the summary's
+    apples-to-apples check reads them; None where a cell has no manifest), most cells
+    first. A cell cut off mid-batch has a manifest and no result: not counted."""
     counts = {}
-    for manifest in Path(cells_dir).glob("*/manifest.json"):
-        if not (manifest.parent / "result.json").exists():
+    for cell in sorted(Path(root, "cells").iterdir()):
+        if not (cell / "result.json").is_file():
             continue
-        try:
-            m = json.loads(manifest.read_text())
-            key = (m["git"]["sha"], (m.get("gpu") or {}).get("name") or m.get("device"))
-        except (OSError, ValueError, KeyError, TypeError):
-            key = (None, None)
+        m = compare.read_manifest(root, cell.name) or {}
+        key = (compare.ENVIRONMENT["code"](m, {}), compare.ENVIRONMENT["gpu"](m, {}))
         counts[key] = counts.get(key, 0) + 1
     rows = [{"commit": c, "device": d, "cells": n} for (c, d), n in counts.items()]
     return sorted(rows, key=lambda r: (-r["cells"], str(r["commit"]), str(r["device"])))
@@ -74,7 +73,7 @@ def main():
     args = ap.parse_args()
     path = Path(args.results) / args.name / "summary" / "summary.json"
     report = compact(json.loads(path.read_text()), args.wall)
-    report["ran_on"] = ran_on(Path(args.results) / args.name / "cells")
+    report["ran_on"] = ran_on(Path(args.results) / args.name)
     device = None
     try:
         import torch

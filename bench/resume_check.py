@@ -25,41 +25,34 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmatrix.manifest import write_bench_result  # noqa: E402
-
-DONE = ("ok", "diverged")
-
-
-def _result(cell_dir):
-    try:
-        return json.loads((Path(cell_dir) / "result.json").read_text())
-    except (OSError, ValueError):
-        return None
+from kmatrix.results import cell_dir, is_done, read_result  # noqa: E402
 
 
-def hold(cells_dir, held, count, seed=0, latest=0):
+def hold(root, held, count, seed=0, latest=0):
     """Move `count` finished cells (seeded choice; among the `latest` last finished, if
-    given) from cells_dir to held; their ids. Cells of the stage under way are computed
-    again in its own batches; cells of earlier stages each cost a small batch."""
+    given) from the results directory `root` to `held`, laid out as one (held/cells/);
+    their ids. Cells of the stage under way are computed again in its own batches; cells
+    of earlier stages each cost a small batch."""
     finished = []
-    for d in Path(cells_dir).iterdir():
-        r = _result(d) or {}
-        if r.get("status") in DONE:
+    for d in Path(root, "cells").iterdir():
+        r = read_result(root, d.name)
+        if is_done(r):
             finished.append((str(r.get("finished_at")), d.name))
     finished = [name for _, name in sorted(finished)[-latest if latest else 0 :]]
     chosen = random.Random(seed).sample(sorted(finished), min(count, len(finished)))
-    Path(held).mkdir(parents=True, exist_ok=False)
+    Path(held, "cells").mkdir(parents=True, exist_ok=False)
     for name in chosen:
-        shutil.move(str(Path(cells_dir) / name), str(Path(held) / name))
+        shutil.move(cell_dir(root, name), cell_dir(held, name))
     return chosen
 
 
-def compare(cells_dir, held):
+def compare(root, held):
     """{"held", "recomputed", "identical", "different": [...]} of the held cells."""
     report = {"held": 0, "recomputed": 0, "identical": 0, "different": []}
-    for old_dir in sorted(Path(held).iterdir()):
+    for name in sorted(p.name for p in Path(held, "cells").iterdir()):
         report["held"] += 1
-        old, new = _result(old_dir), _result(Path(cells_dir) / old_dir.name)
-        if new is None or new.get("status") not in DONE:
+        old, new = read_result(held, name), read_result(root, name)
+        if not is_done(new):
             continue
         report["recomputed"] += 1
         if old.get("losses") == new.get("losses") and old.get("status") == new.get("status"):
@@ -70,7 +63,7 @@ def compare(cells_dir, held):
             for r in (old, new)
         ]
         report["different"].append(
-            {"cell": old_dir.name, "same_labels": labels[0] == labels[1], "labels": labels}
+            {"cell": name, "same_labels": labels[0] == labels[1], "labels": labels}
         )
     return report
 
@@ -86,12 +79,12 @@ def main():
     ap.add_argument("--latest", type=int, default=0, help="hold among the last K finished")
     ap.add_argument("--out")
     args = ap.parse_args()
-    cells_dir = Path(args.results) / args.name / "cells"
+    root = Path(args.results) / args.name
     if args.action == "hold":
-        chosen = hold(cells_dir, args.held, args.count, args.seed, args.latest)
+        chosen = hold(root, args.held, args.count, args.seed, args.latest)
         print(f"held {len(chosen)} cells")
         return
-    report = compare(cells_dir, args.held)
+    report = compare(root, args.held)
     if args.out:  # the provenance stamp names the machine's GPUs
         write_bench_result(args.out, report)
     print(json.dumps(report, indent=1))

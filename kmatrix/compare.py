@@ -44,7 +44,8 @@ def _commit(git):
     return f"{sha[:12]}{' (dirty)' if git.get('dirty') else ''}" if sha else None
 
 
-def _manifest(root, cell_id):
+def read_manifest(root, cell_id):
+    """The cell's manifest.json as a dict, or None (none, unreadable, not an object)."""
     path = cell_file(root, cell_id, "manifest.json")
     try:
         data = json.loads(path.read_text()) if path else None
@@ -65,7 +66,7 @@ def differences(root, cells, results):
     compared, missing = 0, 0
     for cell in cells:
         result = results.get(cell.id)
-        manifest = _manifest(root, cell.id) if result else None
+        manifest = read_manifest(root, cell.id) if result else None
         if manifest is None:
             missing += 1
             continue

@@ -121,45 +121,47 @@ def test_a_probe_report_says_what_its_cells_ran_on(tmp_path):
 
     runs = [("a" * 40, "NVIDIA H100 80GB HBM3")] * 3 + [("b" * 40, None)]
     for k, (sha, gpu) in enumerate(runs):
-        cell = tmp_path / f"c{k}"
-        cell.mkdir()
+        cell = tmp_path / "cells" / f"c{k}"
+        cell.mkdir(parents=True)
         manifest = {"git": {"sha": sha}, "gpu": gpu and {"name": gpu}, "device": "cpu"}
         (cell / "manifest.json").write_text(json.dumps(manifest))
         (cell / "result.json").write_text("{}")
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "manifest.json").write_text("{")
-    (tmp_path / "broken" / "result.json").write_text("{}")
-    (tmp_path / "cut_off").mkdir()  # started, never finished
-    (tmp_path / "cut_off" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "cells" / "broken").mkdir()
+    (tmp_path / "cells" / "broken" / "manifest.json").write_text("{")
+    (tmp_path / "cells" / "broken" / "result.json").write_text("{}")
+    (tmp_path / "cells" / "cut_off").mkdir()  # started, never finished
+    (tmp_path / "cells" / "cut_off" / "manifest.json").write_text(json.dumps(manifest))
     assert ran_on(tmp_path) == [
-        {"commit": "a" * 40, "device": "NVIDIA H100 80GB HBM3", "cells": 3},
+        {"commit": "a" * 12, "device": "NVIDIA H100 80GB HBM3", "cells": 3},
         {"commit": None, "device": None, "cells": 1},
-        {"commit": "b" * 40, "device": "cpu", "cells": 1},
+        {"commit": "b" * 12, "device": "cpu", "cells": 1},
     ]
 
 
 def test_a_resume_check_holds_out_finished_cells_and_finds_a_changed_loss(tmp_path):
     from bench.resume_check import compare, hold
 
-    cells = tmp_path / "cells"
+    root, cells = tmp_path / "run", tmp_path / "run" / "cells"
     for k, status in enumerate(["ok", "ok", "diverged", "failed", "ok"]):
         (cells / f"c{k}").mkdir(parents=True)
-        result = {"status": status, "losses": [5.0, 4.0 - k], "metrics": {"trainable": k % 2 == 0}}
+        result = {"id": f"c{k}", "status": status, "losses": [5.0, 4.0 - k]}
+        result["metrics"] = {"trainable": k % 2 == 0}
         result["finished_at"] = f"2026-12-06T12:0{4 - k}:00+00:00"  # c4 finished first
         (cells / f"c{k}" / "result.json").write_text(json.dumps(result))
-    assert sorted(hold(cells, tmp_path / "latest", count=10, latest=2)) == ["c0", "c1"]
+    latest = tmp_path / "latest"
+    assert sorted(hold(root, latest, count=10, latest=2)) == ["c0", "c1"]
     for name in ["c0", "c1"]:
-        shutil.move(tmp_path / "latest" / name, cells / name)
+        shutil.move(latest / "cells" / name, cells / name)
     held = tmp_path / "held"
-    chosen = hold(cells, held, count=10)
+    chosen = hold(root, held, count=10)
     assert sorted(chosen) == ["c0", "c1", "c2", "c4"]  # finished cells only, all moved
     assert sorted(p.name for p in cells.iterdir()) == ["c3"]
     for name in chosen[:3]:  # the resumed run computes three of them again, one differently
-        shutil.copytree(held / name, cells / name)
+        shutil.copytree(held / "cells" / name, cells / name)
     again = json.loads((cells / chosen[0] / "result.json").read_text())
     again["losses"][-1] += 1e-7
     (cells / chosen[0] / "result.json").write_text(json.dumps(again))
-    report = compare(cells, held)
+    report = compare(root, held)
     assert (report["held"], report["recomputed"], report["identical"]) == (4, 3, 2)
     assert [d["cell"] for d in report["different"]] == [chosen[0]]
     assert report["different"][0]["same_labels"]
