@@ -42,9 +42,8 @@ def write_csv(path, rows):
 def summarize(cfg, cells, root, warn=None, found=None):
     """Render summary/ from whatever results exist now (missing cells stay missing);
     `found`, the cells' results already read (id -> result or None), spares reading them
-    again. A
-    refined grid's inferred points come in as cells whose result has status "inferred"
-    (results.csv marks them so), and summary.json reports the refinement.
+    again. A refined grid's inferred points come in as cells whose result has status
+    "inferred" (results.csv marks them so), and summary.json reports the refinement.
 
     It is rendered into a fresh directory beside summary/ and renamed into place: nothing
     is written through a link planted in summary/, and a failure (a full disk) leaves the
