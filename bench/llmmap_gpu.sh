@@ -38,7 +38,7 @@ mkdir -p "$OUT" results
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
 echo "commit ${KMATRIX_COMMIT:-unknown}; probes $PROBES; scale '$SCALE'" >>"$LOG"
 probe() {  # name, cap in seconds
-    local name=$1 cap=$2 t0 t1 walls held base
+    local name=$1 cap=$2 t0 t1 status walls held base
     [ "$(($(left) - RESERVE))" -lt "$cap" ] && cap=$(($(left) - RESERVE))
     [ "$cap" -le 10 ] && { echo "no time left for $name" >>"$LOG"; return; }
     $M defconfig-$name >/dev/null && $M setconfig SET="TRACK_WANDB_DISABLED=y $SCALE" >/dev/null
@@ -51,9 +51,11 @@ probe() {  # name, cap in seconds
     fi
     t0=$(date +%s.%N)
     timeout -k 15 -s INT "$cap" $M 2>&1 | grep -v '^\[' >>"$LOG"
+    status=${PIPESTATUS[0]}
     t1=$(date +%s.%N)
     python3 -c "print($t1 - $t0)" >>"$walls"
-    $M summary 2>&1 | tail -2 >>"$LOG"
+    # a finished run rendered its summary; one cut off by its cap did not
+    [ "$status" -ne 0 ] && $M summary 2>&1 | tail -2 >>"$LOG"
     base="$OUT/${name//-/_}$TAG"
     python3 bench/llmmap_report.py --name "$name" --wall "$(python3 -c "print(sum(map(float, open('$walls'))))")" \
         --out "$base.json" >>"$LOG" 2>&1
