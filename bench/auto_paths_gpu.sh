@@ -10,6 +10,9 @@
 # - fractal-paper-513: fractal-paper's paper paths alone at 513 x 513 (resolution);
 # - fractal-paper-fall, fractal-paper-auto-fall: the two with FRACTAL_NOISE_FALL=y (the
 #   noise test and the descent by the fall of the flips, not the 1/8-pixel ratio).
+# - fractal-paper-ahead, fractal-paper-auto-ahead: the automatic paths alone (notebook
+#   data; seeded) with 3 levels of lookahead in the descent (FRACTAL_DESCENT_LOOKAHEAD);
+#   -aheadL (e.g. fractal-paper-ahead5): L levels.
 # Each: W&B disabled, results/<run>/ deleted first, its log and summary.json copied to
 # $OUT. After each run bench/auto_paths_report.py prints per experiment and path the
 # dimension with its spread, the blank frames and those the noise test calls arithmetic,
@@ -41,7 +44,12 @@ for r in ${RUNS:-fractal-paper fractal-paper-auto}; do
         fractal-paper | fractal-paper-auto) run "$r" "$r" "" ;;
         fractal-paper-513) run "$r" fractal-paper "FRACTAL_RESOLUTION=513 FRACTAL_PATH_AUTO=n" ;;
         fractal-paper-fall | fractal-paper-auto-fall) run "$r" "${r%-fall}" "FRACTAL_NOISE_FALL=y" ;;
+        fractal-paper-ahead*) L=${r##*-ahead}
+            run "$r" fractal-paper "FRACTAL_PATH_PAPER=n FRACTAL_DESCENT_LOOKAHEAD=${L:-3}" ;;
+        fractal-paper-auto-ahead*) L=${r##*-ahead}
+            run "$r" fractal-paper-auto "FRACTAL_DESCENT_LOOKAHEAD=${L:-3}" ;;
         *) echo "unknown run $r (fractal-paper, fractal-paper-auto, fractal-paper-513," \
-            "fractal-paper-fall, fractal-paper-auto-fall)" >&2; exit 2 ;;
+            "fractal-paper-fall, fractal-paper-auto-fall, fractal-paper-ahead*," \
+            "fractal-paper-auto-ahead*)" >&2; exit 2 ;;
     esac
 done

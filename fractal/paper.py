@@ -253,6 +253,8 @@ def cell_params(cfg, point):
     )
     if cfg.get("fractal_noise_fall"):  # only when on: earlier results keep their cells
         p["noise_fall"] = True
+    if prefer == "structure" and cfg.get("fractal_descent_lookahead"):  # the same
+        p["lookahead"] = int(cfg.fractal_descent_lookahead)
     return p
 
 

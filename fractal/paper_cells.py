@@ -82,6 +82,7 @@ def find_centre(p, device, cache=None, log=None, resolution=None, steps=None):
         p["prefer"],
         log,
         fall=bool(p.get("noise_fall")),
+        lookahead=int(p.get("lookahead", 0)),
     )
 
 

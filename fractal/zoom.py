@@ -433,7 +433,69 @@ def _lost(info, fallback):
     return move
 
 
-def descend(compute, centre, width, deepest, resolution, prefer="structure", log=None, fall=False):
+# The lookahead (FRACTAL_DESCENT_LOOKAHEAD): candidates() judges a window at the next
+# frame's scale only, and a boundary complex there can be a smooth arc a few levels down:
+# the path then ends on it and every deeper frame reads 1. With L levels of lookahead the
+# descent also computes, around each acceptable candidate, the image 2^L times narrower
+# (and on its grid shifted as for the noise test) and takes first the candidate whose
+# deep image has the most complex boundary: not called arithmetic, then the highest
+# box-counting slope of the whole image (to 0.05), then the most boundary cells, then
+# candidates()' order.
+def look_ahead(compute, found, centre, width, levels, resolution, fall=False):
+    """Ranks the candidates `found` (moves in pixels of the image `width` wide around
+    `centre`) by the boundary on the image 2^levels times narrower around each. Returns
+    (the candidates reordered, what each deep image showed in that order, images
+    computed)."""
+    step = width / (resolution - 1)
+    wa = math.ldexp(width, -levels)
+    pixel = wa / (resolution - 1)
+    seen, images = [], 0
+    for mx, my in found:
+        c = (centre[0] + mx * step, centre[1] + my * step)
+        values = compute(c, wa)
+        s = NOISE_SHIFT * pixel
+        near, moved = _flip_maps(values, compute((c[0] + s, c[1] + s), wa))
+        images += 2
+        gx, gy = frame_grid(c, wa, 0, resolution)
+        jitter = max(grid_jitter(gx), grid_jitter(gy))
+        ratio = float(moved.sum() / near.sum()) if near.any() else 0.0
+        noisy = ratio > NOISE_AHEAD
+        px = deep_shift(jitter) if fall else None
+        if px is not None:  # the fall test decides, as in candidates()
+            d = px * pixel
+            _, moved_deep = _flip_maps(values, compute((c[0] + d, c[1] + d), wa))
+            images += 1
+            noisy = bool(moved_deep.any()) and moved.sum() < FALL_AHEAD * moved_deep.sum()
+        edges = paper_edges(values)
+        h = edges.shape[0] // 2
+        slope, cells = window_slope(edges, h, h, 2 * resolution)  # the whole image
+        seen.append(
+            {"move_px": [mx, my], "slope": _num(slope), "cells": cells,
+             "noise_ratio": ratio, "arithmetic": bool(noisy or jitter > GRID_JITTER)}
+        )  # fmt: skip
+    order = sorted(
+        range(len(found)),
+        key=lambda i: (
+            seen[i]["arithmetic"],
+            -round((seen[i]["slope"] or 0.0) / 0.05),
+            -seen[i]["cells"],
+            i,
+        ),
+    )
+    return [found[i] for i in order], [seen[i] for i in order], images
+
+
+def descend(
+    compute,
+    centre,
+    width,
+    deepest,
+    resolution,
+    prefer="structure",
+    log=None,
+    fall=False,
+    lookahead=0,
+):
     """Follow the boundary from `centre` (log10 x, y) at `width` decades down to the
     centre of the frame `deepest` decades wide.
 
@@ -443,7 +505,9 @@ def descend(compute, centre, width, deepest, resolution, prefer="structure", log
     chooses the deepest frame's centre). At each depth the best acceptable candidate
     (candidates()); for "structure" each image is also computed on its grid shifted by
     NOISE_SHIFT of a pixel (the centre moved by that much), for the noise test, and with
-    `fall` once more by deep_shift() of a pixel, for the fall test. Where an
+    `fall` once more by deep_shift() of a pixel, for the fall test; with `lookahead`
+    (levels) the candidates are ranked by look_ahead() (not deeper than the last image).
+    Where an
     image has none (blank, or the arithmetic's wherever the path could go on), the
     descent backs up to the deepest level with an untried alternative and goes on from
     there, as long as the images stay within twice those of a straight descent; past that
@@ -479,11 +543,18 @@ def descend(compute, centre, width, deepest, resolution, prefer="structure", log
                 images += 1
         reach = 0.5 if not path else 0.25  # the first move: anywhere a half-width window fits
         found, info, fallback = _candidates(values, prefer, reach, shifted, jitter, deep)
+        levels = min(lookahead, depth - 1 - len(path))
+        if prefer == "structure" and levels > 0 and len(found) > 1:
+            found, info["lookahead"], used = look_ahead(
+                compute, found, c, w, levels, resolution, fall
+            )
+            images += used
         if not found:
             j = len(path) - 1
             while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
                 j -= 1
             per_image = 1 + (shifted is not None) + (deep is not None)
+            per_image *= 1 + (ALTERNATIVES if lookahead else 0)
             if j >= 0 and images + per_image * (depth - (j + 1)) <= per_image * limit:
                 if log:
                     log(
