@@ -209,6 +209,50 @@ def test_the_fall_test_lets_the_descent_into_a_boundary_near_2():
     )
 
 
+def julia_or_wave(c, w, n=65):
+    """Left of x = 0 a Julia set's boundary (D = 1.39 at every scale), right of it, from
+    x = 0.05 to 0.45, a sine of period 0.1 decades around y = LINE: dense (and more
+    complex than the Julia set) at the first levels, a smooth arc from a few levels down."""
+    g = (np.arange(n) - (n - 1) / 2) * (w / (n - 1))
+    y, x = np.meshgrid(c[1] + g, c[0] + g, indexing="ij")
+    wave = y - LINE - 0.2 * np.sin(2 * np.pi * x / 0.1) * ((x > 0.05) & (x < 0.45))
+    return np.where(x < 0, julia(x + RABBIT_EDGE[0] + 0.1, y + RABBIT_EDGE[1]), wave)
+
+
+def deepest_slope(compute, centre, width=math.ldexp(2.0, -10), n=65):
+    edges = zoom.paper_edges(compute(centre, width, n))
+    h = edges.shape[0] // 2
+    return zoom.window_slope(edges, h, h, 2 * n)[0]
+
+
+def test_lookahead_keeps_the_descent_off_a_boundary_smooth_further_down():
+    # greedy: into the dense sine, which is a smooth arc from a few levels down, so the
+    # deep frames read 1; three levels of lookahead see that and take the Julia set
+    greedy = zoom.descend(julia_or_wave, (0.0, 0.0), 2.0, 1e-3, 65, "structure")
+    assert greedy["centre"][0] > 0 and deepest_slope(julia_or_wave, greedy["centre"]) < 1.05
+    ahead = zoom.descend(julia_or_wave, (0.0, 0.0), 2.0, 1e-3, 65, "structure", lookahead=3)
+    assert ahead["centre"][0] < 0 and deepest_slope(julia_or_wave, ahead["centre"]) > 1.2
+    assert ahead == zoom.descend(julia_or_wave, (0.0, 0.0), 2.0, 1e-3, 65, "structure", lookahead=3)
+    # every level with a choice records what each candidate's deep image showed, best
+    # first, and the path takes the first; none looks past the last level
+    levels = ahead["levels"]
+    assert "lookahead" in levels[0] and "lookahead" not in levels[-1]
+    for lv in levels:
+        seen = lv.get("lookahead")
+        if seen:
+            assert seen[0]["move_px"] == lv["move_px"] and not seen[0]["arithmetic"]
+            rank = [round((s["slope"] or 0) / 0.05) for s in seen if not s["arithmetic"]]
+            assert rank[0] == max(rank)  # the slope to 0.05, then the most boundary cells
+    assert ahead["images"] > greedy["images"]
+    # the paper's paths and the greedy ones keep their cells: the parameter is set only
+    # for an automatic path with lookahead
+    cfg = Config({**FRACTAL_BASE, **ZOOM, "fractal_descent_lookahead": 3})
+    assert workload.cell_params(cfg, {"experiment": "tanh", "path": "auto"})["lookahead"] == 3
+    assert "lookahead" not in workload.cell_params(cfg, {"experiment": "tanh", "path": "paper"})
+    cfg = Config({**FRACTAL_BASE, **ZOOM})
+    assert "lookahead" not in workload.cell_params(cfg, {"experiment": "tanh", "path": "auto"})
+
+
 def test_paper_paths_stay_on_the_panel_while_it_is_known():
     # the descent begins where a frame's pixel is no longer larger than the centre's
     # uncertainty (1e-4 of the panel's width): the finer the frames, the sooner
