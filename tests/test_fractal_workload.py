@@ -244,6 +244,11 @@ def test_lookahead_keeps_the_descent_off_a_boundary_smooth_further_down():
             rank = [round((s["slope"] or 0) / 0.05) for s in seen if not s["arithmetic"]]
             assert rank[0] == max(rank)  # the slope to 0.05, then the most boundary cells
     assert ahead["images"] > greedy["images"]
+    # the same with the fall test judging the deep images (one more image each)
+    fall = zoom.descend(
+        julia_or_wave, (0.0, 0.0), 2.0, 1e-3, 65, "structure", fall=True, lookahead=3
+    )
+    assert fall["centre"][0] < 0 and deepest_slope(julia_or_wave, fall["centre"]) > 1.2
     # the paper's paths and the greedy ones keep their cells: the parameter is set only
     # for an automatic path with lookahead
     cfg = Config({**FRACTAL_BASE, **ZOOM, "fractal_descent_lookahead": 3})
