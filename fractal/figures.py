@@ -231,7 +231,8 @@ def frame_sheet(p, loaded, stats, path, title=None):
 
 def slopes_vs_depth(sheets, path, title=None):
     """Per experiment, each path's per-frame box-counting dimension against frame index
-    (depth: frame k is 2^k times narrower than frame 0), with its pooled estimate."""
+    (depth: frame k is 2^k times narrower than frame 0), with its pooled estimate; a
+    path's legend is its key, or p["label"] where given."""
     experiments = sorted({p["experiment"] for p, _, _ in sheets.values()})
     if not experiments:
         return None
@@ -242,7 +243,8 @@ def slopes_vs_depth(sheets, path, title=None):
                 continue
             fd = stats.get("frame_dimensions") or {}
             ks = sorted(k for k in fd if fd[k] is not None)
-            (line,) = ax.plot(ks, [fd[k] for k in ks], "o-", ms=2.5, lw=1, label=key)
+            label = p.get("label", key)
+            (line,) = ax.plot(ks, [fd[k] for k in ks], "o-", ms=2.5, lw=1, label=label)
             if stats.get("dimension") is not None:
                 ax.axhline(stats["dimension"], color=line.get_color(), ls="--", lw=0.8)
         ax.set_xlabel("zoom k (image width = the widest / 2^k)")

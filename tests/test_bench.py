@@ -165,3 +165,35 @@ def test_a_resume_check_holds_out_finished_cells_and_finds_a_changed_loss(tmp_pa
     assert (report["held"], report["recomputed"], report["identical"]) == (4, 3, 2)
     assert [d["cell"] for d in report["different"]] == [chosen[0]]
     assert report["different"][0]["same_labels"]
+
+
+def test_the_path_figure_draws_each_rule_and_names_a_missing_run(tmp_path):
+    """bench/auto_paths_figure.py takes each rule's frames from a report's JSON, and an
+    argument naming a run the file lacks stops with the runs it has."""
+    import pytest
+
+    from bench.auto_paths_figure import sheets
+    from fractal import figures
+
+    path = {"experiment": "tanh", "frame_dimensions": {"0": 1.0, "1": 1.5}, "dimension": 1.2}
+    runs = {
+        "runs": {
+            "run-a": {
+                "paths": {
+                    "tanh/paper": {**path, "path": "paper"},
+                    "tanh/auto": {**path, "path": "auto", "dimension": 1.7},
+                }
+            }
+        }
+    }
+    f = tmp_path / "report.json"
+    f.write_text(json.dumps(runs))
+    found = sheets([f"paper={f}:run-a:paper", f"auto={f}:run-a:auto"])
+    assert sorted(found) == ["auto tanh", "paper tanh"]
+    p, _, stats = found["auto tanh"]
+    assert p["label"] == "auto" and stats["dimension"] == 1.7
+    assert stats["frame_dimensions"] == {0: 1.0, 1: 1.5}
+    assert figures.slopes_vs_depth(found, tmp_path / "rules.png")
+    assert (tmp_path / "rules.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match=r"no run 'run-b' .* \['run-a'\]"):
+        sheets([f"x={f}:run-b:auto"])
