@@ -444,13 +444,13 @@ def _lost(info, fallback):
 def look_ahead(compute, found, centre, width, levels, resolution, fall=False):
     """Ranks the candidates `found` (moves in pixels of the image `width` wide around
     `centre`) by the boundary on the image 2^levels times narrower around each. Returns
-    (the candidates reordered, what each deep image showed in that order, images
-    computed)."""
+    (the candidates reordered, what each deep image showed in that order with the
+    candidate's rank in `found` (`greedy_rank`), images computed)."""
     step = width / (resolution - 1)
     wa = math.ldexp(width, -levels)
     pixel = wa / (resolution - 1)
     seen, images = [], 0
-    for mx, my in found:
+    for rank, (mx, my) in enumerate(found):
         c = (centre[0] + mx * step, centre[1] + my * step)
         values = compute(c, wa)
         s = NOISE_SHIFT * pixel
@@ -470,7 +470,7 @@ def look_ahead(compute, found, centre, width, levels, resolution, fall=False):
         h = edges.shape[0] // 2
         slope, cells = window_slope(edges, h, h, 2 * resolution)  # the whole image
         seen.append(
-            {"move_px": [mx, my], "slope": _num(slope), "cells": cells,
+            {"move_px": [mx, my], "greedy_rank": rank, "slope": _num(slope), "cells": cells,
              "noise_ratio": ratio, "arithmetic": bool(noisy or jitter > GRID_JITTER)}
         )  # fmt: skip
     order = sorted(
@@ -507,8 +507,7 @@ def descend(
     NOISE_SHIFT of a pixel (the centre moved by that much), for the noise test, and with
     `fall` once more by deep_shift() of a pixel, for the fall test; with `lookahead`
     (levels) the candidates are ranked by look_ahead() (not deeper than the last image).
-    Where an
-    image has none (blank, or the arithmetic's wherever the path could go on), the
+    Where an image has none (blank, or the arithmetic's wherever the path could go on), the
     descent backs up to the deepest level with an untried alternative and goes on from
     there, as long as the images stay within twice those of a straight descent; past that
     it goes on through the least noise-like point (choose_point). Pure given `compute`:

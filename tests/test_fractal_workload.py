@@ -237,10 +237,12 @@ def test_lookahead_keeps_the_descent_off_a_boundary_smooth_further_down():
     # first, and the path takes the first; none looks past the last level
     levels = ahead["levels"]
     assert "lookahead" in levels[0] and "lookahead" not in levels[-1]
+    assert levels[0]["lookahead"][0]["greedy_rank"] > 0  # not the greedy's first choice
     for lv in levels:
         seen = lv.get("lookahead")
         if seen:
             assert seen[0]["move_px"] == lv["move_px"] and not seen[0]["arithmetic"]
+            assert sorted(s["greedy_rank"] for s in seen) == list(range(len(seen)))
             rank = [round((s["slope"] or 0) / 0.05) for s in seen if not s["arithmetic"]]
             assert rank[0] == max(rank)  # the slope to 0.05, then the most boundary cells
     assert ahead["images"] > greedy["images"]
