@@ -46,7 +46,8 @@ probe() {  # name, cap in seconds
     held="results/.held-$name$TAG"
     if [ -n "${UNPACK:-}" ] && [ ! -d "results/$name" ]; then
         cat "$UNPACK/$name$TAG".tar.xz.* | xz -d | tar -C results -xf - || return
-        [ -n "${HOLD:-}" ] && python3 bench/resume_check.py hold --name "$name" \
+        [ -n "${HOLD:-}" ] && echo "HOLD=$HOLD HOLD_LATEST=${HOLD_LATEST:-0}" >>"$LOG" &&
+            python3 bench/resume_check.py hold --name "$name" \
             --count "$HOLD" --latest "${HOLD_LATEST:-0}" --held "$held" >>"$LOG"
     fi
     t0=$(date +%s.%N)

@@ -458,8 +458,8 @@ def look_ahead(compute, found, centre, width, levels, resolution, fall=False):
         images += 2
         gx, gy = frame_grid(c, wa, 0, resolution)
         jitter = max(grid_jitter(gx), grid_jitter(gy))
-        ratio = float(moved.sum() / near.sum()) if near.any() else 0.0
-        noisy = ratio > NOISE_AHEAD
+        ratio = float(moved.sum() / near.sum()) if near.any() else None
+        noisy = ratio is not None and ratio > NOISE_AHEAD
         px = deep_shift(jitter) if fall else None
         if px is not None:  # the fall test decides, as in candidates()
             d = px * pixel
@@ -553,7 +553,7 @@ def descend(
             while j >= 0 and path[j]["rank"] + 1 >= len(path[j]["found"]):
                 j -= 1
             per_image = 1 + (shifted is not None) + (deep is not None)
-            per_image *= 1 + (ALTERNATIVES if lookahead else 0)
+            per_image *= 1 + (ALTERNATIVES if lookahead and prefer == "structure" else 0)
             if j >= 0 and images + per_image * (depth - (j + 1)) <= per_image * limit:
                 if log:
                     log(
