@@ -366,20 +366,22 @@ def _candidates(values, prefer, reach, shifted=None, jitter=0.0, deep=None):
     iy, ix, dx, dy = iy[inside], ix[inside], dx[inside], dy[inside]
     dist = dx**2 + dy**2
     b = max(3, n // 2)  # the next frame's window at this image's resolution
-    ratio = np.zeros(len(ix))
+    sn = sm = np.zeros(len(ix))
+    sd = None
     if shifted is not None:
         near, moved = _flip_maps(v, shifted)
         sn, sm = _box_sum(near, b)[iy, ix], _box_sum(moved, b)[iy, ix]
-        ratio = np.where(sn > 0, sm / np.maximum(sn, 1), 0.0)
         info["image_noise_ratio"] = float(moved.mean() / near.mean()) if near.any() else None
-    noisy, noise_like = ratio > NOISE_AHEAD, ratio  # the fallback: least noise-like first
-    if shifted is not None and deep is not None:  # the fall test decides, not the ratio
-        _, moved_deep = _flip_maps(v, deep)
-        sd = _box_sum(moved_deep, b)[iy, ix]
-        noisy = (sd > 0) & (sm < FALL_AHEAD * sd)
-        noise_like = -np.where(sd > 0, sm / np.maximum(sd, 1), np.inf)  # the least fall
-        info["image_fall"] = float(moved.mean() / moved_deep.mean()) if moved_deep.any() else None
-    noisy = noisy | (jitter > GRID_JITTER)
+        if deep is not None:
+            _, moved_deep = _flip_maps(v, deep)
+            sd = _box_sum(moved_deep, b)[iy, ix]
+            info["image_fall"] = (
+                float(moved.mean() / moved_deep.mean()) if moved_deep.any() else None
+            )
+    noisy, ratio = _noise_ahead(sn, sm, sd, jitter)
+    noise_like = ratio  # the fallback: least noise-like first
+    if sd is not None:  # by the least fall
+        noise_like = -np.where(sd > 0, sm / np.maximum(sd, 1), np.inf)
     if prefer == "structure":
         scored = [window_slope(edges, a, c, b) for a, c in zip(iy, ix)]
         slope = np.array([s for s, _ in scored])
@@ -410,6 +412,21 @@ def _candidates(values, prefer, reach, shifted=None, jitter=0.0, deep=None):
     if slope is not None:
         info.update(window_slope=_num(slope[k]), window_cells=int(cells[k]))
     return [(float(dx[i]), float(dy[i])) for i in picked], info, None
+
+
+def _noise_ahead(near, moved, deep, jitter):
+    """The descent's verdict on windows (arrays, or sums over one image): `near` flips
+    between neighbours, `moved` flips on the grid shifted by NOISE_SHIFT, `deep` (the fall
+    test, or None) flips on the grid shifted by deep_shift(). Noise where the ratio
+    moved / near is above NOISE_AHEAD, or with the fall test where the flips fall by less
+    than FALL_AHEAD (the ratio is then only recorded), or where the grid is below its
+    float64 floor (jitter above GRID_JITTER). Returns (noise?, ratio; 0 without flips)."""
+    near, moved = np.asarray(near, dtype=float), np.asarray(moved, dtype=float)
+    ratio = np.where(near > 0, moved / np.maximum(near, 1), 0.0)
+    noisy = ratio > NOISE_AHEAD
+    if deep is not None:
+        noisy = (deep > 0) & (moved < FALL_AHEAD * np.asarray(deep))
+    return noisy | (jitter > GRID_JITTER), ratio
 
 
 def _num(x):
@@ -458,20 +475,20 @@ def look_ahead(compute, found, centre, width, levels, resolution, fall=False):
         images += 2
         gx, gy = frame_grid(c, wa, 0, resolution)
         jitter = max(grid_jitter(gx), grid_jitter(gy))
-        ratio = float(moved.sum() / near.sum()) if near.any() else None
-        noisy = ratio is not None and ratio > NOISE_AHEAD
         px = deep_shift(jitter) if fall else None
+        deep = None
         if px is not None:  # the fall test decides, as in candidates()
             d = px * pixel
-            _, moved_deep = _flip_maps(values, compute((c[0] + d, c[1] + d), wa))
+            _, deep = _flip_maps(values, compute((c[0] + d, c[1] + d), wa))
+            deep = deep.sum()
             images += 1
-            noisy = bool(moved_deep.any()) and moved.sum() < FALL_AHEAD * moved_deep.sum()
+        noisy, ratio = _noise_ahead(near.sum(), moved.sum(), deep, jitter)
         edges = paper_edges(values)
         h = edges.shape[0] // 2
         slope, cells = window_slope(edges, h, h, 2 * resolution)  # the whole image
         seen.append(
             {"move_px": [mx, my], "greedy_rank": rank, "slope": _num(slope), "cells": cells,
-             "noise_ratio": ratio, "arithmetic": bool(noisy or jitter > GRID_JITTER)}
+             "noise_ratio": float(ratio) if near.any() else None, "arithmetic": bool(noisy)}
         )  # fmt: skip
     order = sorted(
         range(len(found)),
