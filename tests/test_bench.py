@@ -6,6 +6,8 @@ import re
 import shutil
 import sys
 
+import numpy as np
+
 from kmatrix import manifest
 
 from tests.conftest import ROOT
@@ -197,3 +199,77 @@ def test_the_path_figure_draws_each_rule_and_names_a_missing_run(tmp_path):
     assert (tmp_path / "rules.png").stat().st_size > 0
     with pytest.raises(SystemExit, match=r"no run 'run-b' .* \['run-a'\]"):
         sheets([f"x={f}:run-b:auto"])
+
+
+def test_the_resolution_table_compares_only_windows_the_runs_share():
+    """bench/paper_resolution_table.py: two runs whose centres lie 1e-4 apart share the
+    frames wider than 256e-4 (frames 0-5 from width 1.0), and the change at the doubling
+    is taken over the whole paths and over those frames alone."""
+    from bench.paper_resolution_table import table
+
+    def report(centre, deep):
+        dims = {str(k): 1.2 if k < 8 else deep for k in range(10)}
+        path = {
+            "experiment": "tanh",
+            "path": "paper",
+            "centre": centre,
+            "frames": 10,
+            "frames_done": 10,
+            "widest_width": 1.0,
+            "dimension": 1.2 if deep == 1.2 else 1.25,
+            "spread_16_84": [1.1, 1.3],
+            "arithmetic_frames": [],
+            "frame_dimensions": dims,
+        }
+        return {"runs": {"r": {"paths": {"tanh/paper": path}}}}
+
+    rows, converged = table({257: report([0.0, 0.0], 1.2), 513: report([1e-4, 0.0], 1.9)})
+    row = rows["tanh"]
+    assert row["shared_windows"]["frames"] == 6
+    assert abs(row["change_at_doubling"]["257-513"] - 0.05) < 1e-12
+    assert row["shared_windows"]["change_at_doubling"]["257-513"] == 0.0
+    assert converged == {
+        "criterion": 0.03,
+        "doubling": "257-513",
+        "whole_paths": False,
+        "shared_windows": True,
+    }
+
+
+def test_the_subsampled_frames_read_a_line_as_a_line_at_every_stride(tmp_path, monkeypatch):
+    """bench/paper_subsample.py box-counts a frame at every 1st, 2nd and 4th pixel: a
+    straight boundary reads 1 at each, and --check tells equal slopes from changed ones."""
+    import tarfile
+
+    from bench import paper_subsample
+    from fractal import dimension
+
+    root = tmp_path / "results" / "run"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "config.json").write_text(json.dumps({"fractal_dimension": "pow2"}))
+    x = np.linspace(-1, 1, 257)
+    line = np.where(x[:, None] + 0.3 * x[None, :] > 0.01, 1.0, -1.0)
+    slopes = []
+    for k in range(2):
+        cell = root / "cells" / f"tanh-paper-f{k}"
+        cell.mkdir(parents=True)
+        np.save(cell / "frame.npy", line)
+        s = dimension.box_count(line, method="pow2")["slopes"]
+        slopes.append(s)
+        meta = {"experiment": "tanh", "path": "paper", "frame": k, "slopes": s}
+        (cell / "meta.json").write_text(json.dumps(meta))
+        (cell / "result.json").write_text(json.dumps({"slopes": s if k == 0 else [9.0]}))
+    with tarfile.open(tmp_path / "cells.tar.gz", "w:gz") as tar:
+        for k in range(2):
+            name = f"run/cells/tanh-paper-f{k}/result.json"
+            tar.add(root.parent / name, arcname=name)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sub.json"
+    argv = ["paper_subsample.py", "run", "--out", str(out), "--check", "cells.tar.gz"]
+    monkeypatch.setattr(sys, "argv", argv)
+    paper_subsample.main()
+    report = json.loads(out.read_text())
+    pooled = report["paths"]["tanh/paper"]["pooled"]
+    assert sorted(pooled, key=int) == ["65", "129", "257"]
+    assert all(abs(p["dimension"] - 1.0) < 0.1 for p in pooled.values())
+    assert report["check"] == {"frames_equal": 1, "frames_differ": ["tanh-paper-f1"]}
