@@ -8,8 +8,10 @@ window, the pixels a coarser frame there would compute), pooled per experiment a
 A zoom path run at another resolution follows other boundary points below its panel (the
 nearest boundary point depends on the pixels), so a table of runs at 257, 513 and 1025
 pixels mixes the resolution with the path. Here the windows are the same and only the
-pixels counted change. --check: the frames' slopes of an earlier run of the same matrix
-(bench/auto_paths_gpu.sh packs them), compared for equality with this run's.
+pixels counted change. --check: an earlier run of the same paths, compared frame by frame
+for equality with this one (another machine: the same arithmetic?): its frames' slopes
+(the _cells.tar.gz bench/auto_paths_gpu.sh packs) or, from a summary.json, each frame's
+median slope.
 """
 
 import argparse
@@ -37,10 +39,17 @@ def frames(root):
     return sorted(out, key=lambda mv: (mv[0]["experiment"], mv[0]["path"], mv[0]["frame"]))
 
 
-def earlier_slopes(tar_path):
-    """{cell name: slopes} of the frames packed by bench/auto_paths_gpu.sh."""
+def earlier_frames(path):
+    """{cell name: slopes} of the frames packed by bench/auto_paths_gpu.sh, or from a
+    summary.json {cell name: the frame's median slope}."""
     out = {}
-    with tarfile.open(tar_path) as tar:
+    if str(path).endswith(".json"):
+        summary = json.loads(Path(path).read_text())["workload_summary"]
+        for s in summary.values():
+            for k, d in s["frame_dimensions"].items():
+                out[f"{s['experiment']}-{s['path']}-f{k}"] = d
+        return out
+    with tarfile.open(path) as tar:
         for member in tar.getmembers():
             if member.name.endswith("/result.json"):
                 r = json.load(tar.extractfile(member))
@@ -54,15 +63,16 @@ def main():
     ap.add_argument("name", help="a finished matrix under results/")
     ap.add_argument("--strides", default="1,2,4")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--check", help="an earlier run's packed frames (_cells.tar.gz)")
+    ap.add_argument("--check", help="an earlier run's _cells.tar.gz or summary.json")
     args = ap.parse_args()
     root = Path("results") / args.name
     method = json.loads((root / "config" / "config.json").read_text())["fractal_dimension"]
     strides = [int(s) for s in args.strides.split(",")]
-    earlier = earlier_slopes(args.check) if args.check else None
+    earlier = earlier_frames(args.check) if args.check else None
     paths, same, differ = {}, 0, []
     for meta, values_file in frames(root):
         v = np.load(values_file)
+        n = v.shape[0]
         key = f"{meta['experiment']}/{meta['path']}"
         path = paths.setdefault(
             key, {"frames": [], "n": v.shape[0], "slopes": {s: [] for s in strides}}
@@ -75,10 +85,11 @@ def main():
         path["frames"].append(row)
         if earlier is not None:
             cell = values_file.parent.name
-            if earlier.get(cell) == meta["slopes"]:
+            ours = meta["slopes"] if isinstance(earlier.get(cell), list) else row[str(n)]
+            if earlier.get(cell) == ours:
                 same += 1
             else:
-                differ.append(cell)
+                differ.append({"cell": cell, "ours": ours, "earlier": earlier.get(cell)})
     out = {"name": args.name, "method": method, "paths": {}}
     for key, path in paths.items():
         pooled = {}
@@ -93,7 +104,7 @@ def main():
         print(key, {px: round(p["dimension"], 3) for px, p in pooled.items()})
     if earlier is not None:
         out["check"] = {"frames_equal": same, "frames_differ": differ}
-        print(f"slopes equal to the earlier run's: {same} frames; differ: {differ}")
+        print(f"frames equal to the earlier run's: {same}; differ: {[d['cell'] for d in differ]}")
     write_bench_result(args.out, out)
 
 

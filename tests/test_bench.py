@@ -272,4 +272,15 @@ def test_the_subsampled_frames_read_a_line_as_a_line_at_every_stride(tmp_path, m
     pooled = report["paths"]["tanh/paper"]["pooled"]
     assert sorted(pooled, key=int) == ["65", "129", "257"]
     assert all(abs(p["dimension"] - 1.0) < 0.1 for p in pooled.values())
-    assert report["check"] == {"frames_equal": 1, "frames_differ": ["tanh-paper-f1"]}
+    check = report["check"]
+    assert check["frames_equal"] == 1 and [d["cell"] for d in check["frames_differ"]] == [
+        "tanh-paper-f1"
+    ]
+    medians = {"0": float(np.median(slopes[0])), "1": 2.0}  # a summary: each frame's median
+    summary = {"workload_summary": {"tanh/paper": {"experiment": "tanh", "path": "paper"}}}
+    summary["workload_summary"]["tanh/paper"]["frame_dimensions"] = medians
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    argv[-1] = "summary.json"
+    paper_subsample.main()
+    check = json.loads(out.read_text())["check"]
+    assert check["frames_equal"] == 1 and check["frames_differ"][0]["earlier"] == 2.0
