@@ -40,21 +40,22 @@ def frames(root):
 
 
 def earlier_frames(path):
-    """{cell name: slopes} of the frames packed by bench/auto_paths_gpu.sh, or from a
-    summary.json {cell name: the frame's median slope}."""
+    """{(experiment, path, frame): slopes} of the frames packed by
+    bench/auto_paths_gpu.sh, or from a summary.json the frame's median slope."""
     out = {}
     if str(path).endswith(".json"):
         summary = json.loads(Path(path).read_text())["workload_summary"]
         for s in summary.values():
             for k, d in s["frame_dimensions"].items():
-                out[f"{s['experiment']}-{s['path']}-f{k}"] = d
+                out[(s["experiment"], s["path"], int(k))] = d
         return out
     with tarfile.open(path) as tar:
         for member in tar.getmembers():
             if member.name.endswith("/result.json"):
                 r = json.load(tar.extractfile(member))
-                if "slopes" in r:
-                    out[member.name.split("/")[-2]] = r["slopes"]
+                point = r.get("point") or {}
+                if "slopes" in r and "frame" in point:
+                    out[(point["experiment"], point["path"], point["frame"])] = r["slopes"]
     return out
 
 
@@ -74,9 +75,7 @@ def main():
         v = np.load(values_file)
         n = v.shape[0]
         key = f"{meta['experiment']}/{meta['path']}"
-        path = paths.setdefault(
-            key, {"frames": [], "n": v.shape[0], "slopes": {s: [] for s in strides}}
-        )
+        path = paths.setdefault(key, {"frames": [], "n": n, "slopes": {s: [] for s in strides}})
         row = {"frame": meta["frame"], "arithmetic": bool(meta.get("arithmetic"))}
         for s in strides:
             slopes = dimension.box_count(v[::s, ::s], method=method)["slopes"]
@@ -84,12 +83,13 @@ def main():
             row[str(v[::s, ::s].shape[0])] = float(np.median(slopes)) if slopes else None
         path["frames"].append(row)
         if earlier is not None:
-            cell = values_file.parent.name
-            ours = meta["slopes"] if isinstance(earlier.get(cell), list) else row[str(n)]
-            if earlier.get(cell) == ours:
+            theirs = earlier.get((meta["experiment"], meta["path"], meta["frame"]))
+            ours = meta["slopes"] if isinstance(theirs, list) else row[str(n)]
+            if theirs == ours:
                 same += 1
             else:
-                differ.append({"cell": cell, "ours": ours, "earlier": earlier.get(cell)})
+                cell = values_file.parent.name
+                differ.append({"cell": cell, "ours": ours, "earlier": theirs})
     out = {"name": args.name, "method": method, "paths": {}}
     for key, path in paths.items():
         pooled = {}

@@ -258,7 +258,9 @@ def test_the_subsampled_frames_read_a_line_as_a_line_at_every_stride(tmp_path, m
         slopes.append(s)
         meta = {"experiment": "tanh", "path": "paper", "frame": k, "slopes": s}
         (cell / "meta.json").write_text(json.dumps(meta))
-        (cell / "result.json").write_text(json.dumps({"slopes": s if k == 0 else [9.0]}))
+        point = {"experiment": "tanh", "path": "paper", "frame": k}
+        result = {"point": point, "slopes": s if k == 0 else [9.0]}
+        (cell / "result.json").write_text(json.dumps(result))
     with tarfile.open(tmp_path / "cells.tar.gz", "w:gz") as tar:
         for k in range(2):
             name = f"run/cells/tanh-paper-f{k}/result.json"
